@@ -1,0 +1,43 @@
+"""Entry points. The only module that touches os.environ and sys.std*; each entry imports only its path."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from . import __version__
+
+
+def _log_internal(exc: BaseException) -> None:
+    """A traceback goes to stderr (never stdout, which carries the protocol)."""
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+
+
+def ipam_main() -> int:
+    from . import skel
+    from .ipam.plugin import HANDLERS
+
+    return skel.run(HANDLERS, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+                    about=f"ignite-ipam {__version__}: host-local compatible IPAM for cni-ignite",
+                    on_internal_error=_log_internal)
+
+
+def bridge_main() -> int:
+    from . import skel
+    from .bridge.plugin import HANDLERS
+
+    return skel.run(HANDLERS, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+                    about=f"ignite-bridge {__version__}: bridge, veth and microVM tap plugin for cni-ignite",
+                    on_internal_error=_log_internal)
+
+
+def admin_main(argv: list[str] | None = None) -> int:
+    from .admin import main
+
+    return main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":  # python -m cni_ignite.cli <ipam|bridge|admin>
+    which = sys.argv.pop(1) if len(sys.argv) > 1 else ""
+    sys.exit({"ipam": ipam_main, "bridge": bridge_main}.get(which, admin_main)())

@@ -1,0 +1,251 @@
+"""Leases on disk, byte-compatible with the reference host-local, plus an index that keeps ADD and
+DEL independent of the number of leases.
+
+Layout (host-local's): ``<dataDir>/<network>/<ip>`` holds ``<containerID>\\r\\n<ifname>``;
+``last_reserved_ip.<n>`` the last address handed out from range set n; ``lock`` is flock'ed for the
+whole command (go-filemutex and filelock's UnixFileLock use the same flock, so the Go plugin, filelock
+users and we exclude each other).
+
+The lease files are the truth. Beside them, ``<dataDir>/.ignite-index/<network>/`` maps each
+attachment (hash of container ID and ifname) to its addresses. The index is trusted only while the
+network folder's mtime equals the value in ``stamp``, which we set ourselves with ``utime`` after each
+change; anyone else creating or removing a lease (the Go plugin, an operator) changes the mtime and the
+next command rebuilds the index from the lease files.
+
+A lease is written to a temporary file, fsync'ed, then hard-linked to its address's name: the link is
+atomic and exclusive, so a lease is never half-written and a killed ADD leaves at most a temporary
+file in the index folder, removed by the next rebuild or GC.
+
+This module uses ``fcntl.flock`` itself rather than importing ``filelock``: importing filelock costs
+39-44 ms per plugin start (it pulls inspect, logging, threading, decimal; measured in
+benchmarks/IMPORTS.md), more than the rest of an IPAM ADD. The admin command uses filelock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import CniError, IOFailure, TryAgainLater
+
+if TYPE_CHECKING:
+    from ..result import IPAddress
+
+INDEX_DIR = ".ignite-index"
+LAST_RESERVED = "last_reserved_ip."
+Owner = tuple[str, str]  # (container ID, ifname); ifname "" for legacy id-only leases
+
+
+@contextlib.contextmanager
+def flocked(path: str, timeout: float) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing), waiting at most `timeout` seconds."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_flock(fd, path, timeout)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock; the file stays (unlinking would split waiters)
+
+
+def _wait_flock(fd: int, path: str, timeout: float) -> None:
+    def expired(_sig: int, _frame: object) -> None:
+        raise TryAgainLater("IPAM store busy", f"could not lock {path} within {timeout:g}s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def owner_key(owner: Owner) -> str:
+    return "a-" + hashlib.sha256(f"{owner[0]}\0{owner[1]}".encode()).hexdigest()[:32]
+
+
+def parse_lease(data: bytes) -> Owner | None:
+    """Lease file content -> (id, ifname); legacy id-only leases give (id, ""); empty/garbage -> None."""
+    text = data.decode(errors="replace").strip()
+    if not text:
+        return None
+    cid, _, ifname = text.partition("\r\n")
+    return (cid.strip(), ifname.strip())
+
+
+def lease_name(name: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+class DiskStore:
+    """One network's leases. Use inside ``with store.locked():``; every method assumes the lock is held."""
+
+    def __init__(self, data_dir: str, network: str, *, lock_timeout: float = 30.0) -> None:
+        self.dir = os.path.join(data_dir, network)
+        self.idx = os.path.join(data_dir, INDEX_DIR, network)
+        self.lock_timeout = lock_timeout
+        self._dirty = False
+        self.owner: Owner = ("", "")
+
+    # ------------------------------------------------------------------------------------ transaction
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[DiskStore]:
+        try:
+            os.makedirs(self.dir, mode=0o755, exist_ok=True)
+            os.makedirs(self.idx, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise IOFailure(f"cannot create IPAM data folder {self.dir}", str(exc)) from exc
+        with flocked(os.path.join(self.dir, "lock"), self.lock_timeout):
+            self._dirty = False
+            if not self._index_fresh():
+                self.rebuild_index()
+            try:
+                yield self
+            finally:
+                if self._dirty:
+                    self._stamp()
+
+    def _index_fresh(self) -> bool:
+        try:
+            with open(os.path.join(self.idx, "stamp"), "rb") as f:
+                return int(f.read() or b"-1") == os.stat(self.dir).st_mtime_ns
+        except (OSError, ValueError):
+            return False
+
+    def _stamp(self) -> None:
+        """Give the lease folder an mtime that only we could have set, and record it."""
+        st = os.stat(self.dir)
+        mark = time.time_ns() | 1
+        if mark == st.st_mtime_ns:
+            mark += 2
+        os.utime(self.dir, ns=(st.st_atime_ns, mark))
+        self._write_atomic(os.path.join(self.idx, "stamp"), str(mark).encode())
+
+    def rebuild_index(self) -> None:
+        leases = self.scan()
+        for name in os.listdir(self.idx):
+            if name.startswith(("a-", ".tmp-")):
+                os.unlink(os.path.join(self.idx, name))
+        by_owner: dict[Owner, list[IPAddress]] = {}
+        for ip, owner in leases.items():
+            if owner is not None:
+                by_owner.setdefault(owner, []).append(ip)
+        for owner, ips in by_owner.items():
+            self._write_index(owner, ips)
+        self._dirty = True
+
+    # ---------------------------------------------------------------------------------------- reading
+    def scan(self) -> dict[IPAddress, Owner | None]:
+        """Every lease file and its owner (None for an empty or unreadable lease). O(leases)."""
+        out: dict[IPAddress, Owner | None] = {}
+        for entry in os.scandir(self.dir):
+            ip = lease_name(entry.name)
+            if ip is None:
+                continue
+            try:
+                with open(entry.path, "rb") as f:
+                    out[ip] = parse_lease(f.read())
+            except OSError:
+                out[ip] = None
+        return out
+
+    def find(self, owner: Owner) -> list[IPAddress]:
+        """The addresses leased to `owner`, from the index, each confirmed against its lease file."""
+        try:
+            with open(os.path.join(self.idx, owner_key(owner)), "rb") as f:
+                listed = [ipaddress.ip_address(x) for x in f.read().decode().split()]
+        except FileNotFoundError:
+            return []
+        return [ip for ip in listed if self.holder(ip) == owner]
+
+    def holder(self, ip: IPAddress) -> Owner | None:
+        try:
+            with open(os.path.join(self.dir, str(ip)), "rb") as f:
+                return parse_lease(f.read())
+        except FileNotFoundError:
+            return None
+
+    def is_taken(self, ip: IPAddress) -> bool:
+        return os.path.lexists(os.path.join(self.dir, str(ip)))
+
+    def last_reserved(self, range_id: int) -> IPAddress | None:
+        try:
+            with open(os.path.join(self.dir, f"{LAST_RESERVED}{range_id}"), "rb") as f:
+                return lease_name(f.read().decode(errors="replace").strip())
+        except FileNotFoundError:
+            return None
+
+    # ---------------------------------------------------------------------------------------- writing
+    def reserve(self, ip: IPAddress, range_id: int) -> bool:
+        """Lease `ip` to self.owner; False if it is taken. Records it as the set's last reserved address."""
+        cid, ifname = self.owner
+        tmp = self._write_tmp(f"{cid}\r\n{ifname}".encode(), sync=True)
+        try:
+            os.link(tmp, os.path.join(self.dir, str(ip)))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IOFailure(f"cannot write lease {ip}", str(exc)) from exc
+        finally:
+            os.unlink(tmp)
+        self._dirty = True
+        self._write_atomic(os.path.join(self.dir, f"{LAST_RESERVED}{range_id}"), str(ip).encode())
+        return True
+
+    def release(self, ip: IPAddress) -> None:
+        try:
+            os.unlink(os.path.join(self.dir, str(ip)))
+        except FileNotFoundError:
+            return
+        self._dirty = True
+
+    def set_index(self, owner: Owner, ips: list[IPAddress]) -> None:
+        self._write_index(owner, ips)
+        self._dirty = True
+
+    def _write_index(self, owner: Owner, ips: list[IPAddress]) -> None:
+        path = os.path.join(self.idx, owner_key(owner))
+        if ips:
+            self._write_atomic(path, "\n".join(str(ip) for ip in ips).encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _write_tmp(self, data: bytes, *, sync: bool = False) -> str:
+        path = os.path.join(self.idx, f".tmp-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise IOFailure(f"cannot write in {self.idx}", str(exc)) from exc
+        return path
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        tmp = self._write_tmp(data)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if exc.errno == errno.ENOSPC:
+                raise IOFailure("no space left for IPAM state", path) from exc
+            raise CniError(f"cannot write {path}", str(exc)) from exc

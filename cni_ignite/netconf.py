@@ -1,0 +1,135 @@
+"""The network configuration common to every plugin, and the CNI_ARGS grammar; pure functions.
+
+``parse_netconf`` turns stdin bytes into a ``NetConf``: JSON that is not an object is code 6, a bad or
+missing ``name`` code 7, an unsupported ``cniVersion`` code 1. Unknown keys are kept in ``raw`` and
+otherwise ignored (runtimes inject ``runtimeConfig``, ``args``, ``prevResult``, ``capabilities``,
+``cni.dev/*``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+from .errors import DecodingFailure, InvalidConfig, InvalidEnvironment
+from .version import require_supported
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+
+class NetConf(NamedTuple):
+    cni_version: str
+    name: str
+    type: str
+    raw: dict[str, Any]
+    prev_result: dict[str, Any] | None
+    runtime_config: dict[str, Any]
+    args: dict[str, Any]
+
+
+def load_object(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodingFailure("failed to decode network configuration", str(exc)) from exc
+    if not isinstance(doc, dict):
+        raise DecodingFailure("network configuration is not a JSON object", type(doc).__name__)
+    return doc
+
+
+def parse_netconf(raw: bytes) -> NetConf:
+    doc = load_object(raw)
+    version = doc.get("cniVersion", "0.1.0")  # libcni: a missing cniVersion means 0.1.0
+    if not isinstance(version, str):
+        raise InvalidConfig("cniVersion must be a string", repr(version))
+    require_supported(version)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidConfig("missing network name")
+    if not NAME_RE.match(name):
+        raise InvalidConfig("invalid network name", f"{name!r} must match {NAME_RE.pattern}")
+    prev = doc.get("prevResult")
+    if prev is not None and not isinstance(prev, dict):
+        raise InvalidConfig("prevResult must be an object")
+    return NetConf(
+        cni_version=version,
+        name=name,
+        type=str_field(doc, "type", default=""),
+        raw=doc,
+        prev_result=prev,
+        runtime_config=obj_field(doc, "runtimeConfig"),
+        args=obj_field(doc, "args"),
+    )
+
+
+# ------------------------------------------------------------------------------------ typed field access
+
+def str_field(doc: dict[str, Any], key: str, *, default: str = "", where: str = "") -> str:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidConfig(f"{where}{key} must be a string", repr(value))
+    return value
+
+
+def bool_field(doc: dict[str, Any], key: str, *, default: bool = False, where: str = "") -> bool:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidConfig(f"{where}{key} must be true or false", repr(value))
+    return value
+
+
+def int_field(doc: dict[str, Any], key: str, *, default: int = 0, lo: int | None = None,
+              hi: int | None = None, where: str = "") -> int:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfig(f"{where}{key} must be an integer", repr(value))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise InvalidConfig(f"{where}{key} out of range", f"{value} not in [{lo}, {hi}]")
+    return value
+
+
+def obj_field(doc: dict[str, Any], key: str, *, where: str = "") -> dict[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"{where}{key} must be an object", repr(value))
+    return value
+
+
+def list_field(doc: dict[str, Any], key: str, *, where: str = "") -> list[Any]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidConfig(f"{where}{key} must be a list", repr(value))
+    return value
+
+
+# ------------------------------------------------------------------------------------------- CNI_ARGS
+
+def parse_cni_args(text: str, known: frozenset[str]) -> dict[str, str]:
+    """``K=V;K2=V2`` as libcni's LoadArgs reads it: keys case-sensitive, a value may not contain '=',
+    keys outside `known` are an error unless ``IgnoreUnknown`` is 1/true."""
+    pairs: dict[str, str] = {}
+    if not text:
+        return pairs
+    for item in text.split(";"):
+        if not item:
+            continue
+        kv = item.split("=")
+        if len(kv) != 2:
+            raise InvalidEnvironment("CNI_ARGS: invalid pair", repr(item))
+        pairs[kv[0]] = kv[1]
+    ignore = pairs.get("IgnoreUnknown", "").lower() in ("1", "true")
+    unknown = sorted(k for k in pairs if k not in known and k != "IgnoreUnknown")
+    if unknown and not ignore:
+        raise InvalidEnvironment("CNI_ARGS: unknown args", ", ".join(unknown))
+    return {k: v for k, v in pairs.items() if k in known}
