@@ -87,7 +87,7 @@ class LimitedConnectivity(CniError):
     code = 51
 
 
-class NotFound(Exception):  # noqa: N818 - a value-like signal, not a failure
+class NotFound(Exception):
     """Something to be removed or inspected is already absent (a link, a netns, a rule, a lease)."""
 
 

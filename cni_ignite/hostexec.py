@@ -96,7 +96,9 @@ def run(
     return Completed(tuple(argv), os.waitstatus_to_exitcode(status), bytes(outputs[out_r]), bytes(outputs[err_r]))
 
 
-def _pump(pid: int, in_w: int, data: bytes, outs: dict[int, bytearray], timeout: float, name: str) -> dict[int, bytearray]:
+def _pump(
+    pid: int, in_w: int, data: bytes, outs: dict[int, bytearray], timeout: float, name: str
+) -> dict[int, bytearray]:
     """Feed stdin and drain stdout/stderr without deadlocking on full pipes."""
     deadline = time.monotonic() + timeout
     view = memoryview(data)

@@ -130,7 +130,7 @@ def run(handlers: Handlers, *, env: Mapping[str, str], stdin: IO[bytes], stdout:
     except CniError as exc:
         _emit(stdout, exc.as_dict(conf_version))
         return 1
-    except Exception as exc:  # noqa: BLE001 - the one place a foreign exception becomes code 999
+    except Exception as exc:
         if on_internal_error is not None:
             on_internal_error(exc)
         _emit(stdout, CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version))

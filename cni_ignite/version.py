@@ -14,7 +14,7 @@ VERB_SINCE: dict[str, str] = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"
 def parse(version: str) -> tuple[int, int, int]:
     """'0.4.0' -> (0, 4, 0); raises IncompatibleVersion for anything not of that form."""
     parts = version.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):  # noqa: PLR2004
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise IncompatibleVersion("invalid version", f"{version!r} is not MAJOR.MINOR.PATCH")
     return (int(parts[0]), int(parts[1]), int(parts[2]))
 

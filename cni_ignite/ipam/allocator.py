@@ -5,12 +5,13 @@ taken from the set that contains it. Pure apart from the Store it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CniError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from ..result import IPAddress
     from .config import RangeSet
 
@@ -34,14 +35,11 @@ def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[IPAddress]:
                     start_ip = rs[start_range].start
                 break
     # Walk: the tail of the start range, the other ranges in order (wrapping), then the head of the start range.
-    order = [(start_range, start_ip, rs[start_range].end)]
-    order += [((start_range + k) % len(rs), None, None) for k in range(1, len(rs))]
+    order: list[tuple[IPAddress, IPAddress]] = [(start_ip, rs[start_range].end)]
+    order += [(r.start, r.end) for r in (rs[(start_range + k) % len(rs)] for k in range(1, len(rs)))]
     if start_ip > rs[start_range].start:  # type: ignore[operator]
-        order.append((start_range, rs[start_range].start, start_ip - 1))
-    for idx, lo, hi in order:
-        r = rs[idx]
-        ip = lo if lo is not None else r.start
-        end = hi if hi is not None else r.end
+        order.append((rs[start_range].start, start_ip - 1))
+    for ip, end in order:
         while ip <= end:  # type: ignore[operator]
             if ip not in gateways:
                 yield ip

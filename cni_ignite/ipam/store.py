@@ -31,12 +31,13 @@ import ipaddress
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import CniError, IOFailure, TryAgainLater
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..result import IPAddress
 
 INDEX_DIR = ".ignite-index"

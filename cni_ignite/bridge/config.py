@@ -1,0 +1,173 @@
+"""ignite-bridge configuration: the reference bridge plugin's keys plus VM mode; pure parsing.
+
+Keys and defaults follow containernetworking/plugins' bridge (see README "Configuration"), except:
+the bridge defaults to ``ignite0``; its MAC is always pinned; ``vm`` adds a TAP for a microVM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any, NamedTuple
+
+from ..errors import InvalidConfig
+from ..netconf import NetConf, bool_field, int_field, list_field, obj_field, parse_cni_args, str_field
+
+# CNI_ARGS keys ignite-bridge understands (MAC as the reference bridge; IP goes to the IPAM;
+# TC_REDIRECT_TAP_* as awslabs/tc-redirect-tap takes them).
+KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID"})
+OUR_IPAM = frozenset({"ignite-ipam"})
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+VM_MODES = ("none", "tc-redirect", "bridge")
+
+
+class VlanRange(NamedTuple):
+    lo: int
+    hi: int
+
+
+class VmConfig(NamedTuple):
+    mode: str = "none"          # none | tc-redirect | bridge
+    tap: str = "tap0"
+    uid: int = -1               # -1: the plugin's euid (as tc-redirect-tap)
+    gid: int = -1
+    guest_mac: str = ""         # bridge mode: the VM's MAC (default: derived from the attachment)
+
+
+class BridgeConfig(NamedTuple):
+    bridge: str
+    is_gateway: bool
+    is_default_gateway: bool
+    force_address: bool
+    ip_masq: bool
+    mtu: int
+    hairpin_mode: bool
+    promisc_mode: bool
+    vlan: int
+    vlan_trunk: tuple[VlanRange, ...]
+    preserve_default_vlan: bool
+    mac_spoof_check: bool
+    enable_dad: bool
+    disable_container_interface: bool
+    port_isolation: bool
+    ipam_type: str
+    mac: str
+    dns: dict[str, Any] | None
+    vm: VmConfig
+
+
+def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
+    doc = conf.raw
+    cni_args = parse_cni_args(cni_args_text, KNOWN_ARGS)
+    ipam_type = str_field(obj_field(doc, "ipam"), "type", where="ipam.")
+    is_default_gw = bool_field(doc, "isDefaultGateway")
+    hairpin, promisc = bool_field(doc, "hairpinMode"), bool_field(doc, "promiscMode")
+    if hairpin and promisc:
+        raise InvalidConfig("cannot set hairpin mode and promiscuous mode at the same time")
+    disable_ci = bool_field(doc, "disableContainerInterface")
+    if disable_ci and ipam_type:
+        raise InvalidConfig("cannot use IPAM when the container interface is disabled (disableContainerInterface)")
+    bridge = str_field(doc, "bridge", default="ignite0") or "ignite0"
+    _check_ifname(bridge, "bridge")
+    dns = doc.get("dns")
+    if dns is not None and not isinstance(dns, dict):
+        raise InvalidConfig("dns must be an object", repr(dns))
+    return BridgeConfig(
+        bridge=bridge,
+        is_gateway=bool_field(doc, "isGateway") or is_default_gw,
+        is_default_gateway=is_default_gw,
+        force_address=bool_field(doc, "forceAddress"),
+        ip_masq=bool_field(doc, "ipMasq") and bool(ipam_type),
+        mtu=int_field(doc, "mtu", default=0, lo=0, hi=65535),
+        hairpin_mode=hairpin,
+        promisc_mode=promisc,
+        vlan=int_field(doc, "vlan", default=0, lo=0, hi=4094),
+        vlan_trunk=_vlan_trunk(doc),
+        preserve_default_vlan=bool_field(doc, "preserveDefaultVlan"),
+        mac_spoof_check=bool_field(doc, "macspoofchk"),
+        enable_dad=bool_field(doc, "enabledad"),
+        disable_container_interface=disable_ci,
+        port_isolation=bool_field(doc, "portIsolation"),
+        ipam_type=ipam_type,
+        mac=_mac(conf, cni_args),
+        dns=dns,
+        vm=_vm(doc, cni_args),
+    )
+
+
+def _check_ifname(name: str, what: str) -> None:
+    if not name or len(name.encode()) > 15 or name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+        raise InvalidConfig(f"invalid {what} name", repr(name))
+
+
+def _vlan_trunk(doc: dict[str, Any]) -> tuple[VlanRange, ...]:
+    out: list[VlanRange] = []
+    for item in list_field(doc, "vlanTrunk"):
+        if not isinstance(item, dict):
+            raise InvalidConfig("vlanTrunk entries must be objects", repr(item))
+        if item.get("id") is not None:
+            vid = int_field(item, "id", lo=1, hi=4094, where="vlanTrunk.")
+            out.append(VlanRange(vid, vid))
+            continue
+        lo = int_field(item, "minID", default=-1, where="vlanTrunk.")
+        hi = int_field(item, "maxID", default=-1, where="vlanTrunk.")
+        if lo < 1 or hi < 1:
+            raise InvalidConfig("vlanTrunk entries need id or both minID and maxID", repr(item))
+        if not (1 <= lo <= 4094 and 1 <= hi <= 4094) or lo > hi:
+            raise InvalidConfig("invalid vlanTrunk range", f"minID {lo}, maxID {hi} (1-4094, minID <= maxID)")
+        out.append(VlanRange(lo, hi))
+    return tuple(out)
+
+
+def _mac(conf: NetConf, cni_args: dict[str, str]) -> str:
+    """runtimeConfig.mac (the `mac` capability) > args.cni.mac > CNI_ARGS MAC=, as the reference bridge."""
+    cni = obj_field(conf.args, "cni", where="args.")
+    for value in (conf.runtime_config.get("mac"), cni.get("mac"), cni_args.get("MAC")):
+        if value:
+            if not isinstance(value, str) or not MAC_RE.match(value):
+                raise InvalidConfig("invalid MAC address", repr(value))
+            return value.lower()
+    return ""
+
+
+def _vm(doc: dict[str, Any], cni_args: dict[str, str]) -> VmConfig:
+    raw = obj_field(doc, "vm")
+    mode = str_field(raw, "mode", default="none", where="vm.") or "none"
+    if mode not in VM_MODES:
+        raise InvalidConfig("invalid vm.mode", f"{mode!r} is not one of {', '.join(VM_MODES)}")
+    tap = cni_args.get("TC_REDIRECT_TAP_NAME") or str_field(raw, "tap", default="tap0", where="vm.") or "tap0"
+    _check_ifname(tap, "vm.tap")
+    uid = _id(cni_args.get("TC_REDIRECT_TAP_UID"), raw, "uid")
+    gid = _id(cni_args.get("TC_REDIRECT_TAP_GID"), raw, "gid")
+    guest_mac = str_field(raw, "guestMac", where="vm.").lower()
+    if guest_mac and not MAC_RE.match(guest_mac):
+        raise InvalidConfig("invalid vm.guestMac", guest_mac)
+    return VmConfig(mode=mode, tap=tap, uid=uid, gid=gid, guest_mac=guest_mac)
+
+
+def _id(from_args: str | None, raw: dict[str, Any], key: str) -> int:
+    if from_args:
+        if not from_args.isdigit():
+            raise InvalidConfig(f"invalid TC_REDIRECT_TAP_{key.upper()}", from_args)
+        return int(from_args)
+    value = int_field(raw, key, default=-1, lo=-1, where="vm.")
+    if value >= 0:
+        return value
+    return os.geteuid() if key == "uid" else os.getegid()
+
+
+def attachment_hash(network: str, container_id: str, ifname: str) -> str:
+    return hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+
+
+def host_veth_name(network: str, container_id: str, ifname: str) -> str:
+    """Deterministic, so DEL finds the host end without the container namespace."""
+    return "veth" + attachment_hash(network, container_id, ifname)[:8]
+
+
+def derived_mac(network: str, container_id: str, ifname: str, salt: str) -> str:
+    """A stable, locally administered unicast MAC for an attachment."""
+    h = hashlib.sha256(f"{salt}\0{network}\0{container_id}\0{ifname}".encode()).digest()
+    first = (h[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in (first, *h[1:6]))
