@@ -39,7 +39,8 @@ def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[IPAddress]:
     order += [(r.start, r.end) for r in (rs[(start_range + k) % len(rs)] for k in range(1, len(rs)))]
     if start_ip > rs[start_range].start:  # type: ignore[operator]
         order.append((rs[start_range].start, start_ip - 1))
-    for ip, end in order:
+    for lo, end in order:
+        ip = lo
         while ip <= end:  # type: ignore[operator]
             if ip not in gateways:
                 yield ip
