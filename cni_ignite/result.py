@@ -219,10 +219,15 @@ def _int(value: object) -> int:
 def _decode_dns(d: object) -> DNS:
     if not isinstance(d, dict):
         return DNS()
-    return DNS(nameservers=tuple(str(s) for s in d.get("nameservers") or ()),
-               domain=str(d.get("domain") or ""),
-               search=tuple(str(s) for s in d.get("search") or ()),
-               options=tuple(str(s) for s in d.get("options") or ()))
+    return DNS(nameservers=_strs(d, "nameservers"), domain=str(d.get("domain") or ""),
+               search=_strs(d, "search"), options=_strs(d, "options"))
+
+
+def _strs(d: dict[str, object], key: str) -> tuple[str, ...]:
+    value = d.get(key) or []
+    if not isinstance(value, list):  # a bare string would otherwise be split into characters
+        raise TypeError(f"dns.{key} must be a list of strings")
+    return tuple(str(s) for s in value)
 
 
 def _decode_020(doc: dict[str, object]) -> Result:

@@ -141,6 +141,7 @@ def test_decoding_keeps_route_dst_with_host_bits() -> None:
     {"routes": [{"gw": "10.0.0.1"}]},
     {"interfaces": [{"mac": "aa:bb:cc:dd:ee:ff"}]},
     {"ip4": {"gateway": "10.0.0.1"}},
+    {"dns": {"nameservers": "8.8.8.8"}},
     {"dns": {"search": 5}},
 ])
 def test_error_when_result_is_malformed(doc: object) -> None:
