@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from .errors import DecodingFailure, InvalidConfig, InvalidEnvironment
 from .version import require_supported
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
 class NetConf(NamedTuple):

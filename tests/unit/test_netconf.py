@@ -61,7 +61,7 @@ def test_error_when_a_common_key_has_the_wrong_type(kw: dict[str, object], msg: 
         parse_netconf(conf(**kw))
 
 
-@pytest.mark.parametrize("name", ["../etc", "a/b", ".", "..", ".hidden", "-x", "_x", "a b", "net\r",
+@pytest.mark.parametrize("name", ["../etc", "a/b", ".", "..", ".hidden", "-x", "_x", "a b", "net\n", "net\r",
                                   "n\u00e9t", "a\\b"])
 def test_error_when_network_name_is_invalid(name: str) -> None:
     with pytest.raises(InvalidConfig):
