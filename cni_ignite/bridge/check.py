@@ -1,0 +1,100 @@
+"""CHECK for ignite-bridge: compare the attachment's kernel state with the prevResult and the config,
+and list every difference (an empty list means the attachment is intact)."""
+
+from __future__ import annotations
+
+import ipaddress
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from .config import host_veth_name
+
+if TYPE_CHECKING:
+    from ..result import Result
+    from ..skel import CmdArgs
+    from .config import BridgeConfig
+
+DEFAULTS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def problems(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, kernel: ModuleType) -> list[str]:
+    found: list[str] = []
+    mine = [i for i, iface in enumerate(prev.interfaces) if iface.name == cmd.ifname and iface.sandbox == cmd.netns]
+    if not mine:
+        found.append(f"prevResult lists no interface {cmd.ifname} in sandbox {cmd.netns}")
+    host = kernel.HostNet()
+    try:
+        found += _host_side(cmd, cfg, prev, host)
+    finally:
+        host.close()
+    cont = kernel.open_container(cmd.netns)
+    try:
+        found += _container_side(cmd, cfg, prev, cont, mine[0] if mine else None)
+        if cfg.vm.mode != "none":
+            from .vm import problems as vm_problems
+
+            found += vm_problems(cont, cmd, cfg)
+    finally:
+        cont.close()
+    from .firewall_glue import check_rules
+
+    found += check_rules(cmd, cfg, [ip.address for ip in prev.ips])
+    return found
+
+
+def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: object) -> list[str]:
+    found: list[str] = []
+    nl = host.nl  # type: ignore[attr-defined]
+    bridge = nl.link(cfg.bridge)
+    if bridge is None or bridge.kind != "bridge":
+        return [f"bridge {cfg.bridge} is missing" if bridge is None else f"{cfg.bridge} is not a bridge"]
+    listed = next((i for i in prev.interfaces if i.name == cfg.bridge and not i.sandbox), None)
+    if listed is not None and listed.mac and bridge.mac != listed.mac:
+        found.append(f"bridge {cfg.bridge} MAC {bridge.mac} differs from the result's {listed.mac}")
+    if cfg.promisc_mode and not bridge.promisc:
+        found.append(f"bridge {cfg.bridge} is not in promiscuous mode")
+    veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+    veth = nl.link(veth_name)
+    if veth is None:
+        found.append(f"host veth {veth_name} is missing")
+    elif veth.master != bridge.index:
+        found.append(f"host veth {veth_name} is not attached to {cfg.bridge}")
+    elif cfg.hairpin_mode and veth.port is not None and not veth.port.hairpin:
+        found.append(f"hairpin mode is off on {veth_name}")
+    if cfg.is_gateway:
+        have = {a.address for a in nl.addrs(bridge.index)}
+        for ip in prev.ips:
+            if ip.gateway is None:
+                continue
+            gw = ipaddress.ip_interface(f"{ip.gateway}/{ip.address.network.prefixlen}")
+            if gw not in have:
+                found.append(f"gateway address {gw} is missing on {cfg.bridge}")
+    return found
+
+
+def _container_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, cont: object, index: int | None) -> list[str]:
+    nl = cont.nl  # type: ignore[attr-defined]
+    link = nl.link(cmd.ifname)
+    if link is None:
+        return [f"interface {cmd.ifname} is missing in {cmd.netns}"]
+    found: list[str] = []
+    if link.kind != "veth":
+        found.append(f"{cmd.ifname} is a {link.kind}, not a veth")
+    listed = prev.interfaces[index] if index is not None else None
+    if listed is not None and listed.mac and link.mac != listed.mac:
+        found.append(f"{cmd.ifname} MAC {link.mac} differs from the result's {listed.mac}")
+    if cfg.vm.mode == "bridge":
+        return found  # the addresses belong to the guest, not to the veth
+    have = {a.address for a in nl.addrs(link.index)}
+    for ip in prev.ips:
+        if ip.interface == index and ip.address not in have:
+            found.append(f"address {ip.address} is missing on {cmd.ifname}")
+    routes = [r for fam in (2, 10) for r in nl.routes(fam)]
+    for want in prev.routes:
+        if want.dst in DEFAULTS:
+            ok = any(r.dst == want.dst and (want.gw is None or r.gw == want.gw) for r in routes)
+        else:
+            ok = any(r.dst == want.dst for r in routes)
+        if not ok:
+            found.append(f"route to {want.dst}{f' via {want.gw}' if want.gw else ''} is missing in {cmd.netns}")
+    return found

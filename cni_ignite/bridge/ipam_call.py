@@ -1,0 +1,40 @@
+"""The bridge's IPAM: our own ignite-ipam runs in-process (same code, no second process); any other
+``ipam.type`` (host-local, static, dhcp, …) is executed from CNI_PATH like libcni's delegation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import OUR_IPAM
+
+if TYPE_CHECKING:
+    from ..result import Result
+    from ..skel import CmdArgs
+
+
+def _ours(ipam_type: str) -> bool:
+    return ipam_type in OUR_IPAM
+
+
+def add(cmd: CmdArgs, ipam_type: str) -> Result:
+    if _ours(ipam_type):
+        from ..ipam import plugin
+
+        return plugin.add(cmd)
+    from ..delegate import exec_ipam
+
+    result = exec_ipam(cmd, ipam_type, "ADD")
+    assert result is not None
+    return result
+
+
+def run(cmd: CmdArgs, ipam_type: str, verb: str) -> None:
+    """DEL, CHECK, GC or STATUS."""
+    if _ours(ipam_type):
+        from ..ipam import plugin
+
+        {"DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}[verb](cmd)
+        return
+    from ..delegate import exec_ipam
+
+    exec_ipam(cmd, ipam_type, verb)

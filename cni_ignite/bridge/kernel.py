@@ -1,0 +1,161 @@
+"""The bridge plugin's kernel work, on top of the netlink layer: the host side (bridge, host veth,
+gateway addresses, forwarding) and the container side (interface addresses, routes, sysctls)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ..errors import CniError, InvalidConfig, PluginUnavailable, UnknownContainer
+from ..netlink import sysctl
+from ..netlink.netns import entered, open_netns
+from ..netlink.ops import NetnsGone
+from ..netlink.rtnl import Rtnl
+
+if TYPE_CHECKING:
+    from ..netlink.ops import LinkInfo
+    from ..result import IPConfig, IPInterface, Route
+    from .config import BridgeConfig
+
+AF_INET, AF_INET6 = 2, 10
+
+
+class HostNet:
+    """The namespace the plugin runs in (the runtime's host)."""
+
+    def __init__(self) -> None:
+        self.nl = Rtnl()
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def link_info(self, name: str) -> LinkInfo:
+        link = self.nl.link(name)
+        if link is None:
+            raise CniError(f"link {name} disappeared")
+        return link
+
+    def ensure_bridge(self, cfg: BridgeConfig) -> LinkInfo:
+        br = self.nl.link(cfg.bridge)
+        if br is None:
+            br = self.nl.create_bridge(cfg.bridge, mtu=cfg.mtu, vlan_filtering=bool(cfg.vlan or cfg.vlan_trunk))
+            sysctl.write(f"net/ipv6/conf/{cfg.bridge}/accept_ra", "0", missing_ok=True)
+        elif br.kind != "bridge":
+            raise InvalidConfig(f"{cfg.bridge} already exists but is not a bridge", f"it is a {br.kind}")
+        # Pin the MAC (set it to itself) so the bridge does not adopt its lowest port's MAC as ports churn.
+        self.nl.set_link(br.index, mac=br.mac, up=True, promisc=True if cfg.promisc_mode else None)
+        return self.link_info(cfg.bridge)
+
+    def create_veth(self, name: str, peer: str, cont: ContainerNet, *, mtu: int, peer_mac: str) -> LinkInfo:
+        return self.nl.create_veth(name, peer, peer_netns_fd=cont.fd, mtu=mtu, mac_of_peer=peer_mac or None)
+
+    def attach_port(self, veth: LinkInfo, bridge: LinkInfo, cfg: BridgeConfig) -> None:
+        sysctl.write(f"net/ipv6/conf/{veth.name}/accept_ra", "0", missing_ok=True)
+        self.nl.set_link(veth.index, master=bridge.index, up=True)
+        if cfg.hairpin_mode or cfg.port_isolation:
+            self.nl.set_brport(veth.index, hairpin=cfg.hairpin_mode or None, isolated=cfg.port_isolation or None)
+        if cfg.vlan or cfg.vlan_trunk:
+            if not cfg.preserve_default_vlan:
+                self.nl.bridge_vlan_del(veth.index, 1)
+            if cfg.vlan:
+                self.nl.bridge_vlan_add(veth.index, cfg.vlan, pvid=True, untagged=True)
+            for r in cfg.vlan_trunk:
+                self.nl.bridge_vlan_add(veth.index, r.lo, vid_end=r.hi if r.hi != r.lo else None)
+            if not cfg.vlan:  # a trunk without an access VLAN keeps native VLAN 1 (reference behaviour)
+                self.nl.bridge_vlan_add(veth.index, 1, pvid=True, untagged=True)
+
+    def set_gateway_addrs(self, bridge: LinkInfo, gateways: list[IPInterface], *, force: bool) -> None:
+        """The reference's ensureAddr: one IPv4 address per bridge; IPv6 addresses must not overlap."""
+        have = self.nl.addrs(bridge.index)
+        for gw in gateways:
+            clash = [a.address for a in have if a.address.version == gw.version and a.address != gw
+                     and (gw.version == 4 or a.address.network.overlaps(gw.network))
+                     and not a.address.ip.is_link_local]
+            if any(a.address == gw for a in have):
+                continue
+            if clash and not force:
+                raise CniError(f"{bridge.name} already has an IP address different from {gw}",
+                               ", ".join(str(c) for c in clash))
+            for old in clash:
+                self.nl.del_addr(bridge.index, old)
+            self.nl.add_addr(bridge.index, gw, nodad=True)
+
+    def enable_forwarding(self, families: set[int]) -> None:
+        if 4 in families:
+            sysctl.write("net/ipv4/ip_forward", "1")
+        if 6 in families:
+            sysctl.write("net/ipv6/conf/all/forwarding", "1")
+
+    def route_localnet(self, bridge: str) -> None:
+        sysctl.write(f"net/ipv4/conf/{bridge}/route_localnet", "1")
+
+    def delete_link(self, name: str) -> bool:
+        return self.nl.delete_link(name)
+
+    def wait_oper_up(self, index: int) -> None:
+        self.nl.wait_oper_up(index)
+
+
+class ContainerNet:
+    """The container's namespace (CNI_NETNS), reached through one fd and one netlink socket."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = open_netns(path)
+        self.nl = Rtnl(netns_fd=self.fd)
+
+    def close(self) -> None:
+        self.nl.close()
+        os.close(self.fd)
+
+    def link(self, name: str) -> LinkInfo | None:
+        return self.nl.link(name)
+
+    def configure(self, ifname: str, *, ips: list[IPConfig], routes: list[Route], cfg: BridgeConfig) -> LinkInfo:
+        link = self.nl.link(ifname)
+        if link is None:
+            raise CniError(f"{ifname} vanished from {self.path}")
+        has_v6 = any(ip.address.version == 6 for ip in ips)
+        with entered(self.fd):
+            sysctl.write(f"net/ipv4/conf/{ifname}/arp_notify", "1", missing_ok=True)
+            if has_v6:
+                for dev in ("lo", ifname):
+                    sysctl.write(f"net/ipv6/conf/{dev}/disable_ipv6", "0", missing_ok=True)
+                sysctl.write(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1", missing_ok=True)
+                sysctl.write(f"net/ipv6/conf/{ifname}/accept_dad", "1" if cfg.enable_dad else "0", missing_ok=True)
+                if cfg.enable_dad:
+                    sysctl.write(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", missing_ok=True)
+        for ip in ips:
+            self.nl.add_addr(link.index, ip.address, nodad=not cfg.enable_dad)
+        if not cfg.disable_container_interface:
+            self.nl.set_link(link.index, up=True)
+        gateways = {ip.gateway.version: ip.gateway for ip in reversed(ips) if ip.gateway is not None}
+        for r in routes:
+            gw = r.gw if r.gw is not None else gateways.get(r.dst.version)
+            self.nl.add_route(r.dst, gw, link.index, table=r.table or 254, priority=r.priority or None,
+                              scope=r.scope, mtu=r.mtu or None)
+        if has_v6 and cfg.enable_dad:
+            self.nl.wait_dad(link.index)
+        return self.nl.link(ifname) or link
+
+    def addresses_of(self, ifname: str) -> list[IPInterface]:
+        link = self.nl.link(ifname)
+        if link is None:
+            return []
+        return [a.address for a in self.nl.addrs(link.index) if not a.address.ip.is_link_local]
+
+    def delete_link(self, name: str) -> bool:
+        return self.nl.delete_link(name)
+
+
+def open_container(path: str) -> ContainerNet:
+    try:
+        return ContainerNet(path)
+    except NetnsGone as exc:
+        raise UnknownContainer(f"container network namespace {path} does not exist", str(exc)) from exc
+
+
+def bridge_usable(name: str) -> None:
+    """STATUS: the bridge either exists as a bridge or can be created (nothing else holds the name)."""
+    if os.path.exists(f"/sys/class/net/{name}") and not os.path.isdir(f"/sys/class/net/{name}/bridge"):
+        raise PluginUnavailable(f"{name} exists but is not a bridge")

@@ -1,0 +1,249 @@
+"""ignite-bridge's verbs: ADD builds bridge, veth, addresses, routes, the VM tap and the firewall rules,
+undoing all of it if any step fails; DEL removes everything the attachment owns even when its namespace
+is gone; CHECK reports precisely what is missing; GC and STATUS cover IPAM and rules.
+
+Kernel work goes through ``kernel`` (netlink adapter) and ``vm``; rules through ``cni_ignite.firewall``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from ..errors import CniError, NotFound, UnknownContainer
+from ..result import DNS, Interface, IPConfig, Result, Route, decode
+from ..skel import Handlers
+from . import ipam_call
+from .config import BridgeConfig, derived_mac, host_veth_name, parse_bridge_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..result import IPAddress
+    from ..skel import CmdArgs
+
+DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
+DEFAULT_V6 = ipaddress.ip_network("::/0")
+
+
+def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001, S110 - undo must not hide the original error
+            pass
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ ADD
+
+def add(cmd: CmdArgs) -> Result:
+    cfg = parse_bridge_config(cmd.conf, cmd.args)
+    from . import kernel
+    from .firewall_glue import firewall_for, firewall_needed
+
+    prev = decode(cmd.conf.prev_result) if cmd.conf.prev_result else None
+    with ExitStack() as undo:
+        host = kernel.HostNet()
+        undo.callback(host.close)
+        cont = kernel.open_container(cmd.netns)
+        undo.callback(cont.close)
+        if cont.link(cmd.ifname) is not None:
+            raise CniError(f"container veth name provided ({cmd.ifname}) already exists")
+        bridge = host.ensure_bridge(cfg)
+        veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+        mtu = cfg.mtu or bridge.mtu
+        host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=cfg.mac)
+        undo.callback(_quietly(lambda: host.delete_link(veth_name)))
+        host.attach_port(host_veth, bridge, cfg)
+
+        ipam = Result()
+        if cfg.ipam_type:
+            ipam = ipam_call.add(cmd, cfg.ipam_type)
+            undo.callback(_quietly(lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL")))
+        ips, routes, gateways = _gateways_and_routes(ipam, cfg)
+
+        container_link = cont.configure(cmd.ifname, ips=ips, routes=routes, cfg=cfg)
+        if cfg.is_gateway and gateways:
+            host.set_gateway_addrs(bridge, gateways, force=cfg.force_address)
+            host.enable_forwarding({g.version for g in gateways})
+
+        vm_ifaces: tuple[Interface, ...] = ()
+        if cfg.vm.mode != "none":
+            from . import vm
+
+            guest_mac = cfg.vm.guest_mac or derived_mac(cmd.conf.name, cmd.container_id, cmd.ifname, "vm")
+            vm_ifaces = vm.setup(cont, cmd, cfg, container_link, ips, guest_mac)
+            undo.callback(_quietly(lambda: vm.teardown(cont, cmd, cfg)))
+
+        if firewall_needed(cmd, cfg):
+            fw, fw_cfg, att = firewall_for(cmd, cfg, [ip.address for ip in ips], bridge.name)
+            fw.add(att, fw_cfg)
+            undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
+            if fw_cfg.port_mappings and fw_cfg.snat:
+                host.route_localnet(bridge.name)
+
+        if not cfg.disable_container_interface:
+            host.wait_oper_up(host_veth.index)
+        bridge = host.link_info(bridge.name)
+        host_veth = host.link_info(veth_name)
+        result = _result(cmd, cfg, prev, ipam, ips, routes, [bridge, host_veth], container_link, vm_ifaces)
+        undo.pop_all()
+    return result
+
+
+def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
+    """The reference bridge's calcGateways: each address gets a gateway (IPAM's, else network+1) when the
+    bridge is the gateway; isDefaultGateway adds a default route unless IPAM gave one with a gateway."""
+    ips: list[IPConfig] = []
+    gateways: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
+    routes = list(ipam.routes)
+    for ip in ipam.ips:
+        gw: IPAddress | None = ip.gateway
+        if gw is None and cfg.is_gateway:
+            gw = ip.address.network.network_address + 1
+        ips.append(ip._replace(gateway=gw))
+        if gw is None or not cfg.is_gateway:
+            continue
+        gw_iface = ipaddress.ip_interface(f"{gw}/{ip.address.network.prefixlen}")
+        if gw_iface not in gateways:
+            gateways.append(gw_iface)
+        default = DEFAULT_V4 if gw.version == 4 else DEFAULT_V6
+        if cfg.is_default_gateway and not any(r.dst == default and r.gw is not None for r in routes):
+            routes.append(Route(dst=default, gw=gw))
+    return ips, routes, gateways
+
+
+def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, ips: list[IPConfig],
+            routes: list[Route], host_links: list[kernel_link], container: kernel_link,
+            vm_ifaces: tuple[Interface, ...]) -> Result:
+    base = list(prev.interfaces) if prev else []
+    first = len(base)
+    ifaces = [*base,
+              *(Interface(name=link.name, mac=link.mac) for link in host_links),
+              Interface(name=container.name, mac=container.mac, sandbox=cmd.netns, mtu=container.mtu),
+              *vm_ifaces]
+    out_ips = [*(prev.ips if prev else ()), *(ip._replace(interface=first + 2) for ip in ips)]
+    if vm_ifaces:  # tc-redirect-tap's shape: the VM's IPv4 address points at the pseudo interface
+        out_ips += [ip._replace(interface=first + 4) for ip in ips if ip.address.version == 4][:1]
+    dns = ipam.dns
+    if cfg.dns is not None:
+        dns = decode({"dns": cfg.dns}).dns
+    elif dns.is_empty() and prev is not None:
+        dns = prev.dns
+    return Result(interfaces=tuple(ifaces), ips=tuple(out_ips),
+                  routes=(*(prev.routes if prev else ()), *routes), dns=dns if isinstance(dns, DNS) else DNS())
+
+
+# ------------------------------------------------------------------------------------------------ DEL
+
+def delete(cmd: CmdArgs) -> None:
+    cfg = parse_bridge_config(cmd.conf, cmd.args)
+    from . import kernel
+    from .firewall_glue import firewall_for, firewall_needed
+
+    failures: list[str] = []
+
+    def attempt(what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except (NotFound, UnknownContainer):
+            pass  # already gone: that is what DEL wants
+        except CniError as exc:
+            failures.append(f"{what}: {exc}")
+        except OSError as exc:
+            failures.append(f"{what}: {exc}")
+
+    addresses = _prev_addresses(cmd)
+    if cmd.netns:
+        def in_container() -> None:
+            cont = kernel.open_container(cmd.netns)
+            try:
+                if cfg.vm.mode != "none":
+                    from . import vm
+
+                    vm.teardown(cont, cmd, cfg)
+                addresses.extend(a for a in cont.addresses_of(cmd.ifname) if a not in addresses)
+                cont.delete_link(cmd.ifname)
+            finally:
+                cont.close()
+
+        attempt("container interface", in_container)
+    host = kernel.HostNet()
+    try:
+        attempt("host veth", lambda: host.delete_link(host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)))
+    finally:
+        host.close()
+    if cfg.ipam_type:
+        attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
+    if firewall_needed(cmd, cfg, deleting=True):
+        def rules() -> None:
+            fw, fw_cfg, att = firewall_for(cmd, cfg, addresses, cfg.bridge)
+            fw.delete(att.owner, fw_cfg, att.addresses)
+
+        attempt("firewall rules", rules)
+    if failures:
+        raise CniError("DEL incomplete", "; ".join(failures))
+
+
+def _prev_addresses(cmd: CmdArgs) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    if not cmd.conf.prev_result:
+        return []
+    try:
+        return [ip.address for ip in decode(cmd.conf.prev_result).ips]
+    except CniError:
+        return []
+
+
+# ---------------------------------------------------------------------------------------------- CHECK
+
+def check(cmd: CmdArgs) -> None:
+    cfg = parse_bridge_config(cmd.conf, cmd.args)
+    if not cmd.conf.prev_result:
+        raise CniError("Required prevResult missing")
+    prev = decode(cmd.conf.prev_result)
+    from . import kernel
+    from .check import problems
+
+    if cfg.ipam_type:
+        ipam_call.run(cmd, cfg.ipam_type, "CHECK")
+    try:
+        found = problems(cmd, cfg, prev, kernel)
+    except NotFound as exc:
+        raise UnknownContainer(f"container namespace {cmd.netns} does not exist", str(exc)) from exc
+    if found:
+        raise CniError(f"CHECK failed: {found[0]}", "; ".join(found))
+
+
+# ------------------------------------------------------------------------------------------ GC, STATUS
+
+def gc(cmd: CmdArgs) -> None:
+    cfg = parse_bridge_config(cmd.conf, cmd.args)
+    from .firewall_glue import gc_rules
+
+    failures: list[str] = []
+    if cfg.ipam_type:
+        try:
+            ipam_call.run(cmd, cfg.ipam_type, "GC")
+        except CniError as exc:
+            failures.append(f"IPAM: {exc}")
+    try:
+        gc_rules(cmd, cfg)
+    except CniError as exc:
+        failures.append(f"firewall rules: {exc}")
+    if failures:
+        raise CniError("GC incomplete", "; ".join(failures))
+
+
+def status(cmd: CmdArgs) -> None:
+    cfg = parse_bridge_config(cmd.conf, cmd.args)
+    from .kernel import bridge_usable
+
+    bridge_usable(cfg.bridge)
+    if cfg.ipam_type:
+        ipam_call.run(cmd, cfg.ipam_type, "STATUS")
+
+
+HANDLERS = Handlers(add=add, delete=delete, check=check, gc=gc, status=status)
