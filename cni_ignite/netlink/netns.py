@@ -1,0 +1,122 @@
+"""Network namespaces by file descriptor: open, identify, enter and always come back.
+
+Python 3.11 has no ``os.setns``; libc's ``setns(2)`` is called through ctypes (loaded on first use,
+~3 ms). On 3.12+ ``os.setns`` is used. ``setns`` changes only the calling thread's namespace; the
+plugins are single-threaded. A netlink or packet socket keeps the namespace it was created in, so
+:func:`socket_in` creates one inside a namespace and returns to the original at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+from ..errors import CniError, InvalidNetns
+from .ops import NetnsGone
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+SELF_NETNS = "/proc/thread-self/ns/net"
+
+_setns_impl: Callable[[int, int], None] | None = None
+
+
+class NsId(NamedTuple):
+    """Identity of a namespace: (st_dev, st_ino) of its nsfs inode."""
+
+    dev: int
+    ino: int
+
+
+class NetnsRestoreFailed(CniError):
+    """Could not switch back to the original namespace; the process must not continue."""
+
+
+def _libc_setns() -> Callable[[int, int], None]:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    fn = libc.setns
+    fn.argtypes = [ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+
+    def call(fd: int, nstype: int) -> None:
+        if fn(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return call
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    """Move the calling thread into the namespace open at fd."""
+    global _setns_impl  # noqa: PLW0603 - a memoised loader, not state
+    if _setns_impl is None:
+        _setns_impl = getattr(os, "setns", None) or _libc_setns()
+    _setns_impl(fd, nstype)
+
+
+def open_netns(path: str) -> int:
+    """An O_RDONLY|O_CLOEXEC fd for the netns at path; NetnsGone if the path does not exist."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NetnsGone(f"netns {path} does not exist") from exc
+    except OSError as exc:
+        raise InvalidNetns(f"cannot open netns {path}", str(exc)) from exc
+
+
+def ns_id(fd_or_path: int | str) -> NsId:
+    st = os.stat(fd_or_path)
+    return NsId(st.st_dev, st.st_ino)
+
+
+def current_ns_id() -> NsId:
+    return ns_id(SELF_NETNS)
+
+
+def is_current(fd_or_path: int | str) -> bool:
+    """True when fd_or_path is the caller's own netns (CNI_NETNS pointing at the host is an error)."""
+    return ns_id(fd_or_path) == current_ns_id()
+
+
+@contextmanager
+def entered(fd: int) -> Iterator[None]:
+    """Run the body inside the netns open at fd, then return to the original one, even on error."""
+    origin = os.open(SELF_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            setns(fd)
+        except OSError as exc:
+            raise InvalidNetns("cannot enter network namespace", str(exc)) from exc
+        try:
+            yield
+        finally:
+            try:
+                setns(origin)
+            except OSError as exc:  # pragma: no cover - the kernel does not refuse our own netns
+                raise NetnsRestoreFailed("cannot return to the original network namespace", str(exc)) from exc
+    finally:
+        os.close(origin)
+
+
+def socket_in(fd: int | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the netns at fd (or here when fd is None); it stays bound to that netns."""
+    if fd is None:
+        return socket.socket(family, kind, proto)
+    with entered(fd):
+        return socket.socket(family, kind, proto)
+
+
+def call_in(fd: int | None, fn: Callable[[], T]) -> T:
+    """fn() run inside the netns at fd (or here when fd is None)."""
+    if fd is None:
+        return fn()
+    with entered(fd):
+        return fn()
