@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Freezes cni-ignite into ONE onedir bundle (called by `make build`):
+#
+#   dist/cni-ignite/cni-ignite      the executable (dispatches on its argv[0] name)
+#   dist/cni-ignite/_internal/      libpython, extension modules, conf/10-ignite.conflist
+#   dist/ignite-bridge -> cni-ignite/cni-ignite
+#   dist/ignite-ipam   -> cni-ignite/cni-ignite
+#
+# Install with `dist/cni-ignite/cni-ignite install` (see cni_ignite/admin.py). Skips the build when
+# its inputs are unchanged since the last one (dist/.build-stamp). Options:
+#   --force     rebuild even if up to date
+#   --onefile   also build the onefile variant into build/onefile/ (benchmarks only; never shipped)
+# Environment: PYTHON (default: $VENV/bin/python, VENV default .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-${VENV:-.venv}/bin/python}
+force=0
+onefile=0
+for arg in "$@"; do
+  case "$arg" in
+    --force) force=1 ;;
+    --onefile) onefile=1 ;;
+    *) echo "build: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+inputs_hash() {
+  {
+    find cni_ignite packaging conf -type f \( -name '*.py' -o -name '*.spec' -o -name '*.sh' -o -name '*.conflist' \) \
+      -print0 | sort -z | xargs -0 sha256sum
+    sha256sum pyproject.toml
+    "$PY" -c 'import sys, PyInstaller; print(sys.version, PyInstaller.__version__)'
+  } | sha256sum | cut -c1-32
+}
+
+stamp=dist/.build-stamp
+want=$(inputs_hash)
+if [ "$force" -eq 0 ] && [ -x dist/cni-ignite/cni-ignite ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  echo "build: dist/cni-ignite is up to date"
+else
+  echo "build: PyInstaller onedir -> dist/cni-ignite"
+  rm -rf dist/cni-ignite dist/ignite-bridge dist/ignite-ipam "$stamp"
+  "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+    --distpath dist --workpath build/pyinstaller packaging/cni-ignite.spec
+  ln -s cni-ignite/cni-ignite dist/ignite-bridge
+  ln -s cni-ignite/cni-ignite dist/ignite-ipam
+  # Smoke test: both plugin names answer VERSION from the frozen binary.
+  for plugin in ignite-bridge ignite-ipam; do
+    out=$(cd / && env -i CNI_COMMAND=VERSION "$OLDPWD/dist/$plugin" </dev/null)
+    case "$out" in
+      *supportedVersions*) ;;
+      *) echo "build: dist/$plugin VERSION failed: $out" >&2; exit 1 ;;
+    esac
+  done
+  echo "$want" >"$stamp"
+  echo "build: $(du -sh dist/cni-ignite | cut -f1) in dist/cni-ignite ($(find dist/cni-ignite -type f | wc -l) files)"
+fi
+
+if [ "$onefile" -eq 1 ]; then
+  echo "build: PyInstaller onefile -> build/onefile/cni-ignite (benchmark only)"
+  rm -rf build/onefile
+  CNI_IGNITE_ONEFILE=1 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+    --distpath build/onefile --workpath build/pyinstaller-onefile packaging/cni-ignite.spec
+fi
