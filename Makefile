@@ -9,13 +9,13 @@ setup:
 	@bash packaging/setup-host.sh
 
 build: setup
-	@bash packaging/build.sh
+	@VENV=$(VENV) bash packaging/build.sh
 
 lint: setup
 	$(VENV)/bin/ruff check cni_ignite tests benchmarks conformance
 	$(VENV)/bin/mypy
 
-test: setup lint
+test: setup lint build
 	$(VENV)/bin/pytest -q
 
 demo: build
