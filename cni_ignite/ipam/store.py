@@ -194,6 +194,8 @@ class DiskStore:
     def reserve(self, ip: IPAddress, range_id: int) -> bool:
         """Lease `ip` to self.owner; False if it is taken. Records it as the set's last reserved address."""
         cid, ifname = self.owner
+        if self.is_taken(ip):  # cheap test first: a full pool must not cost one fsync'ed file per address
+            return False
         tmp = self._write_tmp(f"{cid}\r\n{ifname}".encode(), sync=True)
         try:
             os.link(tmp, os.path.join(self.dir, str(ip)))

@@ -179,6 +179,20 @@ def test_failed_multi_set_add_releases_what_it_reserved(ipam: Ipam) -> None:
     assert ipam.leases() == {"10.1.0.2": b"a\r\neth0", "10.2.0.2": b"a\r\neth0"}
 
 
+def test_full_pool_is_not_rewritten_for_every_taken_address(ipam: Ipam, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nearly full range must not cost one temporary file and one fsync per address it skips."""
+    conf = ipam.conf({"subnet": "10.1.0.0/23"})
+    ipam("ADD", conf, cid="first")
+    for i in range(3, 400):  # taken behind the index's back, as a Go plugin would
+        (ipam.dir / f"10.1.{i // 256}.{i % 256}").write_bytes(b"go\r\neth0")
+    (ipam.dir / "last_reserved_ip.0").write_bytes(b"10.1.0.1")
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+    assert ipam("ADD", conf, cid="second").ips == ["10.1.1.144/23"]
+    assert len(fsyncs) <= 2
+
+
 # ------------------------------------------------------------------------------- requested addresses
 
 @pytest.mark.parametrize(("where", "args"), [
