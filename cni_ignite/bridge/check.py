@@ -4,15 +4,17 @@ and list every difference (an empty list means the attachment is intact)."""
 from __future__ import annotations
 
 import ipaddress
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .config import host_veth_name
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from ..result import Result
     from ..skel import CmdArgs
     from .config import BridgeConfig
+    from .kernel import ContainerNet, HostNet
 
 DEFAULTS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -42,9 +44,9 @@ def problems(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, kernel: ModuleType) 
     return found
 
 
-def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: object) -> list[str]:
+def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> list[str]:
     found: list[str] = []
-    nl = host.nl  # type: ignore[attr-defined]
+    nl = host.nl
     bridge = nl.link(cfg.bridge)
     if bridge is None or bridge.kind != "bridge":
         return [f"bridge {cfg.bridge} is missing" if bridge is None else f"{cfg.bridge} is not a bridge"]
@@ -72,8 +74,8 @@ def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: object) -> l
     return found
 
 
-def _container_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, cont: object, index: int | None) -> list[str]:
-    nl = cont.nl  # type: ignore[attr-defined]
+def _container_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, cont: ContainerNet, index: int | None) -> list[str]:
+    nl = cont.nl
     link = nl.link(cmd.ifname)
     if link is None:
         return [f"interface {cmd.ifname} is missing in {cmd.netns}"]

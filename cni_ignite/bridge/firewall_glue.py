@@ -22,8 +22,8 @@ def firewall_needed(cmd: CmdArgs, cfg: BridgeConfig, *, deleting: bool = False) 
     """ADD installs rules only when something asks for them; DEL always looks (a rule may outlive its config)."""
     if deleting:
         return True
-    fw_cfg = _config(cmd)
-    return cfg.ip_masq or bool(fw_cfg.port_mappings) or fw_cfg.forward
+    raw = cmd.conf.raw
+    return cfg.ip_masq or bool(cmd.conf.runtime_config.get("portMappings")) or raw.get("forward", True) is not False
 
 
 def firewall_for(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface],

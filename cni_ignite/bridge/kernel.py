@@ -11,6 +11,7 @@ from ..netlink import sysctl
 from ..netlink.netns import entered, open_netns
 from ..netlink.ops import NetnsGone
 from ..netlink.rtnl import Rtnl
+from ..netlink.sysctl import SysctlMissing
 
 if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
@@ -18,6 +19,14 @@ if TYPE_CHECKING:
     from .config import BridgeConfig
 
 AF_INET, AF_INET6 = 2, 10
+
+
+def _set(key: str, value: str, *, missing_ok: bool = False) -> None:
+    try:
+        sysctl.write(key, value)
+    except SysctlMissing:
+        if not missing_ok:
+            raise
 
 
 class HostNet:
@@ -39,7 +48,7 @@ class HostNet:
         br = self.nl.link(cfg.bridge)
         if br is None:
             br = self.nl.create_bridge(cfg.bridge, mtu=cfg.mtu, vlan_filtering=bool(cfg.vlan or cfg.vlan_trunk))
-            sysctl.write(f"net/ipv6/conf/{cfg.bridge}/accept_ra", "0", missing_ok=True)
+            _set(f"net/ipv6/conf/{cfg.bridge}/accept_ra", "0", missing_ok=True)
         elif br.kind != "bridge":
             raise InvalidConfig(f"{cfg.bridge} already exists but is not a bridge", f"it is a {br.kind}")
         # Pin the MAC (set it to itself) so the bridge does not adopt its lowest port's MAC as ports churn.
@@ -50,7 +59,7 @@ class HostNet:
         return self.nl.create_veth(name, peer, peer_netns_fd=cont.fd, mtu=mtu, mac_of_peer=peer_mac or None)
 
     def attach_port(self, veth: LinkInfo, bridge: LinkInfo, cfg: BridgeConfig) -> None:
-        sysctl.write(f"net/ipv6/conf/{veth.name}/accept_ra", "0", missing_ok=True)
+        _set(f"net/ipv6/conf/{veth.name}/accept_ra", "0", missing_ok=True)
         self.nl.set_link(veth.index, master=bridge.index, up=True)
         if cfg.hairpin_mode or cfg.port_isolation:
             self.nl.set_brport(veth.index, hairpin=cfg.hairpin_mode or None, isolated=cfg.port_isolation or None)
@@ -82,12 +91,12 @@ class HostNet:
 
     def enable_forwarding(self, families: set[int]) -> None:
         if 4 in families:
-            sysctl.write("net/ipv4/ip_forward", "1")
+            _set("net/ipv4/ip_forward", "1")
         if 6 in families:
-            sysctl.write("net/ipv6/conf/all/forwarding", "1")
+            _set("net/ipv6/conf/all/forwarding", "1")
 
     def route_localnet(self, bridge: str) -> None:
-        sysctl.write(f"net/ipv4/conf/{bridge}/route_localnet", "1")
+        _set(f"net/ipv4/conf/{bridge}/route_localnet", "1")
 
     def delete_link(self, name: str) -> bool:
         return self.nl.delete_link(name)
@@ -102,7 +111,7 @@ class ContainerNet:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = open_netns(path)
-        self.nl = Rtnl(netns_fd=self.fd)
+        self.nl = Rtnl(self.fd)
 
     def close(self) -> None:
         self.nl.close()
@@ -117,14 +126,14 @@ class ContainerNet:
             raise CniError(f"{ifname} vanished from {self.path}")
         has_v6 = any(ip.address.version == 6 for ip in ips)
         with entered(self.fd):
-            sysctl.write(f"net/ipv4/conf/{ifname}/arp_notify", "1", missing_ok=True)
+            _set(f"net/ipv4/conf/{ifname}/arp_notify", "1", missing_ok=True)
             if has_v6:
                 for dev in ("lo", ifname):
-                    sysctl.write(f"net/ipv6/conf/{dev}/disable_ipv6", "0", missing_ok=True)
-                sysctl.write(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1", missing_ok=True)
-                sysctl.write(f"net/ipv6/conf/{ifname}/accept_dad", "1" if cfg.enable_dad else "0", missing_ok=True)
+                    _set(f"net/ipv6/conf/{dev}/disable_ipv6", "0", missing_ok=True)
+                _set(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1", missing_ok=True)
+                _set(f"net/ipv6/conf/{ifname}/accept_dad", "1" if cfg.enable_dad else "0", missing_ok=True)
                 if cfg.enable_dad:
-                    sysctl.write(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", missing_ok=True)
+                    _set(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", missing_ok=True)
         for ip in ips:
             self.nl.add_addr(link.index, ip.address, nodad=not cfg.enable_dad)
         if not cfg.disable_container_interface:

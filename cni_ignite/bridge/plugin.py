@@ -8,7 +8,7 @@ Kernel work goes through ``kernel`` (netlink adapter) and ``vm``; rules through 
 from __future__ import annotations
 
 import ipaddress
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING
 
 from ..errors import CniError, NotFound, UnknownContainer
@@ -20,7 +20,8 @@ from .config import BridgeConfig, derived_mac, host_veth_name, parse_bridge_conf
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..result import IPAddress
+    from ..netlink.ops import LinkInfo
+    from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
 
 DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
@@ -29,10 +30,8 @@ DEFAULT_V6 = ipaddress.ip_network("::/0")
 
 def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
-        try:
+        with suppress(Exception):  # an undo step must not hide the original error
             fn()
-        except Exception:  # noqa: BLE001, S110 - undo must not hide the original error
-            pass
 
     return run
 
@@ -94,11 +93,11 @@ def add(cmd: CmdArgs) -> Result:
     return result
 
 
-def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
+def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[IPInterface]]:
     """The reference bridge's calcGateways: each address gets a gateway (IPAM's, else network+1) when the
     bridge is the gateway; isDefaultGateway adds a default route unless IPAM gave one with a gateway."""
     ips: list[IPConfig] = []
-    gateways: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
+    gateways: list[IPInterface] = []
     routes = list(ipam.routes)
     for ip in ipam.ips:
         gw: IPAddress | None = ip.gateway
@@ -117,13 +116,13 @@ def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig
 
 
 def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, ips: list[IPConfig],
-            routes: list[Route], host_links: list[kernel_link], container: kernel_link,
+            routes: list[Route], host_links: list[LinkInfo], container: LinkInfo,
             vm_ifaces: tuple[Interface, ...]) -> Result:
     base = list(prev.interfaces) if prev else []
     first = len(base)
     ifaces = [*base,
-              *(Interface(name=link.name, mac=link.mac) for link in host_links),
-              Interface(name=container.name, mac=container.mac, sandbox=cmd.netns, mtu=container.mtu),
+              *(Interface(name=link.name, mac=link.mac or "") for link in host_links),
+              Interface(name=container.name, mac=container.mac or "", sandbox=cmd.netns, mtu=container.mtu),
               *vm_ifaces]
     out_ips = [*(prev.ips if prev else ()), *(ip._replace(interface=first + 2) for ip in ips)]
     if vm_ifaces:  # tc-redirect-tap's shape: the VM's IPv4 address points at the pseudo interface
