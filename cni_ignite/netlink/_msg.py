@@ -176,7 +176,7 @@ def bridge_vlan(index: int, vid: int, *, pvid: bool, untagged: bool, vid_end: in
     msg = ifinfmsg()
     msg["family"] = AF_BRIDGE
     msg["index"] = index
-    msg["attrs"] = [("IFLA_AF_SPEC", {"attrs": spec}, NLA_F_NESTED)]
+    msg["attrs"] = [("IFLA_AF_SPEC", {"attrs": spec})]  # unflagged, as iproute2 and vishvananda send it
     return _body(msg)
 
 
@@ -207,7 +207,9 @@ def parse_link(raw: bytes) -> LinkInfo:
                 default_pvid=int(bd.get("br_vlan_default_pvid") or 0),
             )
     index = int(msg["index"])
-    link = msg.get("link")
+    # The kernel omits IFLA_LINK when it equals the link's own index, which for a veth whose peer sits
+    # in another netns under the same number means "peer index == own index".
+    link = msg.get("link", index if kind == "veth" else None)
     netnsid = msg.get("link_netnsid")
     mac = msg.get("address")
     return LinkInfo(
@@ -215,7 +217,7 @@ def parse_link(raw: bytes) -> LinkInfo:
         mtu=int(msg.get("mtu") or 0), master=msg.get("master") or None,
         up=bool(msg["flags"] & IFF_UP), oper_up=msg.get("operstate") == "UP",
         promisc=bool(msg["flags"] & IFF_PROMISC),
-        peer_index=int(link) if link and link != index else None,
+        peer_index=int(link) if link else None,
         netns_id=int(netnsid) if netnsid is not None else None, port=port, bridge=bridge,
     )
 

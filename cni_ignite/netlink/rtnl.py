@@ -22,6 +22,7 @@ from ._nl import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, open_route_socket
 from .netns import call_in, entered, open_netns
 from .ops import (
     RT_SCOPE_LINK,
+    RT_SCOPE_NOWHERE,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTPROT_BOOT,
@@ -329,7 +330,7 @@ class Rtnl:
         self, dst: IPNetwork, gw: IPAddress | None = None, index: int | None = None, *,
         table: int = RT_TABLE_MAIN, priority: int | None = None,
     ) -> bool:
-        body = _msg.route_change(dst, gw, index, table=table, priority=priority, scope=RT_SCOPE_UNIVERSE,
+        body = _msg.route_change(dst, gw, index, table=table, priority=priority, scope=RT_SCOPE_NOWHERE,
                                  proto=0, mtu=None, src=None, onlink=False, type_=0)
         try:
             self.nl.request(RTM_DELROUTE, body, what=f"delete route {dst}")
