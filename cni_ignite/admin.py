@@ -1,6 +1,11 @@
 """`cni-ignite`: the operator's command (not on any plugin's hot path, so it may use filelock and netaddr).
 
+    cni-ignite install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--from dist/] [--no-conf] [--force]
+    cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
+    cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
+                                                    installed version, the default network, leases, attachments
     cni-ignite leases [--data-dir D] [NETWORK]      a table of leases: address, container, ifname, age
+    cni-ignite version
 """
 
 from __future__ import annotations
@@ -80,13 +85,60 @@ def leased_blocks(rows: list[tuple[str, str, str, float]]) -> str:
     return ", ".join(str(c) for c in cidrs[:8]) + (f" (+{len(cidrs) - 8} more)" if len(cidrs) > 8 else "")
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
+    from .install import DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, default_source
+    from .status import DEFAULT_STATE_DIR
+
     parser = argparse.ArgumentParser(prog="cni-ignite", description="cni-ignite administration")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_leases = sub.add_parser("leases", help="list IPAM leases")
     p_leases.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     p_leases.add_argument("network", nargs="*")
-    args = parser.parse_args(argv)
+    p_inst = sub.add_parser("install", help="install the plugins and (into an empty conf dir) the default network")
+    p_inst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
+    p_inst.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_inst.add_argument("--from", dest="source", default=default_source(),
+                        help="dist/ or the bundle folder (default: the bundle running this, else ./dist)")
+    p_inst.add_argument("--no-conf", action="store_true", help="do not write 10-ignite.conflist")
+    p_inst.add_argument("--force", action="store_true", help="replace ignite-* names not installed by us")
+    p_uninst = sub.add_parser("uninstall", help="remove exactly what install put there")
+    p_uninst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
+    p_status = sub.add_parser("status", help="what is installed, the default network, its leases and attachments")
+    p_status.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
+    p_status.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_status.add_argument("--data-dir", default=None,
+                          help=f"IPAM dataDir (default: the network's ipam.dataDir, else {DEFAULT_DATA_DIR})")
+    p_status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="ignite-bridge rule state")
+    sub.add_parser("version", help="print the cni-ignite version")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .install import install, uninstall
+    from .status import print_status
+
     if args.cmd == "leases":
         return print_leases(args.data_dir, args.network, sys.stdout)
-    return 2
+    if args.cmd == "install":
+        return install(args.source, args.bin_dir, args.conf_dir, write_conf=not args.no_conf, force=args.force,
+                       out=sys.stdout)
+    if args.cmd == "uninstall":
+        return uninstall(args.bin_dir, sys.stdout)
+    if args.cmd == "status":
+        return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
+    sys.stdout.write(f"{__version__}\n")  # version
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    from .errors import CniError
+
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CniError as exc:
+        sys.stderr.write(f"cni-ignite {args.cmd}: {exc.msg}{': ' + exc.details if exc.details else ''}\n")
+    except OSError as exc:
+        sys.stderr.write(f"cni-ignite {args.cmd}: {exc}\n")
+    return 1

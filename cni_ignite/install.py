@@ -1,0 +1,309 @@
+"""Install the frozen bundle into a CNI bin dir, and remove exactly what was installed.
+
+Layout in ``<bin-dir>`` (default /opt/cni/bin)::
+
+    cni-ignite-<digest>.d/          one bundle generation (dist/cni-ignite/ copied), named by content hash
+    cni-ignite.d -> cni-ignite-<digest>.d
+    ignite-bridge -> cni-ignite.d/cni-ignite
+    ignite-ipam   -> cni-ignite.d/cni-ignite
+    cni-ignite.manifest.json        what install put here (read by uninstall and status)
+
+A runtime may exec a plugin during an upgrade, so nothing it can reach is ever half-written: a
+generation is copied under a temporary name and renamed into place; every link is made under a
+temporary name and renamed over the old one. Switching ``cni-ignite.d`` switches both plugins at once.
+The previous generation is kept (a call that started on it may still import from it) and removed by
+the next install. A plugin started through a link runs from the generation it resolved at exec.
+
+``<conf-dir>/10-ignite.conflist`` is written only when the conf dir holds no network config
+(``*.conf``, ``*.conflist``, ``*.json``): a user's network is never overwritten. A later install updates
+it only while it is still byte-identical to what we wrote; uninstall removes it under the same rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, TextIO
+
+from .errors import CniError
+
+MANIFEST = "cni-ignite.manifest.json"
+CURRENT_LINK = "cni-ignite.d"
+EXECUTABLE = "cni-ignite"
+PLUGIN_LINKS = ("ignite-bridge", "ignite-ipam")
+CONFLIST = "10-ignite.conflist"
+CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni reads from a conf dir
+DEFAULT_BIN_DIR = "/opt/cni/bin"
+DEFAULT_CONF_DIR = "/etc/cni/net.d"
+
+
+class InstallError(CniError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+def default_source() -> str:
+    """The bundle this program runs from when frozen; else ./dist."""
+    if getattr(sys, "frozen", False):
+        return os.path.dirname(os.path.realpath(sys.executable))
+    return "dist"
+
+
+def bundle_dir(source: str) -> str:
+    """`source` is a bundle (holds the executable) or a dist/ folder holding cni-ignite/."""
+    for cand in (source, os.path.join(source, "cni-ignite")):
+        if os.path.isfile(os.path.join(cand, EXECUTABLE)) and os.access(os.path.join(cand, EXECUTABLE), os.X_OK):
+            return os.path.realpath(cand)
+    raise InstallError(f"no cni-ignite bundle in {source}", "run `make build` first (it writes dist/cni-ignite/)")
+
+
+def bundle_conflist(bundle: str) -> bytes:
+    """The default conflist shipped in the bundle (falls back to the source tree's conf/)."""
+    for path in (os.path.join(bundle, "_internal", "conf", CONFLIST),
+                 os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", CONFLIST)):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return f.read()
+    raise InstallError(f"{CONFLIST} not found in {bundle}")
+
+
+def tree_digest(folder: str) -> str:
+    """sha256 over every relative path, mode bit x, symlink target and file content below `folder`."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            path = os.path.join(root, name)
+            h.update(os.path.relpath(path, folder).encode() + b"\0")
+            if os.path.islink(path):
+                h.update(b"L" + os.readlink(path).encode() + b"\0")
+                continue
+            h.update(b"X" if os.access(path, os.X_OK) else b"F")
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def bundle_version(bundle: str) -> str:
+    from .hostexec import run
+
+    done = run([os.path.join(bundle, EXECUTABLE), "version"], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    if not done.ok:
+        raise InstallError(f"{bundle}/{EXECUTABLE} does not run", done.stderr.decode(errors="replace").strip())
+    return done.stdout.decode().strip()
+
+
+# ---------------------------------------------------------------------------------- atomic helpers
+
+def _tmp_name(folder: str, name: str) -> str:
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def replace_symlink(target: str, link: str) -> None:
+    """Point `link` at `target` (relative) by rename: readers see the old or the new link, never none."""
+    tmp = _tmp_name(os.path.dirname(link), os.path.basename(link))
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
+def write_file(path: str, data: bytes, *, exclusive: bool) -> None:
+    """Write via a fsync'ed temporary file; exclusive: link into place (fails if `path` exists)."""
+    folder = os.path.dirname(path)
+    tmp = _tmp_name(folder, os.path.basename(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return sha256(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def makedirs(path: str, created: list[str]) -> None:
+    """mkdir -p, recording each folder we created (uninstall removes them again if empty)."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    for d in reversed(missing):
+        os.mkdir(d, 0o755)
+        created.append(d)
+
+
+# ------------------------------------------------------------------------------------------ manifest
+
+def read_manifest(bin_dir: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(bin_dir, MANIFEST), "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise InstallError(f"unreadable {MANIFEST} in {bin_dir}", str(exc)) from exc
+    if not isinstance(doc, dict) or doc.get("format") != 1:
+        raise InstallError(f"unknown {MANIFEST} format in {bin_dir}")
+    return doc
+
+
+def conf_files(conf_dir: str) -> list[str]:
+    """Network configs in `conf_dir`, in the order libcni tries them (the first is the default)."""
+    try:
+        names = os.listdir(conf_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.endswith(CONF_EXTENSIONS) and os.path.isfile(os.path.join(conf_dir, n)))
+
+
+# ------------------------------------------------------------------------------------------- install
+
+def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO) -> int:
+    bundle = bundle_dir(source)
+    version = bundle_version(bundle)
+    old = read_manifest(bin_dir) or {}
+    created: list[str] = list(old.get("created_dirs", []))
+    makedirs(bin_dir, created)
+    for name in (CURRENT_LINK, *PLUGIN_LINKS):
+        path = os.path.join(bin_dir, name)
+        if os.path.lexists(path) and not (name in old.get("links", {}) or force):
+            raise InstallError(f"{path} exists and was not installed by cni-ignite", "remove it or pass --force")
+
+    digest = tree_digest(bundle)[:16]
+    generation = f"cni-ignite-{digest}.d"
+    gen_path = os.path.join(bin_dir, generation)
+    if os.path.isdir(gen_path) and tree_digest(gen_path)[:16] == digest:
+        out.write(f"{gen_path}: already present\n")
+    else:
+        tmp = _tmp_name(bin_dir, generation)
+        shutil.copytree(bundle, tmp, symlinks=True)
+        if os.path.lexists(gen_path):  # damaged copy of the same name: move it aside, never delete under a reader
+            aside = _tmp_name(bin_dir, generation + ".damaged")
+            os.rename(gen_path, aside)
+            os.rename(tmp, gen_path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(tmp, gen_path)
+        out.write(f"{gen_path}: copied from {bundle}\n")
+
+    links = {CURRENT_LINK: generation, **{p: f"{CURRENT_LINK}/{EXECUTABLE}" for p in PLUGIN_LINKS}}
+    for name, target in links.items():  # cni-ignite.d first: the plugin links then point at the new one
+        replace_symlink(target, os.path.join(bin_dir, name))
+        out.write(f"{os.path.join(bin_dir, name)} -> {target}\n")
+
+    # Keep the generation we replaced (calls may still run from it); drop older ones.
+    prev = old.get("current")
+    keep = list(old.get("generations", [])) if prev == generation else [g for g in (generation, prev) if g]
+    for g in old.get("generations", []):
+        if g not in keep:
+            shutil.rmtree(os.path.join(bin_dir, g), ignore_errors=True)
+            out.write(f"{os.path.join(bin_dir, g)}: removed (two installs old)\n")
+
+    conflist = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf, out=out)
+    manifest = {
+        "format": 1,
+        "version": version,
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": bundle,
+        "bin_dir": os.path.abspath(bin_dir),
+        "current": generation,
+        "generations": list(dict.fromkeys(keep)),
+        "links": links,
+        "conflist": conflist,
+        "created_dirs": created,
+    }
+    write_file(os.path.join(bin_dir, MANIFEST), json.dumps(manifest, indent=2).encode() + b"\n", exclusive=False)
+    out.write(f"installed cni-ignite {version} into {bin_dir}\n")
+    return 0
+
+
+def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, created: list[str], *,
+                      write_conf: bool, out: TextIO) -> dict[str, str] | None:
+    if old and file_sha256(old["path"]) != old["sha256"]:
+        old = None  # changed or removed by the user since: no longer ours
+    if not write_conf:
+        return old
+    data = bundle_conflist(bundle)
+    path = os.path.join(os.path.abspath(conf_dir), CONFLIST)
+    if old and old["path"] == path:
+        if old["sha256"] != sha256(data):
+            write_file(path, data, exclusive=False)
+            out.write(f"{path}: updated (unchanged since our install)\n")
+        return {"path": path, "sha256": sha256(data)}
+    existing = conf_files(conf_dir)
+    if existing:
+        out.write(f"{conf_dir} already has network config ({', '.join(existing)}): {CONFLIST} not written\n")
+        return old
+    makedirs(conf_dir, created)
+    try:
+        write_file(path, data, exclusive=True)
+    except FileExistsError:
+        out.write(f"{path} appeared meanwhile: not written\n")
+        return old
+    out.write(f"{path}: written (default network ignite-cni-bridge)\n")
+    return {"path": path, "sha256": sha256(data)}
+
+
+# ----------------------------------------------------------------------------------------- uninstall
+
+def uninstall(bin_dir: str, out: TextIO) -> int:
+    man = read_manifest(bin_dir)
+    if man is None:
+        out.write(f"nothing to uninstall: no {MANIFEST} in {bin_dir}\n")
+        return 0
+    links: dict[str, str] = man.get("links", {})
+    for name in (*PLUGIN_LINKS, CURRENT_LINK):  # plugins first, so none points at a missing folder
+        path = os.path.join(bin_dir, name)
+        if name in links and os.path.islink(path) and os.readlink(path) == links[name]:
+            os.unlink(path)
+            out.write(f"{path}: removed\n")
+        elif os.path.lexists(path):
+            out.write(f"{path}: left alone (not the link we installed)\n")
+    for g in man.get("generations", []):
+        path = os.path.join(bin_dir, g)
+        if g.startswith("cni-ignite-") and g.endswith(".d") and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+            out.write(f"{path}: removed\n")
+    conf = man.get("conflist")
+    if conf:
+        if file_sha256(conf["path"]) == conf["sha256"]:
+            os.unlink(conf["path"])
+            out.write(f"{conf['path']}: removed\n")
+        elif os.path.exists(conf["path"]):
+            out.write(f"{conf['path']}: left alone (changed since install)\n")
+    os.unlink(os.path.join(bin_dir, MANIFEST))
+    for d in reversed(man.get("created_dirs", [])):
+        try:
+            os.rmdir(d)
+            out.write(f"{d}: removed (empty, created by install)\n")
+        except OSError:
+            pass
+    out.write(f"uninstalled cni-ignite {man.get('version', '?')} from {bin_dir}\n")
+    return 0
