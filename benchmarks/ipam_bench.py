@@ -1,0 +1,134 @@
+"""IPAM ADD and DEL latency, ignite-ipam against Go host-local, at 0 / 1,000 / 10,000 existing leases.
+
+    python benchmarks/ipam_bench.py [--n 50] [--json out.json] [--ours PATH] [--go PATH]
+
+Each sample is the wall time of one plugin process (exec to exit), as a runtime sees it. Leases are
+pre-created directly in host-local's format (``<dataDir>/<net>/<ip>`` = ``id\\r\\neth0``, plus
+``last_reserved_ip.0`` pointing at the last one), one dataDir per plugin and size; one untimed
+ADD+DEL lets each plugin see them first (ignite-ipam builds its index then). The timed loop
+alternates the plugins so that machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NET = "bench"
+SUBNET = ipaddress.ip_network("10.61.0.0/16")
+
+
+def default_ours() -> str:
+    return str(Path(sys.executable).parent / "ignite-ipam")
+
+
+def prepare(data_dir: Path, leases: int) -> None:
+    net = data_dir / NET
+    net.mkdir(parents=True)
+    (net / "lock").touch()
+    last = None
+    for i in range(leases):
+        last = SUBNET.network_address + 2 + i
+        (net / str(last)).write_bytes(f"pre-{i:05d}\r\neth0".encode())
+    if last is not None:
+        (net / "last_reserved_ip.0").write_bytes(str(last).encode())
+
+
+def call(binary: str, command: str, conf: bytes, cid: str) -> float:
+    env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/b",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+    started = time.perf_counter()
+    proc = subprocess.run([binary], input=conf, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{binary} {command} {cid} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return elapsed * 1000
+
+
+def p90(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=10)[-1] if len(xs) >= 2 else xs[0]
+
+
+def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path) -> dict[str, dict[str, dict[str, object]]]:
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    for size in sizes:
+        confs: dict[str, bytes] = {}
+        for name in plugins:
+            data_dir = root / f"{name}-{size}"
+            prepare(data_dir, size)
+            confs[name] = json.dumps({"cniVersion": "0.4.0", "name": NET, "type": "ipam",
+                                      "ipam": {"type": "host-local", "subnet": str(SUBNET),
+                                               "dataDir": str(data_dir)}}).encode()
+        samples: dict[str, dict[str, list[float]]] = {name: {"ADD": [], "DEL": []} for name in plugins}
+        for name, binary in plugins.items():  # warm-up: let each plugin see the pre-existing leases
+            call(binary, "ADD", confs[name], "warmup")
+            call(binary, "DEL", confs[name], "warmup")
+        for k in range(n):
+            for name, binary in plugins.items():
+                samples[name]["ADD"].append(call(binary, "ADD", confs[name], f"bench-{k}"))
+                samples[name]["DEL"].append(call(binary, "DEL", confs[name], f"bench-{k}"))
+        for name in plugins:
+            leases = [p for p in (root / f"{name}-{size}" / NET).iterdir() if p.name[0].isdigit()]
+            if len(leases) != size:
+                raise SystemExit(f"{name} left {len(leases) - size} leases behind at {size}")
+            for verb, xs in samples[name].items():
+                results.setdefault(str(size), {}).setdefault(name, {})[verb] = {
+                    "median_ms": round(statistics.median(xs), 2), "p90_ms": round(p90(xs), 2), "n": len(xs)}
+        print(f"  {size} leases done", file=sys.stderr)
+    return results
+
+
+def table(results: dict[str, dict[str, dict[str, object]]]) -> str:
+    def stat(size: str, name: str, verb: str, key: str) -> float:
+        value = results[size][name][verb]
+        assert isinstance(value, dict)
+        return float(value[key])
+
+    lines = ["| leases | verb | ours median | ours p90 | Go median | Go p90 | ours/Go (median) |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for size in results:
+        for verb in ("ADD", "DEL"):
+            om, op = stat(size, "ours", verb, "median_ms"), stat(size, "ours", verb, "p90_ms")
+            gm, gp = stat(size, "go", verb, "median_ms"), stat(size, "go", verb, "p90_ms")
+            lines.append(f"| {int(size):,} | {verb} | {om:.1f} ms | {op:.1f} ms | {gm:.1f} ms | {gp:.1f} ms | "
+                         f"{om / gm:.2f} |")
+    sizes = list(results)
+    lo, hi = sizes[0], sizes[-1]
+    lines.append("")
+    for verb in ("ADD", "DEL"):
+        for name in ("ours", "go"):
+            ratio = stat(hi, name, verb, "median_ms") / stat(lo, name, verb, "median_ms")
+            lines.append(f"- {name}@{int(hi):,} / {name}@{int(lo):,} {verb} (median): {ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=50, help="timed ADD+DEL pairs per plugin and size (default 50)")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--ours", default=default_ours(), help="ignite-ipam executable (default: next to python)")
+    ap.add_argument("--go", default="/usr/lib/cni/host-local", help="Go host-local executable")
+    ap.add_argument("--sizes", default="0,1000,10000", help="pre-existing lease counts (default 0,1000,10000)")
+    opts = ap.parse_args()
+    sizes = [int(s) for s in opts.sizes.split(",")]
+    plugins = {"ours": opts.ours, "go": opts.go}
+    with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
+        results = bench(plugins, sizes, opts.n, Path(tmp))
+    print(table(results))
+    if opts.json:
+        meta = {"n": opts.n, "ours": opts.ours, "go": opts.go, "python": sys.version.split()[0],
+                "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        Path(opts.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
