@@ -400,3 +400,9 @@ class Rtnl:
                 return False
             raise
         return True
+
+
+if TYPE_CHECKING:
+    from .ops import NetlinkOps
+
+    _conforms: type[NetlinkOps] = Rtnl  # mypy checks Rtnl against the protocol the plugins program to
