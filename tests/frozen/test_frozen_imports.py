@@ -1,0 +1,81 @@
+"""What the frozen bundle loads at start: no PyInstaller runtime hook that imports inspect/subprocess/
+asyncio (they cost ~90 ms per call), nothing heavy on the VERSION path, and every cni_ignite module
+(most are imported lazily) present and importable frozen, pyroute2's message layer included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import EXE, MINIMAL_PATH, REPO
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HEAVY_AT_ENTRY = {"inspect", "subprocess", "asyncio", "multiprocessing", "pkgutil", "typing", "logging"}
+HEAVY_ON_VERSION = HEAVY_AT_ENTRY - {"typing"} | {"pyroute2", "filelock", "netaddr", "ctypes.util", "threading"}
+DROPPED_HOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing", "pyi_rth_pkgutil"}
+
+
+def module_dumps(argv: list[str], env: dict[str, str]) -> dict[str, set[str]]:
+    res = subprocess.run(argv, env={**env, "CNI_IGNITE_DEBUG_MODULES": "1"}, input=b"", capture_output=True,
+                         timeout=30, check=False)
+    assert res.returncode == 0, res.stderr.decode()
+    dumps = [json.loads(line) for line in res.stderr.decode().splitlines() if line.startswith('{"stage"')]
+    return {d["stage"]: set(d["modules"]) for d in dumps}
+
+
+def test_no_runtime_hook_in_the_executable() -> None:
+    from PyInstaller.archive.readers import CArchiveReader
+
+    scripts = {name for name, (*_, typecode) in CArchiveReader(str(EXE)).toc.items() if typecode == "s"}
+    assert "entry" in scripts
+    assert not scripts & DROPPED_HOOKS, sorted(scripts)
+
+
+@pytest.mark.parametrize("name", ["ignite-bridge", "ignite-ipam"])
+def test_entry_and_version_path_import_nothing_heavy(plugin_dir: Path, name: str) -> None:
+    dumps = module_dumps([str(plugin_dir / name)], {"CNI_COMMAND": "VERSION", "PATH": MINIMAL_PATH})
+    assert sorted(dumps["entry"] & HEAVY_AT_ENTRY) == []
+    assert not any(m.startswith("cni_ignite") for m in dumps["entry"])
+    loaded = {m.split(".")[0] for m in dumps["exit"]} | dumps["exit"]
+    assert sorted(loaded & HEAVY_ON_VERSION) == []
+
+
+def test_admin_entry_imports_nothing_heavy_either() -> None:
+    dumps = module_dumps([str(EXE), "version"], {"PATH": MINIMAL_PATH})
+    assert sorted(dumps["entry"] & HEAVY_AT_ENTRY) == []
+
+
+def source_modules() -> list[str]:
+    pkg = REPO / "cni_ignite"
+    names = []
+    for path in sorted(pkg.rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_every_cni_ignite_module_is_bundled_and_imports_frozen() -> None:
+    modules = source_modules()
+    res = subprocess.run([str(EXE)], env={"CNI_IGNITE_DEBUG_IMPORT": ",".join(modules), "PATH": MINIMAL_PATH},
+                         capture_output=True, timeout=60, check=False)
+    assert json.loads(res.stdout) == {"failed": {}}, res.stderr.decode()
+    assert res.returncode == 0
+
+
+def test_pyroute2_message_layer_imports_frozen_without_its_package_init() -> None:
+    """cni_ignite.netlink registers `pyroute2` from its spec; frozen, the message classes must load and
+    pyroute2's __init__ (IPRoute, NDB, asyncio) must not run."""
+    probe = ",".join(["cni_ignite.netlink._msg", *(f"pyroute2.netlink.rtnl.{m}" for m in ("ifinfmsg", "ifaddrmsg",
+                                                                                        "rtmsg", "tcmsg"))])
+    res = subprocess.run([str(EXE)], env={"CNI_IGNITE_DEBUG_IMPORT": probe}, capture_output=True, timeout=60,
+                         check=False)
+    assert json.loads(res.stdout) == {"failed": {}}, res.stderr.decode()
+    # asyncio is excluded from the bundle, so pyroute2's __init__ (which imports it) cannot have run.
+    res = subprocess.run([str(EXE)], env={"CNI_IGNITE_DEBUG_IMPORT": "cni_ignite.netlink._msg,asyncio"},
+                         capture_output=True, timeout=60, check=False)
+    failed = json.loads(res.stdout)["failed"]
+    assert list(failed) == ["asyncio"], failed
