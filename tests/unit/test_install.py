@@ -1,0 +1,198 @@
+"""cni-ignite install/uninstall into temporary folders with small fake bundles (no root, no build)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+
+from cni_ignite import install as inst
+from cni_ignite.status import print_status
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+CONFLIST = b'{"cniVersion": "0.4.0", "name": "ignite-cni-bridge", "plugins": [{"type": "ignite-bridge"}]}\n'
+
+
+def fake_bundle(root: Path, tag: str, conflist: bytes = CONFLIST) -> Path:
+    """A folder shaped like dist/cni-ignite: an executable that answers `version`, an _internal/ folder."""
+    b = root / f"bundle-{tag}" / "cni-ignite"
+    (b / "_internal" / "conf").mkdir(parents=True)
+    exe = b / "cni-ignite"
+    exe.write_text(f"#!/bin/sh\necho 0.1.0+{tag}\n")
+    exe.chmod(0o755)
+    (b / "_internal" / "payload").write_text(tag * 1000)
+    (b / "_internal" / "conf" / "10-ignite.conflist").write_bytes(conflist)
+    return b
+
+
+def do_install(src: Path, tmp: Path, *, write_conf: bool = True, force: bool = False) -> str:
+    out = io.StringIO()
+    assert inst.install(str(src), str(tmp / "bin"), str(tmp / "net.d"), write_conf=write_conf, force=force,
+                        out=out) == 0
+    return out.getvalue()
+
+
+def manifest(tmp: Path) -> dict[str, object]:
+    doc = json.loads((tmp / "bin" / inst.MANIFEST).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_install_into_empty_dirs_writes_links_bundle_and_conflist(tmp_path: Path) -> None:
+    src = fake_bundle(tmp_path, "a")
+    do_install(src.parent, tmp_path)  # --from dist/ (the folder holding cni-ignite/)
+    bin_dir = tmp_path / "bin"
+    man = manifest(tmp_path)
+    gen = bin_dir / str(man["current"])
+    assert gen.is_dir() and (gen / "_internal" / "payload").read_text() == "a" * 1000
+    assert os.readlink(bin_dir / "cni-ignite.d") == gen.name
+    for name in ("ignite-bridge", "ignite-ipam"):
+        assert os.readlink(bin_dir / name) == "cni-ignite.d/cni-ignite"
+        assert os.path.realpath(bin_dir / name) == str(gen / "cni-ignite")
+    assert (tmp_path / "net.d" / "10-ignite.conflist").read_bytes() == CONFLIST
+    assert man["version"] == "0.1.0+a"
+    assert man["created_dirs"] == [str(bin_dir), str(tmp_path / "net.d")]
+    assert not [p for p in os.listdir(bin_dir) if p.startswith(".")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("existing", ["99-user.conf", "05-user.conflist", "net.json"])
+def test_conflist_only_into_a_conf_dir_without_networks(tmp_path: Path, existing: str) -> None:
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "net.d" / existing).write_text('{"name": "user"}')
+    out = do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    assert not (tmp_path / "net.d" / "10-ignite.conflist").exists()
+    assert "not written" in out
+    assert manifest(tmp_path)["conflist"] is None
+    assert (tmp_path / "net.d" / existing).read_text() == '{"name": "user"}'
+
+
+def test_unrelated_files_do_not_count_as_networks(tmp_path: Path) -> None:
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "net.d" / "README").write_text("x")
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    assert (tmp_path / "net.d" / "10-ignite.conflist").exists()
+
+
+def test_upgrade_switches_both_plugins_and_keeps_one_previous_generation(tmp_path: Path) -> None:
+    gens = []
+    for tag in ("a", "b", "c"):
+        do_install(fake_bundle(tmp_path, tag), tmp_path)
+        gens.append(str(manifest(tmp_path)["current"]))
+        assert (tmp_path / "bin" / "ignite-ipam").resolve().parent.name == gens[-1]
+    bin_dir = tmp_path / "bin"
+    assert not (bin_dir / gens[0]).exists()  # two installs old: removed
+    assert (bin_dir / gens[1]).is_dir()  # the one replaced last: kept for calls still running from it
+    assert manifest(tmp_path)["generations"] == [gens[2], gens[1]]
+    assert manifest(tmp_path)["version"] == "0.1.0+c"
+
+
+def test_reinstalling_the_same_bundle_copies_nothing(tmp_path: Path) -> None:
+    src = fake_bundle(tmp_path, "a")
+    do_install(src, tmp_path)
+    first = manifest(tmp_path)
+    assert "already present" in do_install(src, tmp_path)
+    assert manifest(tmp_path)["generations"] == first["generations"]
+
+
+def test_plugins_stay_executable_throughout_upgrades(tmp_path: Path) -> None:
+    """A runtime may exec a plugin at any moment of an upgrade: the link must always resolve."""
+    bundles = [fake_bundle(tmp_path, t) for t in ("a", "b", "c")]
+    do_install(bundles[0], tmp_path)
+    link = tmp_path / "bin" / "ignite-ipam"
+    stop = threading.Event()
+    misses: list[str] = []
+    checks = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            target = os.path.realpath(link)
+            if not os.access(target, os.X_OK):
+                misses.append(target)
+            checks[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(12):
+            do_install(bundles[i % 3], tmp_path)
+    finally:
+        stop.set()
+        t.join()
+    assert checks[0] > 100
+    assert misses == []
+
+
+def test_foreign_plugin_name_is_not_replaced_without_force(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "ignite-bridge").write_text("someone else's")
+    src = fake_bundle(tmp_path, "a")
+    with pytest.raises(inst.InstallError, match="not installed by cni-ignite"):
+        do_install(src, tmp_path)
+    assert (tmp_path / "bin" / "ignite-bridge").read_text() == "someone else's"
+    do_install(src, tmp_path, force=True)
+    assert os.path.islink(tmp_path / "bin" / "ignite-bridge")
+
+
+def test_uninstall_removes_exactly_what_install_put_there(tmp_path: Path) -> None:
+    bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
+    bin_dir.mkdir()
+    (bin_dir / "bridge").write_text("go plugin")
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    (conf_dir / "99-user.conflist").write_text("{}")  # a network the user added after our install
+    assert inst.uninstall(str(bin_dir), io.StringIO()) == 0
+    assert sorted(os.listdir(bin_dir)) == ["bridge"]
+    assert sorted(os.listdir(conf_dir)) == ["99-user.conflist"]
+
+
+def test_uninstall_leaves_a_conflist_the_user_changed_and_dirs_not_empty(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    conflist = tmp_path / "net.d" / "10-ignite.conflist"
+    conflist.write_text('{"name": "edited"}')
+    out = io.StringIO()
+    inst.uninstall(str(tmp_path / "bin"), out)
+    assert conflist.read_text() == '{"name": "edited"}'
+    assert "left alone" in out.getvalue()
+    assert not (tmp_path / "bin").exists()  # created by install and empty now
+    assert (tmp_path / "net.d").is_dir()
+
+
+def test_our_unchanged_conflist_follows_upgrades(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    newer = CONFLIST.replace(b"0.4.0", b"1.0.0")
+    do_install(fake_bundle(tmp_path, "b", conflist=newer), tmp_path)
+    assert (tmp_path / "net.d" / "10-ignite.conflist").read_bytes() == newer
+
+
+def test_uninstall_without_manifest_touches_nothing(tmp_path: Path) -> None:
+    (tmp_path / "ignite-ipam").write_text("x")
+    out = io.StringIO()
+    assert inst.uninstall(str(tmp_path), out) == 0
+    assert "nothing to uninstall" in out.getvalue()
+    assert (tmp_path / "ignite-ipam").exists()
+
+
+def test_status_shows_install_default_network_and_leases(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    (tmp_path / "net.d" / "10-ignite.conflist").unlink()
+    conf = {"cniVersion": "0.4.0", "name": "ignite-cni-bridge", "plugins": [
+        {"type": "ignite-bridge", "ipam": {"type": "ignite-ipam", "subnet": "10.61.0.0/16"}}]}
+    (tmp_path / "net.d" / "10-ignite.conflist").write_text(json.dumps(conf))
+    leases = tmp_path / "data" / "ignite-cni-bridge"
+    leases.mkdir(parents=True)
+    (leases / "10.61.0.7").write_bytes(b"ctr-1\r\neth0")
+    out = io.StringIO()
+    print_status(str(tmp_path / "bin"), str(tmp_path / "net.d"), str(tmp_path / "data"), str(tmp_path / "state"),
+                 out)
+    text = out.getvalue()
+    assert "installed: cni-ignite 0.1.0+a" in text
+    assert "ignite-ipam -> cni-ignite.d/cni-ignite  ok" in text
+    assert "conflist:" in text and "changed by user" in text
+    assert "default network: ignite-cni-bridge" in text
+    assert "10.61.0.7" in text and "ctr-1" in text
