@@ -17,7 +17,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING
 
-from ..errors import TryAgainLater
+from ..errors import IOFailure, TryAgainLater
 from .ops import NetlinkError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ NLMSGERR_ATTR_MSG = 1
 
 DUMP_ATTEMPTS = 5
 RECV_BUF = 1 << 18
+RECV_TIMEOUT = 10.0  # the kernel answers in microseconds; this only keeps a wedged plugin from hanging
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _NLA = struct.Struct("=HH")
@@ -110,7 +111,12 @@ class NetlinkSocket:
     def _replies(self, seq: int, what: str) -> Iterator[tuple[int, int, memoryview]]:
         """Yield (type, flags, whole message) for our seq until DONE or ACK; raise on an error."""
         while True:
-            data = self.sock.recv(RECV_BUF)
+            try:
+                data = self.sock.recv(RECV_BUF)
+            except TimeoutError as exc:
+                raise IOFailure(what, f"no answer from the kernel within {RECV_TIMEOUT:.0f}s") from exc
+            except OSError as exc:  # ENOBUFS: the socket overran (a dump raced a flood of events)
+                raise IOFailure(what, f"netlink receive failed: {exc}") from exc
             view = memoryview(data)
             off = 0
             while off + _HDR.size <= len(data):
@@ -166,6 +172,7 @@ def open_route_socket() -> socket.socket:
         sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         sock.bind((0, 0))
+        sock.settimeout(RECV_TIMEOUT)
     except OSError:
         sock.close()
         raise

@@ -254,7 +254,8 @@ class Rtnl:
                 return
             time.sleep(min(next(steps, _POLL_STEPS[-1]), left))
 
-    def wait_oper_up(self, index: int, timeout: float = 1.6) -> LinkInfo:
+    def wait_oper_up(self, index: int, timeout: float = 2.6) -> LinkInfo:
+        """Poll until the link is oper-up (the reference waits 0+50+500+1000+1000 ms)."""
         for _ in self._poll(timeout):
             found = self.require(index)
             if found.oper_up:
