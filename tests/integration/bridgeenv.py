@@ -1,0 +1,81 @@
+"""A throwaway host namespace with the bridge plugin, for integration tests and the demo."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnirun import Call, call, source_bin_dir
+from nsutil import Namespaces, in_ns, path
+
+
+def base_conf(data_dir: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "cniVersion": version, "name": "testnet", "type": "ignite-bridge", "bridge": "ignite0",
+        "isGateway": True, "isDefaultGateway": True, "promiscMode": True, "forward": False,
+        "ipam": {"type": "ignite-ipam", "subnet": "10.61.0.0/16", "dataDir": data_dir},
+    }
+    conf.update(extra)
+    return conf
+
+
+@dataclass
+class HostEnv:
+    spaces: Namespaces
+    bin_dir: Path = field(default_factory=source_bin_dir)
+    host: str = ""
+    data_dir: str = ""
+
+    def __post_init__(self) -> None:
+        self.host = self.spaces.new("cnit-host")
+        self.data_dir = tempfile.mkdtemp(prefix="cnit-ipam-")
+
+    @property
+    def plugin(self) -> Path:
+        return self.bin_dir / "ignite-bridge"
+
+    def container(self) -> str:
+        return self.spaces.new("cnit-ctr")
+
+    def run(self, command: str, conf: dict[str, Any], cid: str, ns: str | None, ifname: str = "eth0",
+            cni_args: str = "", plugin: Path | None = None, cni_path: str = "") -> Call:
+        return call(plugin or self.plugin, command, conf, host_ns=self.host, container_id=cid,
+                    netns=path(ns) if ns else "", ifname=ifname, cni_args=cni_args,
+                    cni_path=cni_path or str(self.bin_dir))
+
+    def add(self, conf: dict[str, Any], cid: str, ns: str, **kw: Any) -> dict[str, Any]:
+        res = self.run("ADD", conf, cid, ns, **kw).ok()
+        assert res.out is not None
+        return res.out
+
+    def host_sh(self, *argv: str, check: bool = True) -> str:
+        return in_ns(self.host, argv, check=check).stdout.decode()
+
+    def ns_sh(self, ns: str, *argv: str, check: bool = True) -> str:
+        return in_ns(ns, argv, check=check).stdout.decode()
+
+    def links(self) -> set[str]:
+        return {line.split()[1].split("@")[0].rstrip(":") for line in self.host_sh("ip", "-o", "link").splitlines()}
+
+    def rules(self) -> str:
+        return self.host_sh("iptables-save", check=False) + self.host_sh("nft", "list", "ruleset", check=False)
+
+    def leases(self, network: str = "testnet") -> list[str]:
+        folder = Path(self.data_dir) / network
+        if not folder.exists():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.name[0].isdigit() or ":" in p.name)
+
+    def ping(self, ns: str, target: str, count: int = 1) -> bool:
+        return in_ns(ns, ["ping", "-c", str(count), "-W", "2", target], check=False).returncode == 0
+
+
+def container_ip(result: dict[str, Any], version: int = 4) -> str:
+    for ip in result["ips"]:
+        addr = ip["address"].split("/")[0]
+        if (":" in addr) == (version == 6):
+            return addr
+    raise AssertionError(f"no IPv{version} address in {json.dumps(result)}")
