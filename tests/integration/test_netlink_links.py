@@ -11,7 +11,7 @@ import pytest
 from nsutil import in_ns, path
 
 from cni_ignite.netlink.netns import open_netns
-from cni_ignite.netlink.ops import LinkExists, LinkNotFound, LinkNotUp, NetlinkError
+from cni_ignite.netlink.ops import BridgeVlan, LinkExists, LinkNotFound, LinkNotUp, NetlinkError
 from cni_ignite.netlink.rtnl import Rtnl
 
 if TYPE_CHECKING:
@@ -162,6 +162,17 @@ def bridge_vlans(ns: str, dev: str) -> dict[int, set[str]]:
             for vid in range(v["vlan"], v.get("vlanEnd", v["vlan"]) + 1):
                 vlans[vid] = set(v.get("flags", []))
     return vlans
+
+def test_bridge_vlan_dump_reads_ports_without_vlans_as_empty(
+    host: tuple[str, Rtnl], container: tuple[str, int]
+) -> None:
+    _, rtnl = host
+    br = rtnl.create_bridge("br-n")
+    veth = rtnl.create_veth("vethn", "eth0", peer_netns_fd=container[1])
+    rtnl.set_link(veth.index, master=br.index)
+    assert rtnl.bridge_vlans(veth.index) in ([], [BridgeVlan(vid=1, pvid=True, untagged=True)])
+    assert rtnl.bridge_vlans(9999) == []
+
 
 def test_bridge_vlans_are_added_and_removed(host: tuple[str, Rtnl], container: tuple[str, int]) -> None:
     ns, rtnl = host

@@ -147,3 +147,17 @@ def test_attributes_are_padded_and_iterated() -> None:
     assert items[1][0] == 2  # NLA_F_NESTED is masked off
     assert [(k, bytes(v)) for k, v in iter_nla(items[1][1])] == [(3, b"\x01\x02\x03\x04")]
     assert list(iter_nla(b"\x02\x00")) == []  # truncated header: nothing
+
+
+def test_bridge_vlan_dump_part_is_parsed_with_pvid_and_untagged_flags() -> None:
+    part = _msg.ifinfmsg()
+    part["family"] = _msg.AF_BRIDGE
+    part["index"] = 4
+    part["attrs"] = [("IFLA_IFNAME", "veth1"), ("IFLA_AF_SPEC", {"attrs": [
+        ("IFLA_BRIDGE_VLAN_INFO", {"flags": 0x2 | 0x4, "vid": 100}),
+        ("IFLA_BRIDGE_VLAN_INFO", {"flags": 0, "vid": 200}),
+    ]})]
+    part.encode()
+    index, vlans = _msg.parse_bridge_vlans(bytes(part.data))
+    assert index == 4
+    assert [(v.vid, v.pvid, v.untagged) for v in vlans] == [(100, True, True), (200, False, False)]
