@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 REPO = Path(__file__).resolve().parent.parent
 GO_PLUGINS = Path("/usr/lib/cni")

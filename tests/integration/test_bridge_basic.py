@@ -54,7 +54,8 @@ def test_ipv6_dual_stack_gets_both_families_without_dad_wait(netns):
     conf["ipam"] = {"type": "ignite-ipam", "dataDir": env.data_dir,
                     "ranges": [[{"subnet": "10.62.0.0/24"}], [{"subnet": "fd00:62::/64"}]]}
     c1, c2 = env.container(), env.container()
-    r1, r2 = env.add(conf, "ds-a", c1), env.add(conf, "ds-b", c2)
+    r1 = env.add(conf, "ds-a", c1)
+    env.add(conf, "ds-b", c2)
     v6 = container_ip(r1, 6)
     assert ipaddress.ip_address(v6) in ipaddress.ip_network("fd00:62::/64")
     out = env.ns_sh(c1, "ip", "-6", "-o", "addr", "show", "eth0")
