@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from nsutil import Namespaces, in_ns, sh
 from vm import guest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -112,6 +115,13 @@ def test_guest_boots_on_tc_redirect_tap(netns: Namespaces, vms: list[guest.VM], 
     assert f"ip={GUEST_IP} mac={mac}" in page
     # The guest originates traffic on request (used for VM-to-VM and masquerade checks).
     assert guest.http_get(host, guest.guest_ping_url(GUEST_IP, HOST_IP)).rstrip().endswith("RESULT ok")
+    echo = guest.start_echo_server(host, tmp_path / "echo", 8080)
+    try:
+        body = guest.http_get(host, guest.guest_fetch_url(GUEST_IP, f"{HOST_IP}:8080/cgi-bin/whoami"))
+    finally:
+        guest.stop_process(echo)
+    assert body.rstrip().endswith("RESULT ok"), body
+    assert guest.remote_addr(body) == GUEST_IP, body  # no NAT on this plain bridge
     report(capsys, f"accel={vm.accel} ({vm.accel_note}); QEMU start -> READY {vm.boot_seconds:.1f}s, "
                    f"-> first host ping {to_ping:.1f}s (pinging for {first_ping:.1f}s)")
 

@@ -39,6 +39,7 @@ naming the guest's IP and MAC) and two CGI helpers so a host can make the guest 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import ipaddress
@@ -51,10 +52,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("CNI_IGNITE_VM_CACHE", "/var/cache/cni-ignite-vm"))
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
@@ -137,9 +140,9 @@ def kernel_package_name() -> str:
         return os.environ["CNI_IGNITE_VM_KERNEL_PKG"]
     for attempt in range(2):
         res = _run(["apt-cache", "depends", KERNEL_META_PACKAGE])
-        found = re.findall(r"Depends:\s+(linux-image-[0-9][^\s]*-cloud-amd64)\b", res.stdout)
+        found = re.search(r"Depends:\s+(linux-image-[0-9]\S*-cloud-amd64)\b", res.stdout)
         if found:
-            return found[0]
+            return found.group(1)
         if attempt == 0:
             _apt_update_once()
     raise GuestError(f"cannot resolve {KERNEL_META_PACKAGE} with apt-cache: {res.stdout}{res.stderr}")
@@ -153,12 +156,56 @@ def _unpacked_kernel(root: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def _download(pkg: str, debs: Path) -> Path:
+    """``apt-get download`` the package into ``debs`` (once; an ``apt-get update`` if apt cannot find it)."""
+    debs.mkdir(parents=True, exist_ok=True)
+    deb = next(iter(sorted(debs.glob(f"{pkg}_*.deb"))), None)
+    if deb is not None:
+        return deb
+    res = _run(["apt-get", "download", "-q", pkg], cwd=debs)
+    if res.returncode != 0:
+        _apt_update_once()
+        res = _run(["apt-get", "download", "-q", pkg], cwd=debs)
+    deb = next(iter(sorted(debs.glob(f"{pkg}_*.deb"))), None)
+    if res.returncode != 0 or deb is None:
+        raise GuestError(f"apt-get download {pkg} failed: {res.stderr.strip()[-2000:]}")
+    return deb
+
+
+def _unpack(deb: Path, tree: Path) -> None:
+    """``dpkg-deb -x`` into a temporary folder next to ``tree``, then rename it into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tree.name}.", dir=tree.parent))
+    try:
+        res = _run(["dpkg-deb", "-x", str(deb), str(tmp)])
+        if res.returncode != 0:
+            deb.unlink(missing_ok=True)  # a truncated download: fetch it again next time
+            raise GuestError(f"dpkg-deb -x {deb} failed: {res.stderr}")
+        if _unpacked_kernel(tmp) is None:
+            raise GuestError(f"{deb} has no boot/vmlinuz-* and lib/modules/*/kernel")
+        shutil.rmtree(tree, ignore_errors=True)
+        tmp.rename(tree)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prune(cache: Path, pkg: str) -> None:
+    """A newer ABI replaced an older one: drop the old trees, debs and initramfs images."""
+    kver = pkg.removeprefix("linux-image-")
+    for old in cache.glob("linux-image-*"):
+        if old.name != pkg and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    for old in [*cache.glob("debs/linux-image-*.deb"), *cache.glob("initramfs-*.cpio")]:
+        if not old.name.startswith((f"{pkg}_", f"initramfs-{kver}.")):
+            old.unlink(missing_ok=True)
+
+
 def ensure_guest_assets(cache_dir: Path | str = DEFAULT_CACHE_DIR) -> tuple[Path, Path]:
     """Return ``(vmlinuz, modules_dir)`` of the current Debian cloud kernel, fetching it once.
 
     ``cache_dir/debs`` holds the ``.deb`` (``apt-get download``), ``cache_dir/<package>/`` its unpacked
-    tree (``dpkg-deb -x``); both are reused across runs. Installs qemu-system-x86 / busybox-static if
-    missing. Without network, an already unpacked kernel in the cache is used.
+    tree (``dpkg-deb -x``); both are reused across runs, older kernels are pruned. Installs
+    qemu-system-x86 / busybox-static if missing. If apt cannot name the kernel (no lists, offline), an
+    already unpacked kernel in the cache is used.
     """
     cache = Path(cache_dir)
     ensure_host_tools()
@@ -171,33 +218,12 @@ def ensure_guest_assets(cache_dir: Path | str = DEFAULT_CACHE_DIR) -> tuple[Path
                     return found
             raise
         tree = cache / pkg
-        if (found := _unpacked_kernel(tree)) is not None:
-            return found
-        debs = cache / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        deb = next(iter(sorted(debs.glob(f"{pkg}_*.deb"))), None)
-        if deb is None:
-            res = _run(["apt-get", "download", "-q", pkg], cwd=debs)
-            if res.returncode != 0:
-                _apt_update_once()
-                res = _run(["apt-get", "download", "-q", pkg], cwd=debs)
-            deb = next(iter(sorted(debs.glob(f"{pkg}_*.deb"))), None)
-            if res.returncode != 0 or deb is None:
-                raise GuestError(f"apt-get download {pkg} failed: {res.stderr.strip()[-2000:]}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{pkg}.", dir=cache))
-        try:
-            res = _run(["dpkg-deb", "-x", str(deb), str(tmp)])
-            if res.returncode != 0:
-                raise GuestError(f"dpkg-deb -x {deb} failed: {res.stderr}")
-            # Keep only what the guest needs: the kernel image, its config and the module tree.
-            if _unpacked_kernel(tmp) is None:
-                raise GuestError(f"{deb} has no boot/vmlinuz-* and lib/modules/*/kernel")
-            shutil.rmtree(tree, ignore_errors=True)
-            tmp.rename(tree)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        found = _unpacked_kernel(tree)
-        assert found is not None
+        if (found := _unpacked_kernel(tree)) is None:
+            _unpack(_download(pkg, cache / "debs"), tree)
+            _prune(cache, pkg)
+            found = _unpacked_kernel(tree)
+        if found is None:
+            raise GuestError(f"no kernel in {tree}")
         return found
 
 
@@ -346,7 +372,7 @@ def build_initramfs(modules_dir: Path | str, out_path: Path | str, *, busybox: P
     """
     modules_dir, out = Path(modules_dir), Path(out_path)
     bb = Path(busybox).read_bytes()
-    if b"\x7fELF" != bb[:4] or b"ld-linux" in bb[:4096]:
+    if bb[:4] != b"\x7fELF" or b"ld-linux" in bb[:4096]:
         raise GuestError(f"{busybox} is not a static ELF binary (install busybox-static)")
     cpio = _Cpio()
     for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules", "www", "www/cgi-bin",
@@ -582,14 +608,8 @@ class VM:
         return m.group(1) == "ok"
 
     def stop(self, timeout: float = 5) -> None:
-        """Terminate this QEMU (by PID only) and reap it."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        """Terminate this QEMU (by PID only) and reap it; idempotent."""
+        stop_process(self.proc, timeout)
 
     def __enter__(self) -> VM:
         return self
@@ -610,12 +630,26 @@ def _qemu_argv(accel: str, image: GuestImage, tap: str, mac: str, append: str, c
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
 
 
+_RUNNING: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Safety net: QEMUs this process started and nobody stopped die with it (by PID, never by name)."""
+    for proc in _RUNNING:
+        with contextlib.suppress(Exception):
+            _kill(proc)
+
+
 def _start(netns: str, argv: list[str], console: Path) -> subprocess.Popen[bytes]:
     console.parent.mkdir(parents=True, exist_ok=True)
     console.write_bytes(b"")
     with open(f"{console}.qemu-stderr", "wb") as err:
-        return subprocess.Popen([*_ns_prefix(netns), *argv], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([*_ns_prefix(netns), *argv], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    _RUNNING[:] = [p for p in _RUNNING if p.poll() is None]
+    _RUNNING.append(proc)
+    return proc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -724,3 +758,53 @@ def guest_ping_url(guest_ip: str, target: str) -> str:
 def guest_fetch_url(guest_ip: str, target: str) -> str:
     """URL that makes the guest fetch ``http://<target>``; the body ends in ``RESULT ok|fail``."""
     return f"http://{guest_ip}/cgi-bin/fetch?{target}"
+
+
+ECHO_CGI = r"""#!/bin/sh
+echo "Content-Type: text/plain"
+echo
+echo "REMOTE_ADDR=$REMOTE_ADDR"
+"""
+
+
+def start_echo_server(netns: str, workdir: Path | str, port: int = 8080) -> subprocess.Popen[bytes]:
+    """busybox httpd in ``netns`` on 0.0.0.0:``port`` whose ``/cgi-bin/whoami`` answers the client's address.
+
+    Use it as the "outside world": ``http_get(host_ns, guest_fetch_url(vm_ip, f"{ip}:{port}/cgi-bin/whoami"))``
+    returns a body with ``REMOTE_ADDR=…`` as that server saw the guest (masqueraded or not); see
+    ``remote_addr()``. Stop it with ``stop_process(proc)``; the Popen's PID is httpd's own.
+    """
+    root = Path(workdir)
+    (root / "cgi-bin").mkdir(parents=True, exist_ok=True)
+    (root / "cgi-bin" / "whoami").write_text(ECHO_CGI)
+    (root / "cgi-bin" / "whoami").chmod(0o755)
+    (root / "index.html").write_text("echo server\n")
+    proc = subprocess.Popen([*_ns_prefix(netns), str(BUSYBOX), "httpd", "-f", "-p", f"0.0.0.0:{port}", "-h",
+                             str(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _RUNNING.append(proc)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # wait until it listens
+        res = subprocess.run([*_ns_prefix(netns), "ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                             text=True, check=False)
+        if res.stdout.strip() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return proc
+
+
+def remote_addr(body: str) -> str | None:
+    """The client address an echo server reported (``[::ffff:a.b.c.d]`` normalised to ``a.b.c.d``)."""
+    m = re.search(r"REMOTE_ADDR=\[?(?:::ffff:)?([0-9A-Fa-f.:]+?)\]?\s*$", body, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5) -> None:
+    """Terminate one process we started (by its PID) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
