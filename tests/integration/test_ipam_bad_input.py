@@ -70,7 +70,7 @@ CASES: list[tuple[str, object, dict[str, str], int]] = [
     ("CHECK at 0.3.1", conf(cniVersion="0.3.1"), {"CNI_COMMAND": "CHECK"}, 1),
     ("GC at 1.0.0", conf(), {"CNI_COMMAND": "GC"}, 1),
     ("STATUS at 1.0.0", conf(), {"CNI_COMMAND": "STATUS"}, 1),
-    ("GC bad attachments", conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": "all"}), {"CNI_COMMAND": "GC"}, 7),
+    ("GC bad attachments", {**conf(cniVersion="1.1.0"), "cni.dev/valid-attachments": "all"}, {"CNI_COMMAND": "GC"}, 7),
     ("DEL name traversal", conf(name="../escape"), {"CNI_COMMAND": "DEL"}, 7),
 ]
 

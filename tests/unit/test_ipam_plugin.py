@@ -64,7 +64,7 @@ class Ipam:
         env = {"CNI_COMMAND": command, "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": args}
         if command in ("ADD", "DEL", "CHECK"):
             env |= {"CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/x", "CNI_IFNAME": ifname}
-        out, internal = io.StringIO(), []
+        out, internal = io.StringIO(), list[BaseException]()
         rc = skel.run(plugin.HANDLERS, env=env, stdin=io.BytesIO(json.dumps(conf or self.conf()).encode()),
                       stdout=out, stderr=io.StringIO(), about="ignite-ipam", on_internal_error=internal.append)
         if internal:
@@ -188,7 +188,12 @@ def test_full_pool_is_not_rewritten_for_every_taken_address(ipam: Ipam, monkeypa
     (ipam.dir / "last_reserved_ip.0").write_bytes(b"10.1.0.1")
     fsyncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     assert ipam("ADD", conf, cid="second").ips == ["10.1.1.144/23"]
     assert len(fsyncs) <= 2
 
@@ -293,7 +298,7 @@ def test_check_accepts_a_legacy_id_only_lease(ipam: Ipam) -> None:
 # ----------------------------------------------------------------------------------------------- GC
 
 def gc_conf(ipam: Ipam, attachments: list[tuple[str, str]], key: str = "cni.dev/valid-attachments") -> dict[str, Any]:
-    return ipam.conf(DUAL, **{key: [{"containerID": c, "ifname": i} for c, i in attachments]})
+    return {**ipam.conf(DUAL), key: [{"containerID": c, "ifname": i} for c, i in attachments]}
 
 
 @pytest.mark.parametrize("key", ["cni.dev/valid-attachments", "cni.dev/attachments"])
@@ -320,8 +325,8 @@ def test_gc_with_an_empty_valid_list_releases_everything(ipam: Ipam) -> None:
 
 def test_error_when_valid_attachments_is_malformed(ipam: Ipam) -> None:
     ipam("ADD", ipam.conf(DUAL))
-    assert ipam("GC", ipam.conf(DUAL, **{"cni.dev/valid-attachments": {"c1": "eth0"}})).code == 7
-    assert ipam("GC", ipam.conf(DUAL, **{"cni.dev/valid-attachments": [{"ifname": "eth0"}]})).code == 7
+    assert ipam("GC", {**ipam.conf(DUAL), "cni.dev/valid-attachments": {"c1": "eth0"}}).code == 7
+    assert ipam("GC", {**ipam.conf(DUAL), "cni.dev/valid-attachments": [{"ifname": "eth0"}]}).code == 7
     assert len(ipam.leases()) == 2
 
 
@@ -505,7 +510,9 @@ def test_a_lock_held_by_another_holder_makes_us_try_again_later(ipam: Ipam, how:
     if how == "filelock":
         held = filelock.UnixFileLock(str(lock_path))
         held.acquire()
-        release = held.release
+
+        def release() -> None:
+            held.release()
     else:
         fd = os.open(lock_path, os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)
