@@ -12,10 +12,16 @@ out:
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ._nl import HDR_SIZE, iter_nla, nest, nla
+from ._nl import HDR_SIZE, NLM_F_CREATE, NLM_F_EXCL, iter_nla, nest, nla
+from .ops import NetlinkError
+
+if TYPE_CHECKING:
+    from ._nl import NetlinkSocket
 
 RTM_NEWQDISC = 36
 RTM_DELQDISC = 37
@@ -116,3 +122,52 @@ def parse(raw: bytes) -> TcObject:
         elif akind == TCA_OPTIONS and kind == "u32":
             targets = _mirred_targets(payload)
     return TcObject(ifindex, handle, parent, kind, targets)
+
+
+# --- operations on a socket (Rtnl delegates here) ----------------------------------------------------
+
+_ABSENT = (errno.EINVAL, errno.ENOENT, errno.ENODEV)
+
+
+def _objects(nl: NetlinkSocket, msg_type: int, body: bytes, what: str) -> list[TcObject]:
+    return [parse(m) for m in nl.dump(msg_type, body, what=what)]
+
+
+def has_ingress_qdisc(nl: NetlinkSocket, index: int) -> bool:
+    return any(q.ifindex == index and q.parent == TC_H_INGRESS
+               for q in _objects(nl, RTM_GETQDISC, qdisc_dump(), "dump qdiscs"))
+
+
+def redirect_targets(nl: NetlinkSocket, index: int) -> set[int]:
+    """ifindexes that u32 filters on index's ingress redirect to (empty without qdisc or link)."""
+    try:
+        found = _objects(nl, RTM_GETTFILTER, filter_dump(index), f"dump filters of #{index}")
+    except NetlinkError as exc:
+        if exc.errno in _ABSENT:
+            return set()
+        raise
+    return {t for f in found if f.kind == "u32" for t in f.redirects_to}
+
+
+def ensure_redirect(nl: NetlinkSocket, src: int, dst: int) -> None:
+    """Ingress qdisc on src and one src->dst redirect filter, each added only if missing."""
+    if not has_ingress_qdisc(nl, src):
+        try:
+            nl.request(RTM_NEWQDISC, ingress_qdisc(src), flags=NLM_F_CREATE | NLM_F_EXCL,
+                       what=f"add ingress qdisc on #{src}")
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+    if dst not in redirect_targets(nl, src):
+        nl.request(RTM_NEWTFILTER, redirect_filter(src, dst), flags=NLM_F_CREATE | NLM_F_EXCL,
+                   what=f"add redirect filter #{src}->#{dst}")
+
+
+def del_ingress_qdisc(nl: NetlinkSocket, index: int) -> bool:
+    try:
+        nl.request(RTM_DELQDISC, ingress_qdisc(index), what=f"delete ingress qdisc on #{index}")
+    except NetlinkError as exc:
+        if exc.errno in _ABSENT:
+            return False
+        raise
+    return True

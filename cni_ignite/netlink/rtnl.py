@@ -356,51 +356,21 @@ class Rtnl:
             found = self.require(found.index)
         return found
 
-    def _tc_objects(self, msg_type: int, body: bytes, what: str) -> list[_tc.TcObject]:
-        return [_tc.parse(m) for m in self.nl.dump(msg_type, body, what=what)]
-
     def has_ingress_qdisc(self, index: int) -> bool:
-        return any(q.ifindex == index and q.parent == _tc.TC_H_INGRESS
-                   for q in self._tc_objects(_tc.RTM_GETQDISC, _tc.qdisc_dump(), "dump qdiscs"))
-
-    def _redirect_targets(self, index: int) -> set[int]:
-        try:
-            found = self._tc_objects(_tc.RTM_GETTFILTER, _tc.filter_dump(index), f"dump filters of #{index}")
-        except NetlinkError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENODEV):
-                return set()
-            raise
-        return {t for f in found if f.kind == "u32" for t in f.redirects_to}
-
-    def _ensure_redirect(self, src: int, dst: int) -> None:
-        if not self.has_ingress_qdisc(src):
-            try:
-                self.nl.request(_tc.RTM_NEWQDISC, _tc.ingress_qdisc(src), flags=NLM_F_CREATE | NLM_F_EXCL,
-                                what=f"add ingress qdisc on #{src}")
-            except NetlinkError as exc:
-                if exc.errno != errno.EEXIST:
-                    raise
-        if dst not in self._redirect_targets(src):
-            self.nl.request(_tc.RTM_NEWTFILTER, _tc.redirect_filter(src, dst), flags=NLM_F_CREATE | NLM_F_EXCL,
-                            what=f"add redirect filter #{src}->#{dst}")
+        return _tc.has_ingress_qdisc(self.nl, index)
 
     def add_tc_redirect(self, a_index: int, b_index: int) -> None:
         """Ingress qdisc on both links and a match-all u32 mirred egress redirect each way (idempotent)."""
-        self._ensure_redirect(a_index, b_index)
-        self._ensure_redirect(b_index, a_index)
+        _tc.ensure_redirect(self.nl, a_index, b_index)
+        _tc.ensure_redirect(self.nl, b_index, a_index)
 
     def has_tc_redirect(self, a_index: int, b_index: int) -> bool:
-        return b_index in self._redirect_targets(a_index) and a_index in self._redirect_targets(b_index)
+        return (b_index in _tc.redirect_targets(self.nl, a_index)
+                and a_index in _tc.redirect_targets(self.nl, b_index))
 
     def del_ingress_qdisc(self, index: int) -> bool:
         """Remove the ingress qdisc (and so its filters); False when there is none or the link is gone."""
-        try:
-            self.nl.request(_tc.RTM_DELQDISC, _tc.ingress_qdisc(index), what=f"delete ingress qdisc on #{index}")
-        except NetlinkError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return _tc.del_ingress_qdisc(self.nl, index)
 
 
 if TYPE_CHECKING:
