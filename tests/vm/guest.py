@@ -618,6 +618,21 @@ class VM:
         self.stop()
 
 
+def check_tap(netns: str, tap: str) -> None:
+    """GuestError unless ``tap`` exists in ``netns`` and is a tap device.
+
+    QEMU (like Firecracker) would otherwise *create* a fresh, unconnected tap of that name and boot a
+    guest that can reach nobody.
+    """
+    res = subprocess.run([*_ns_prefix(netns), "ip", "-d", "-j", "link", "show", "dev", tap], capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0:
+        raise GuestError(f"tap {tap!r} does not exist in netns {netns}: {res.stderr.strip()}")
+    info = (json.loads(res.stdout) or [{}])[0].get("linkinfo", {})
+    if info.get("info_kind") != "tun" or info.get("info_data", {}).get("type") != "tap":
+        raise GuestError(f"{tap!r} in netns {netns} is not a tap device: {info}")
+
+
 _KVM_VERDICT: tuple[str, str] | None = None  # ("kvm"|"tcg", why), decided by the first "auto" boot
 
 
@@ -670,6 +685,7 @@ def boot(netns: str, tap: str, mac: str, ip_param: str, console_path: Path | str
     later boots in the same process. Call ``VM.wait_ready()`` next, and ``VM.stop()`` in a finally.
     """
     global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
+    check_tap(netns, tap)
     image = image or prepare_guest()
     console = Path(console_path)
     param = ip_param if ip_param.startswith("ip=") else f"ip={ip_param}"
