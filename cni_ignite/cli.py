@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from . import skel
 
 
 def _log_internal(exc: BaseException) -> None:
@@ -14,20 +18,30 @@ def _log_internal(exc: BaseException) -> None:
     sys.stderr.write("".join(traceback.format_exception(exc)))
 
 
-def ipam_main() -> int:
-    from . import skel
+def _ipam_handlers() -> skel.Handlers:
     from .ipam.plugin import HANDLERS
 
-    return skel.run(HANDLERS, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    return HANDLERS
+
+
+def _bridge_handlers() -> skel.Handlers:
+    from .bridge.plugin import HANDLERS
+
+    return HANDLERS
+
+
+def ipam_main() -> int:
+    from . import skel
+
+    return skel.run(_ipam_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
                     about=f"ignite-ipam {__version__}: host-local compatible IPAM for cni-ignite",
                     on_internal_error=_log_internal)
 
 
 def bridge_main() -> int:
     from . import skel
-    from .bridge.plugin import HANDLERS
 
-    return skel.run(HANDLERS, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    return skel.run(_bridge_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
                     about=f"ignite-bridge {__version__}: bridge, veth and microVM tap plugin for cni-ignite",
                     on_internal_error=_log_internal)
 

@@ -83,7 +83,6 @@ def read_args(env: Mapping[str, str], stdin: IO[bytes]) -> CmdArgs:
     except OSError as exc:
         raise IOFailure("error reading from stdin", str(exc)) from exc
     conf = parse_netconf(data)
-    require_verb(command, conf.cni_version)
     return CmdArgs(command=command, container_id=cid, netns=env.get("CNI_NETNS", ""), ifname=ifname,
                    args=env.get("CNI_ARGS", ""), path=env.get("CNI_PATH", ""), stdin=data, conf=conf)
 
@@ -100,10 +99,14 @@ def version_reply(stdin: IO[bytes], supported: tuple[str, ...]) -> dict[str, Any
     return {"cniVersion": asked, "supportedVersions": list(supported)}
 
 
-def run(handlers: Handlers, *, env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str],
+def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], stdin: IO[bytes],
+        stdout: IO[str], stderr: IO[str],
         about: str, supported: tuple[str, ...] = SUPPORTED,
         on_internal_error: Callable[[BaseException], None] | None = None) -> int:
-    """Dispatch one CNI call; returns the process exit status."""
+    """Dispatch one CNI call; returns the process exit status.
+
+    `handlers` may be a function that returns them, so that VERSION and argument errors never import
+    a plugin's modules."""
     command = env.get("CNI_COMMAND")
     if not command:
         stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(supported)}\n")
@@ -115,6 +118,9 @@ def run(handlers: Handlers, *, env: Mapping[str, str], stdin: IO[bytes], stdout:
     try:
         args = read_args(env, stdin)
         conf_version = args.conf.cni_version
+        require_verb(command, conf_version)
+        if not isinstance(handlers, Handlers):
+            handlers = handlers()
         if command == "ADD":
             from .result import encode
 

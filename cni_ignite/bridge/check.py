@@ -63,6 +63,11 @@ def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> 
         found.append(f"host veth {veth_name} is not attached to {cfg.bridge}")
     elif cfg.hairpin_mode and veth.port is not None and not veth.port.hairpin:
         found.append(f"hairpin mode is off on {veth_name}")
+    if cfg.mac_spoof_check:
+        from .spoofcheck import present
+
+        if not present(veth_name):
+            found.append(f"macspoofchk rules for {veth_name} are missing")
     if cfg.is_gateway:
         have = {a.address for a in nl.addrs(bridge.index)}
         for ip in prev.ips:

@@ -3,13 +3,14 @@ gateway addresses, forwarding) and the container side (interface addresses, rout
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING
 
 from ..errors import CniError, InvalidConfig, PluginUnavailable, UnknownContainer
 from ..netlink import sysctl
 from ..netlink.netns import entered, open_netns
-from ..netlink.ops import NetnsGone
+from ..netlink.ops import NetlinkError, NetnsGone
 from ..netlink.rtnl import Rtnl
 from ..netlink.sysctl import SysctlMissing
 
@@ -47,7 +48,14 @@ class HostNet:
     def ensure_bridge(self, cfg: BridgeConfig) -> LinkInfo:
         br = self.nl.link(cfg.bridge)
         if br is None:
-            br = self.nl.create_bridge(cfg.bridge, mtu=cfg.mtu, vlan_filtering=bool(cfg.vlan or cfg.vlan_trunk))
+            vlan_filtering = bool(cfg.vlan or cfg.vlan_trunk)
+            try:
+                br = self.nl.create_bridge(cfg.bridge, mtu=cfg.mtu, vlan_filtering=vlan_filtering)
+            except NetlinkError as exc:
+                if vlan_filtering and exc.errno == errno.EOPNOTSUPP:
+                    raise CniError("vlan/vlanTrunk need bridge VLAN filtering, which this kernel lacks",
+                                   "CONFIG_BRIDGE_VLAN_FILTERING is not set") from exc
+                raise
             _set(f"net/ipv6/conf/{cfg.bridge}/accept_ra", "0", missing_ok=True)
         elif br.kind != "bridge":
             raise InvalidConfig(f"{cfg.bridge} already exists but is not a bridge", f"it is a {br.kind}")

@@ -77,6 +77,13 @@ def add(cmd: CmdArgs) -> Result:
             vm_ifaces = vm.setup(cont, cmd, cfg, container_link, ips, guest_mac)
             undo.callback(_quietly(lambda: vm.teardown(cont, cmd, cfg)))
 
+        if cfg.mac_spoof_check:
+            from . import spoofcheck
+
+            macs = [m for m in (container_link.mac, vm_ifaces[1].mac if vm_ifaces else "") if m]
+            spoofcheck.setup(veth_name, sorted(set(macs)))
+            undo.callback(_quietly(lambda: spoofcheck.teardown(veth_name)))
+
         if firewall_needed(cmd, cfg):
             fw, fw_cfg, att = firewall_for(cmd, cfg, [ip.address for ip in ips], bridge.name)
             fw.add(att, fw_cfg)
@@ -177,6 +184,10 @@ def delete(cmd: CmdArgs) -> None:
         host.close()
     if cfg.ipam_type:
         attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
+    if cfg.mac_spoof_check:
+        from . import spoofcheck
+
+        attempt("macspoofchk", lambda: spoofcheck.teardown(host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)))
     if firewall_needed(cmd, cfg, deleting=True):
         def rules() -> None:
             fw, fw_cfg, att = firewall_for(cmd, cfg, addresses, cfg.bridge)

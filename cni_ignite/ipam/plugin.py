@@ -111,8 +111,8 @@ HANDLERS = Handlers(add=add, delete=delete, check=check, gc=gc, status=status)
 
 def valid_attachments(doc: dict[str, Any]) -> set[Owner]:
     raw = doc.get("cni.dev/valid-attachments", doc.get("cni.dev/attachments"))
-    if raw is None:
-        raw = []
+    if raw is None:  # an empty list releases everything; a missing one is a caller's mistake, not a wish
+        raise InvalidConfig("GC needs cni.dev/valid-attachments (an empty list releases every lease)")
     if not isinstance(raw, list):
         raise InvalidConfig("cni.dev/valid-attachments must be a list")
     out: set[Owner] = set()

@@ -522,7 +522,7 @@ def test_a_lock_held_by_another_holder_makes_us_try_again_later(ipam: Ipam, how:
     try:
         started = time.monotonic()
         for verb in ("ADD", "DEL", "CHECK", "GC", "STATUS"):
-            out = ipam(verb, conf, cid="b")
+            out = ipam(verb, {**conf, "cni.dev/valid-attachments": []} if verb == "GC" else conf, cid="b")
             assert out.doc is not None
             assert (out.code, out.doc["msg"]) == (11, "IPAM store busy"), verb
         assert time.monotonic() - started < 5
@@ -586,3 +586,11 @@ def test_version_and_error_paths_import_no_heavy_module(name: str, env: dict[str
         assert probe["rc"] == 0 and doc["cniVersion"] == "0.4.0"
     else:
         assert (probe["rc"], doc["code"]) == (1, code)
+
+
+def test_error_when_gc_is_given_no_attachment_list_at_all(ipam: Ipam) -> None:
+    """An empty list releases everything; a missing list is a caller's mistake and releases nothing."""
+    ipam("ADD", ipam.conf(SMALL), cid="keep")
+    out = ipam("GC", ipam.conf(SMALL))
+    assert out.code == 7 and "valid-attachments" in out.doc["msg"]
+    assert set(ipam.leases()) == {"10.1.0.2"}
