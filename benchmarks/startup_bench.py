@@ -1,7 +1,8 @@
 """Start-up cost of a plugin call: CNI_COMMAND=VERSION, whole process, wall clock.
 
 Compares the shipped onedir bundle (dist/cni-ignite, through the ignite-* links), the onefile variant
-(built only for this comparison: `bash packaging/build.sh --onefile` -> build/onefile/cni-ignite), the
+and onedir with PyInstaller's runtime hooks kept (both built only for this comparison:
+`bash packaging/build.sh --variants` -> build/onefile/cni-ignite, build/with-hooks/cni-ignite/), the
 reference Go bridge (/usr/lib/cni/bridge) and the venv console scripts (unfrozen Python).
 
     python benchmarks/startup_bench.py [--runs 41] [--markdown]
@@ -58,18 +59,20 @@ def du(path: Path) -> int:
 def candidates(links: Path) -> list[tuple[str, list[str], str]]:
     out: list[tuple[str, list[str], str]] = []
     bundle = REPO / "dist" / "cni-ignite"
-    onefile = REPO / "build" / "onefile" / "cni-ignite"
-    for name in ("ignite-ipam", "ignite-bridge"):
-        if bundle.exists():
-            (links / f"onedir-{name}").mkdir()
-            (links / f"onedir-{name}" / name).symlink_to(bundle / "cni-ignite")
-            out.append((f"frozen onedir `{name}` (shipped)", [str(links / f"onedir-{name}" / name)],
-                        f"{du(bundle) / 1e6:.1f} MB folder"))
-        if onefile.exists():
-            (links / f"onefile-{name}").mkdir()
-            (links / f"onefile-{name}" / name).symlink_to(onefile)
-            out.append((f"frozen onefile `{name}`", [str(links / f"onefile-{name}" / name)],
-                        f"{du(onefile) / 1e6:.1f} MB file"))
+    variants = [
+        ("frozen onedir `{}` (shipped)", bundle / "cni-ignite", bundle, "MB folder"),
+        ("frozen onedir `{}`, runtime hooks kept", REPO / "build" / "with-hooks" / "cni-ignite" / "cni-ignite",
+         REPO / "build" / "with-hooks" / "cni-ignite", "MB folder"),
+        ("frozen onefile `{}`", REPO / "build" / "onefile" / "cni-ignite", REPO / "build" / "onefile" / "cni-ignite",
+         "MB file"),
+    ]
+    for i, (label, exe, sized, unit) in enumerate(variants):
+        if not exe.exists():
+            continue
+        for name in ("ignite-ipam", "ignite-bridge"):
+            (links / f"{i}-{name}").mkdir()
+            (links / f"{i}-{name}" / name).symlink_to(exe)
+            out.append((label.format(name), [str(links / f"{i}-{name}" / name)], f"{du(sized) / 1e6:.1f} {unit}"))
     go = Path("/usr/lib/cni/bridge")
     if go.exists():
         out.append(("Go reference `bridge`", [str(go)], f"{du(go) / 1e6:.1f} MB"))

@@ -9,18 +9,20 @@
 # Install with `dist/cni-ignite/cni-ignite install` (see cni_ignite/admin.py). Skips the build when
 # its inputs are unchanged since the last one (dist/.build-stamp). Options:
 #   --force     rebuild even if up to date
-#   --onefile   also build the onefile variant into build/onefile/ (benchmarks only; never shipped)
+#   --variants  also build, for benchmarks/startup_bench.py only (never shipped): the onefile variant
+#               (build/onefile/cni-ignite) and onedir with PyInstaller's runtime hooks kept
+#               (build/with-hooks/cni-ignite/)
 # Environment: PYTHON (default: $VENV/bin/python, VENV default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-${VENV:-.venv}/bin/python}
 force=0
-onefile=0
+variants=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
-    --onefile) onefile=1 ;;
+    --variants) variants=1 ;;
     *) echo "build: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -57,9 +59,11 @@ else
   echo "build: $(du -sh dist/cni-ignite | cut -f1) in dist/cni-ignite ($(find dist/cni-ignite -type f | wc -l) files)"
 fi
 
-if [ "$onefile" -eq 1 ]; then
-  echo "build: PyInstaller onefile -> build/onefile/cni-ignite (benchmark only)"
-  rm -rf build/onefile
+if [ "$variants" -eq 1 ]; then
+  echo "build: benchmark variants -> build/onefile/cni-ignite, build/with-hooks/cni-ignite/"
+  rm -rf build/onefile build/with-hooks
   CNI_IGNITE_ONEFILE=1 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath build/onefile --workpath build/pyinstaller-onefile packaging/cni-ignite.spec
+  CNI_IGNITE_KEEP_HOOKS=1 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+    --distpath build/with-hooks --workpath build/pyinstaller-with-hooks packaging/cni-ignite.spec
 fi
