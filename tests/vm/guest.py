@@ -684,7 +684,6 @@ def boot(netns: str, tap: str, mac: str, ip_param: str, console_path: Path | str
     silent, that QEMU is killed and the guest is started again under TCG. The verdict is reused by
     later boots in the same process. Call ``VM.wait_ready()`` next, and ``VM.stop()`` in a finally.
     """
-    global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
     check_tap(netns, tap)
     image = image or prepare_guest()
     console = Path(console_path)
@@ -694,6 +693,16 @@ def boot(netns: str, tap: str, mac: str, ip_param: str, console_path: Path | str
     if accel not in ("auto", "kvm", "tcg"):
         raise GuestError(f"accel must be auto, kvm or tcg, not {accel!r}")
     note = f"requested {accel}"
+    with _PROBE_LOCK if accel == "auto" else contextlib.nullcontext():
+        return _boot(netns, tap, mac, param, console, accel, note, image, append, memory_mb, kvm_probe_seconds)
+
+
+_PROBE_LOCK = threading.Lock()
+
+
+def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str, note: str, image: GuestImage,
+          append: str, memory_mb: int, kvm_probe_seconds: float) -> VM:
+    global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
     if accel == "auto":
         if _KVM_VERDICT is not None:
             accel, note = _KVM_VERDICT[0], f"auto: {_KVM_VERDICT[1]} (probed earlier in this process)"
