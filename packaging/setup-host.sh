@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iptables nftables iproute2 iputils-ping containernetworking-plugins python3-venv busybox-static procps)
+APT_PACKAGES=(iptables nftables iproute2 iputils-ping containernetworking-plugins python3-venv busybox-static procps podman containerd crun golang-go golang-github-appc-cni-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
