@@ -21,15 +21,20 @@ it only while it is still byte-identical to what we wrote; uninstall removes it 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import CniError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MANIFEST = "cni-ignite.manifest.json"
 CURRENT_LINK = "cni-ignite.d"
@@ -103,6 +108,33 @@ def bundle_version(bundle: str) -> str:
 
 def _tmp_name(folder: str, name: str) -> str:
     return os.path.join(folder, f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def _is_our_tmp(name: str) -> bool:
+    return name.startswith((".cni-ignite", ".ignite-")) and ".tmp-" in name
+
+
+@contextlib.contextmanager
+def locked(bin_dir: str) -> Iterator[None]:
+    """One install/uninstall at a time per bin dir: flock on the folder itself (no lock file to leave)."""
+    fd = os.open(bin_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(bin_dir: str, out: TextIO) -> None:
+    """Leftovers of an install that was killed midway (only ours, by name; called under the lock)."""
+    for name in os.listdir(bin_dir):
+        if _is_our_tmp(name):
+            path = os.path.join(bin_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+            out.write(f"{path}: removed (left by an interrupted install)\n")
 
 
 def replace_symlink(target: str, link: str) -> None:
@@ -188,9 +220,18 @@ def conf_files(conf_dir: str) -> list[str]:
 def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO) -> int:
     bundle = bundle_dir(source)
     version = bundle_version(bundle)
-    old = read_manifest(bin_dir) or {}
-    created: list[str] = list(old.get("created_dirs", []))
+    created: list[str] = []
     makedirs(bin_dir, created)
+    with locked(bin_dir):
+        old = read_manifest(bin_dir) or {}
+        created = [*old.get("created_dirs", []), *created]
+        remove_stale_temporaries(bin_dir, out)
+        return _install(bundle, version, bin_dir, conf_dir, old, created, write_conf=write_conf, force=force,
+                        out=out)
+
+
+def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[str, Any], created: list[str], *,
+             write_conf: bool, force: bool, out: TextIO) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
         if os.path.lexists(path) and not (name in old.get("links", {}) or force):
@@ -274,10 +315,27 @@ def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, cr
 # ----------------------------------------------------------------------------------------- uninstall
 
 def uninstall(bin_dir: str, out: TextIO) -> int:
-    man = read_manifest(bin_dir)
-    if man is None:
-        out.write(f"nothing to uninstall: no {MANIFEST} in {bin_dir}\n")
+    if not os.path.isdir(bin_dir):
+        out.write(f"nothing to uninstall: {bin_dir} does not exist\n")
         return 0
+    with locked(bin_dir):
+        man = read_manifest(bin_dir)
+        if man is None:
+            out.write(f"nothing to uninstall: no {MANIFEST} in {bin_dir}\n")
+            return 0
+        remove_stale_temporaries(bin_dir, out)
+        _uninstall(bin_dir, man, out)
+    for d in reversed(man.get("created_dirs", [])):  # after the lock's fd is closed
+        try:
+            os.rmdir(d)
+            out.write(f"{d}: removed (empty, created by install)\n")
+        except OSError:
+            pass
+    out.write(f"uninstalled cni-ignite {man.get('version', '?')} from {bin_dir}\n")
+    return 0
+
+
+def _uninstall(bin_dir: str, man: dict[str, Any], out: TextIO) -> None:
     links: dict[str, str] = man.get("links", {})
     for name in (*PLUGIN_LINKS, CURRENT_LINK):  # plugins first, so none points at a missing folder
         path = os.path.join(bin_dir, name)
@@ -299,11 +357,3 @@ def uninstall(bin_dir: str, out: TextIO) -> int:
         elif os.path.exists(conf["path"]):
             out.write(f"{conf['path']}: left alone (changed since install)\n")
     os.unlink(os.path.join(bin_dir, MANIFEST))
-    for d in reversed(man.get("created_dirs", [])):
-        try:
-            os.rmdir(d)
-            out.write(f"{d}: removed (empty, created by install)\n")
-        except OSError:
-            pass
-    out.write(f"uninstalled cni-ignite {man.get('version', '?')} from {bin_dir}\n")
-    return 0

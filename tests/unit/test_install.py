@@ -196,3 +196,38 @@ def test_status_shows_install_default_network_and_leases(tmp_path: Path) -> None
     assert "conflist:" in text and "changed by user" in text
     assert "default network: ignite-cni-bridge" in text
     assert "10.61.0.7" in text and "ctr-1" in text
+
+
+def test_leftovers_of_an_interrupted_install_are_cleaned_only_ours(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    (bin_dir / ".cni-ignite-0123.d.tmp-99-1").mkdir(parents=True)
+    (bin_dir / ".ignite-ipam.tmp-99-2").symlink_to("nowhere")
+    (bin_dir / ".someone-elses.tmp-1").write_text("x")
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    assert sorted(p for p in os.listdir(bin_dir) if p.startswith(".")) == [".someone-elses.tmp-1"]
+
+
+def test_concurrent_installs_serialise_and_leave_a_consistent_install(tmp_path: Path) -> None:
+    bundles = [fake_bundle(tmp_path, t) for t in ("a", "b")]
+    do_install(bundles[0], tmp_path)
+    errors: list[BaseException] = []
+
+    def worker(src: Path) -> None:
+        try:
+            for _ in range(4):
+                do_install(src, tmp_path)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in bundles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    man = manifest(tmp_path)
+    assert os.readlink(tmp_path / "bin" / "cni-ignite.d") == man["current"]
+    gens = {p for p in os.listdir(tmp_path / "bin") if p.startswith("cni-ignite-")}
+    assert gens == set(man["generations"])  # type: ignore[arg-type]
+    assert inst.uninstall(str(tmp_path / "bin"), io.StringIO()) == 0
+    assert not (tmp_path / "bin").exists()
