@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._nl import HDR_SIZE, NLM_F_CREATE, NLM_F_EXCL, iter_nla, nest, nla
 from .ops import NetlinkError
@@ -81,8 +80,7 @@ def redirect_filter(ifindex: int, target: int, *, prio: int = 0) -> bytes:
     return tcmsg(ifindex, parent=INGRESS_HANDLE, info=(prio << 16) | protocol_be) + nla(TCA_KIND, b"u32\0") + options
 
 
-@dataclass(frozen=True, slots=True)
-class TcObject:
+class TcObject(NamedTuple):
     ifindex: int
     handle: int
     parent: int

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import CniError, NotFound
 
@@ -63,8 +62,7 @@ class LinkNotUp(CniError):
     """A link did not become operationally up in time."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BridgePort:
+class BridgePort(NamedTuple):
     """Bridge-port flags of a link enslaved to a bridge (IFLA_INFO_SLAVE_DATA)."""
 
     hairpin: bool
@@ -73,8 +71,7 @@ class BridgePort:
     state: int  # BR_STATE_*: 0 disabled, 1 listening, 2 learning, 3 forwarding, 4 blocking
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BridgeAttrs:
+class BridgeAttrs(NamedTuple):
     """Attributes of a bridge device (IFLA_INFO_DATA of kind ``bridge``)."""
 
     vlan_filtering: bool
@@ -84,9 +81,8 @@ class BridgeAttrs:
     default_pvid: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinkInfo:
-    index: int
+class LinkInfo(NamedTuple):
+    index: int  # type: ignore[assignment]
     name: str
     kind: str | None  # "bridge", "veth", "tun", ... ; None for devices without rtnl link ops (lo)
     mac: str | None  # lower-case "aa:bb:..."; None when the device has no L2 address
@@ -101,9 +97,8 @@ class LinkInfo:
     bridge: BridgeAttrs | None = None  # set when the link is a bridge
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Addr:
-    index: int
+class Addr(NamedTuple):
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     address: IPInterface
     scope: int
     tentative: bool
@@ -111,11 +106,10 @@ class Addr:
     permanent: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Route:
+class Route(NamedTuple):
     dst: IPNetwork
     gw: IPAddress | None
-    index: int | None
+    index: int | None  # type: ignore[assignment]
     table: int
     priority: int | None
     scope: int
@@ -125,8 +119,7 @@ class Route:
     src: IPAddress | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BridgeVlan:
+class BridgeVlan(NamedTuple):
     vid: int
     pvid: bool
     untagged: bool
