@@ -24,5 +24,8 @@ demo: build
 bench: build
 	$(PY) benchmarks/run.py
 
+conformance: setup
+	$(PY) -m conformance --cni-path $(VENV)/bin --conflist conformance/ignite.conflist
+
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

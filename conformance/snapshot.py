@@ -32,8 +32,9 @@ ALLOWANCES = (
     "up/down or promisc flags (shared by every container; the spec and the reference keep it)",
     "IPv6 link-local (fe80::/10) addresses (the kernel adds and removes them by itself)",
     "sysctls such as ip_forward and route_localnet are not compared (host-wide settings, kept by design)",
-    "iptables: table headers, built-in chain policies, and the shared top-level chains "
-    + ", ".join(sorted(SHARED_XT_CHAINS)) + " (declarations and rules in them)",
+    "iptables: table headers, built-in chain policies, the shared top-level chains "
+    + ", ".join(sorted(SHARED_XT_CHAINS)) + " and any chain a built-in chain jumps to by a rule naming no "
+    "attachment (declarations and rules in them); rules in any other new chain are flagged",
     "iptables and nft: any other leftover rule that names no attachment (no container ID, container IP or "
     "host-side interface of it) is a shared rule and is allowed",
     "nft: tables, base chains and chains still jumped to; a leftover regular chain nothing jumps to is flagged",
@@ -58,7 +59,9 @@ class Identity:
 
     def pattern(self) -> re.Pattern[str]:
         alts = [re.escape(self.container_id)]
-        alts += [rf"(?<![\w.:]){re.escape(ip)}(?![\w:]|\.\d)" for ip in self.ips]
+        for ip in self.ips:  # whole addresses only: 10.61.0.2 must not match 10.61.0.20 (but matches 10.61.0.2:80)
+            tail = r"(?![0-9a-fA-F:])" if ":" in ip else r"(?!\d|\.\d)"
+            alts.append(rf"(?<![\w.:]){re.escape(ip)}{tail}")
         alts += [rf"(?<![\w-]){re.escape(name)}(?![\w-])" for name in self.links]
         return re.compile("|".join(alts))
 
@@ -132,28 +135,34 @@ def take(ns: str, *, bridge: str, data_dir: Path | None) -> Snapshot:
     return Snapshot(frozenset(items), bridge)
 
 
-def _xt_chain(item: str) -> str | None:
-    m = re.match(r"ip6?tables-save \w+: :(\S+) ", item)
-    return m.group(1) if m else None
-
-
 def _allowed_ipam(item: str, ident: re.Pattern[str]) -> bool:
     if item.startswith("ipam dir"):
         return True
     rel = item[len("ipam file "):].split(": ", 1)[0]
+    name = rel.rsplit("/", 1)[-1]
+    if name == "lock" or name.startswith("last_reserved_ip."):
+        return True  # the flock target and the round-robin cursor (it names the last address handed out)
     try:
-        ipaddress.ip_address(rel.rsplit("/", 1)[-1].replace("_", ":"))
+        ipaddress.ip_address(name.replace("_", ":"))
         return False  # a lease file (host-local layout: named after the address)
     except ValueError:
         return not ident.search(item)  # lock, last_reserved_ip.*, indexes: fine unless they name the attachment
 
 
-def _allowed_xt(item: str) -> bool:
-    chain = _xt_chain(item)
-    if chain is not None:
-        return chain in BUILTIN_CHAINS or chain in SHARED_XT_CHAINS
-    body = item.split(": ", 1)[1]
-    return body.startswith(("*", "-A "))
+def _xt_chain_shared(prefix: str, chain: str, after: Snapshot, ident: re.Pattern[str]) -> bool:
+    """Built-in, a known shared chain, or hooked from a built-in chain by a rule naming no attachment."""
+    if chain in BUILTIN_CHAINS or chain in SHARED_XT_CHAINS:
+        return True
+    hook = re.compile(rf"{re.escape(prefix)}: -A ({'|'.join(BUILTIN_CHAINS)}) .*-[jg] {re.escape(chain)}( |$)")
+    return any(hook.match(i) and not ident.search(i) for i in after.items)
+
+
+def _allowed_xt(item: str, after: Snapshot, ident: re.Pattern[str]) -> bool:
+    prefix, body = item.split(": ", 1)
+    if body.startswith("*"):
+        return True
+    m = re.match(r"[:]?(?:-A )?(\S+)", body)
+    return m is not None and _xt_chain_shared(prefix, m.group(1), after, ident)
 
 
 def _allowed_nft(item: str, after: Snapshot) -> bool:
@@ -175,7 +184,7 @@ def _allowed(item: str, after: Snapshot, ident: re.Pattern[str]) -> bool:
     if ident.search(item):
         return False
     if item.startswith(("iptables-save", "ip6tables-save")):
-        return _allowed_xt(item)
+        return _allowed_xt(item, after, ident)
     if item.startswith("nft "):
         return _allowed_nft(item, after)
     return False  # links and addresses other than the bridge's
