@@ -135,3 +135,11 @@ def test_version_median_within_40_ms(plugin_dir: Path, name: str) -> None:
         if medians[-1] <= 40:
             return
     pytest.fail(f"VERSION median over 40 ms in 3 rounds: {[round(m, 1) for m in medians]}")
+
+
+def test_bundle_libraries_are_stripped() -> None:
+    """--strip: no ELF symbol table (.symtab) left in libpython or the extension modules."""
+    libs = [p for p in EXE.parent.rglob("*.so*") if p.is_file()]
+    assert any(p.name.startswith("libpython") for p in libs)
+    unstripped = [p.name for p in libs if b".symtab\0" in p.read_bytes()]
+    assert unstripped == []
