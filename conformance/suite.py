@@ -374,7 +374,10 @@ class Scenarios:
         f = Attachment(_cid("f"), path(ns_f), "eth0", PORTMAP)
         g = Attachment(_cid("g"), path(ns_g), "eth0", {})
         rf, rg = self.try_add(f, "two containers (F)"), self.try_add(g, "two containers (G)")
-        if rf is not None and rg is not None:
+        if rf is None or rg is None:
+            for case in ("two containers: distinct addresses", "two containers: the second one pings the gateway"):
+                self.vr.blocked(case, "an ADD failed")
+        else:
             af = {ip["address"] for ip in c.container_ips(rf, f)}
             ag = {ip["address"] for ip in c.container_ips(rg, g)}
             self.vr.add_row("two containers: distinct addresses", not (af & ag), "no shared address",
@@ -391,6 +394,13 @@ class Scenarios:
             self.leak_row("two containers: nothing left after both DELs", before,
                           [self.identity(f, rf), self.identity(g, rg)])
             return
+        if rf is None or rg is None:
+            for case in GC_CASES[:4]:
+                self.vr.blocked(case, "an ADD failed")
+            self.try_del(f, "two containers: DEL of the first exit 0")
+            self.try_del(g, "two containers: DEL of the second exit 0")
+            self.leak_row(GC_CASES[4], before, [self.identity(f, rf), self.identity(g, rg)])
+            return
         # F's container died and the runtime lost its state: only the plugins' GC can reclaim it.
         self.ns.delete(ns_f)
         self.rt.forget(self.nl, f)
@@ -403,7 +413,7 @@ class Scenarios:
         held_f, held_g = c.lease_files(self.data, f.container_id), c.lease_files(self.data, g.container_id)
         self.vr.add_row("GC: releases the stale attachment's lease", not held_f, "no lease for the stale container",
                         f"still leased: {held_f}", gc_hint)
-        self.vr.add_row("GC: keeps the valid lease", rg is None or bool(held_g), "the valid container keeps its lease",
+        self.vr.add_row("GC: keeps the valid lease", bool(held_g), "the valid container keeps its lease",
                         "lease gone", gc_hint)
         try:
             self.rt.check(self.nl, g)
