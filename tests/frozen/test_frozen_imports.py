@@ -5,6 +5,7 @@ asyncio (they cost ~90 ms per call), nothing heavy on the VERSION path, and ever
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -69,8 +70,10 @@ def test_every_cni_ignite_module_is_bundled_and_imports_frozen() -> None:
 def test_pyroute2_message_layer_imports_frozen_without_its_package_init() -> None:
     """cni_ignite.netlink registers `pyroute2` from its spec; frozen, the message classes must load and
     pyroute2's __init__ (IPRoute, NDB, asyncio) must not run."""
-    probe = ",".join(["cni_ignite.netlink._msg", *(f"pyroute2.netlink.rtnl.{m}" for m in ("ifinfmsg", "ifaddrmsg",
-                                                                                        "rtmsg", "tcmsg"))])
+    named = {m for path in (REPO / "cni_ignite").rglob("*.py")
+             for m in re.findall(r"^\s*(?:from|import) (pyroute2\.[\w.]+)", path.read_text(), re.M)}
+    wanted = {f"pyroute2.netlink.rtnl.{m}" for m in ("ifinfmsg", "ifaddrmsg", "rtmsg", "tcmsg")}
+    probe = ",".join(["cni_ignite.netlink._msg", *sorted(named | wanted)])
     res = subprocess.run([str(EXE)], env={"CNI_IGNITE_DEBUG_IMPORT": probe}, capture_output=True, timeout=60,
                          check=False)
     assert json.loads(res.stdout) == {"failed": {}}, res.stderr.decode()
