@@ -209,7 +209,7 @@ def ping(ns: str, target: str, tries: int = 3) -> str:
 
 def lease_files(data_dir: Any, container_id: str) -> list[str]:
     """host-local-layout lease files (``<dataDir>/<net>/<ip>`` = ``id\\r\\nifname``) held by a container."""
-    out = []
+    out: list[str] = []
     if data_dir is None or not data_dir.is_dir():
         return out
     for f in data_dir.rglob("*"):

@@ -194,7 +194,8 @@ def leftovers(before: Snapshot, after: Snapshot, idents: Iterable[Identity]) -> 
     """(problems, allowed): items added since ``before`` that are leaks vs shared objects, plus removals."""
     alts = [i.pattern().pattern for i in idents]
     ident = re.compile("|".join(alts)) if alts else re.compile(r"(?!x)x")
-    problems, allowed = [], []
+    problems: list[str] = []
+    allowed: list[str] = []
     for item in sorted(after.items - before.items):
         (allowed if _allowed(item, after, ident) else problems).append(item)
     nothing = re.compile(r"(?!x)x")

@@ -22,7 +22,7 @@ from typing import Any
 from . import cases as c
 from . import snapshot
 from .driver import V040, V110, Attachment, ChainError, Runtime
-from .hostns import Namespaces, path
+from .hostns import Namespaces, ns_json, path
 
 VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
 PORTMAP = {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}
@@ -157,7 +157,8 @@ class VersionRun:
 
     def chain(self) -> list[dict[str, Any]] | None:
         sup = self.suite.supported
-        usable, dropped = [], []
+        usable: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
         for p in self.suite.netlist["plugins"]:
             kinds = [p["type"]] + ([p["ipam"]["type"]] if (p.get("ipam") or {}).get("type") else [])
             missing = [k for k in kinds if self.v not in sup.get(k, set())]
@@ -276,7 +277,7 @@ class Scenarios:
                 self.vr.blocked(case, "ADD failed")
         ok = self.try_del(att, "DEL: exit 0", "SPEC §DEL")
         if ok:
-            gone = not c.ns_json(ns_a, ["ip", "-j", "link", "show", "dev", att.ifname])
+            gone = not ns_json(ns_a, ["ip", "-j", "link", "show", "dev", att.ifname])
             self.vr.add_row("DEL: container interface removed", gone, f"no {att.ifname} in the container",
                             "still there")
         self.try_del(att, "DEL: second DEL exit 0 (cache gone, no prevResult)",
