@@ -2,7 +2,8 @@
 
 Run ``python -m conformance --cni-path DIR --conflist FILE [--report out.json] [--markdown out.md]``.
 Modules: ``driver`` (libcni-like runtime), ``hostns`` (namespaces), ``snapshot`` (host state diff),
-``cases`` (checks), ``suite`` (scenarios per cniVersion), ``report`` (table, markdown, JSON).
+``cases`` (checks), ``suite`` (per-plugin cases, one run per cniVersion), ``scenarios`` (the chain
+scenarios of one run), ``report`` (table, markdown, JSON).
 """
 
 from __future__ import annotations
