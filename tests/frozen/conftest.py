@@ -6,16 +6,14 @@ so CI never skips them. Set CNI_IGNITE_DIST to test another build.
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent.parent
-DIST = Path(os.environ.get("CNI_IGNITE_DIST", str(REPO / "dist")))
-BUNDLE = DIST / "cni-ignite"
-EXE = BUNDLE / "cni-ignite"
-MINIMAL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bundle import EXE, built
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -24,7 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.frozen)
-            if not (EXE.is_file() and os.access(EXE, os.X_OK)):
+            if not built():
                 item.add_marker(skip)
 
 

@@ -10,7 +10,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import EXE, MINIMAL_PATH, REPO
+from bundle import EXE, MINIMAL_PATH, REPO
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,7 +8,7 @@ import os
 import subprocess
 from typing import TYPE_CHECKING
 
-from conftest import EXE, MINIMAL_PATH
+from bundle import EXE, MINIMAL_PATH
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MINIMAL_PATH
+from bundle import MINIMAL_PATH
 from nsutil import Namespaces, in_ns, path
 
 GO_BRIDGE = Path("/usr/lib/cni/bridge")

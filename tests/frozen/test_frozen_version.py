@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXE, MINIMAL_PATH
+from bundle import EXE, MINIMAL_PATH
 
 SUPPORTED = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 PLUGINS = ("ignite-bridge", "ignite-ipam")
