@@ -231,3 +231,28 @@ def test_concurrent_installs_serialise_and_leave_a_consistent_install(tmp_path: 
     assert gens == set(man["generations"])  # type: ignore[arg-type]
     assert inst.uninstall(str(tmp_path / "bin"), io.StringIO()) == 0
     assert not (tmp_path / "bin").exists()
+
+
+def test_status_lists_attachments_with_rules_from_the_firewall_state(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract status expects: cni_ignite.firewall.state.list_attachments(state_dir, network) -> lines."""
+    import sys
+    import types
+
+    seen: list[tuple[str, str]] = []
+
+    def list_attachments(state_dir: str, network: str) -> list[str]:
+        seen.append((state_dir, network))
+        return ["ctr-1/eth0 10.61.0.7 masquerade, 1 port mapping"]
+
+    monkeypatch.setitem(sys.modules, "cni_ignite.firewall.state", types.SimpleNamespace(
+        list_attachments=list_attachments))
+    (tmp_path / "net.d").mkdir()
+    conf = {"cniVersion": "0.4.0", "name": "n1", "type": "ignite-bridge", "ipam": {"type": "ignite-ipam"}}
+    (tmp_path / "net.d" / "50-n1.conf").write_text(json.dumps(conf))
+    out = io.StringIO()
+    print_status(str(tmp_path / "bin"), str(tmp_path / "net.d"), str(tmp_path / "data"), str(tmp_path / "state"), out)
+    assert seen == [(str(tmp_path / "state"), "n1")]
+    assert "attachments with rules" in out.getvalue()
+    assert "ctr-1/eth0 10.61.0.7 masquerade" in out.getvalue()
+    assert "installed: no" in out.getvalue()
