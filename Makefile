@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build test lint unit-test demo bench conformance clean
+.PHONY: setup build test lint unit-test demo vm-demo bench conformance clean
 
 setup:
 	@bash packaging/setup-host.sh
@@ -20,6 +20,10 @@ test: setup lint build
 
 demo: build
 	@$(PY) -m demo
+
+# Two real microVM guests (QEMU) on the VM mode, step by step; VM_DEMO_ARGS="--mode bridge" etc.
+vm-demo: build
+	@$(PY) tests/vm/demo.py $(VM_DEMO_ARGS)
 
 bench: build
 	$(PY) benchmarks/run.py
