@@ -1,0 +1,91 @@
+"""pytest glue for the runtime tests: skip (or, under CI, fail) with a precise reason, flavour params,
+and the "nothing left behind" checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from .common import FLAVOURS, SUBNET, Network, addresses_in, frozen_exe, make_plugin_dir
+from .host import HostError, RuntimeHost
+
+ADDRESS = re.compile(r"\b(10\.61\.\d{1,3}\.\d{1,3})\b")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """The runtime cannot start here: skip with the reason, except under CI, which must not skip these."""
+    if os.environ.get("CI"):
+        pytest.fail(f"runtime unavailable under CI (CI must not skip this): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need(*programs: str) -> None:
+    for program in programs:
+        if shutil.which(program) is None:
+            unavailable(f"`{program}` is not installed (packaging/setup-host.sh installs it via APT_PACKAGES)")
+
+
+def flavour_params() -> list[object]:
+    marks = {"frozen": [pytest.mark.frozen]}
+    return [pytest.param(f, id=f, marks=marks.get(f, [])) for f in FLAVOURS]
+
+
+def plugin_dir(flavour: str, dest: Path) -> Path:
+    if flavour == "frozen" and not os.access(frozen_exe(), os.X_OK):
+        unavailable(f"no frozen bundle at {frozen_exe()}: run `make build` (`make test` builds it first)")
+    return make_plugin_dir(dest, flavour)
+
+
+def start_host(work: Path) -> RuntimeHost:
+    host = RuntimeHost(work)
+    try:
+        host.start()
+    except (HostError, OSError, subprocess.SubprocessError) as exc:
+        host.close()
+        unavailable(f"cannot build the throwaway host namespace: {exc}")
+    return host
+
+
+def wait_for(what: str, probe: object, timeout: float = 20, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()  # type: ignore[operator]
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def container_address(text: str) -> str:
+    found = ADDRESS.findall(text)
+    assert found, f"no {SUBNET} address in: {text}"
+    return found[0]
+
+
+def assert_nothing_left(host: RuntimeHost, net: Network, address: str, *, rules: bool = True) -> None:
+    """After rm/DEL: no lease in the IPAM dataDir, no host veth, no firewall rule naming the address."""
+    assert net.leases() == [], f"lease files left in {net.data_dir}: {net.leases()}"
+    assert host.veths() == [], f"host veths left: {host.veths()}"
+    if rules:
+        left = addresses_in(host.rules(), address)
+        assert left == [], "firewall rules still mention {}:\n{}".format(address, "\n".join(left))
+
+
+def short_workdir() -> Path:
+    """A short temp folder (podman refuses a run root longer than 50 characters, so no tmp_path)."""
+    return Path(tempfile.mkdtemp(prefix="cnirt-", dir="/tmp"))
+
+
+def remove_workdir(work: Path) -> None:
+    if os.environ.get("CNI_IGNITE_KEEP_WORK"):
+        return
+    shutil.rmtree(work, ignore_errors=True)
