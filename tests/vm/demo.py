@@ -32,6 +32,8 @@ if str(Path(__file__).resolve().parent) in sys.path:  # import our modules as vm
     sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(TESTS))
 
+from nsutil import path  # noqa: E402
+
 from vm import guest  # noqa: E402
 from vm.flow import HOST_OUT_IP, MODES, OUTSIDE_IP, REPO, FlowError, Slot, World  # noqa: E402
 
@@ -117,13 +119,20 @@ def add_and_boot(w: World, vms: list[Slot], step: Steps) -> None:
             step.note(f"result VM interface: {json.dumps(pseudo)}")
             step.note(f"result ips:          {json.dumps(slot.result.get('ips'))}")
             step.note(f"kernel argument:     {slot.ip_param}")
-            step.note(f"guest MAC:           {slot.mac}")
+            veth = next(i for i in slot.result["interfaces"]
+                        if i.get("sandbox") == path(slot.ns) and i["name"] == "eth0")
+            how = ("= the VM ns eth0's MAC, tc-redirect-tap's way" if w.mode == "tc-redirect" else
+                   f"the guest's own; eth0 in the VM ns has {veth['mac']}")
+            step.note(f"guest MAC:           {slot.mac} ({how})")
     with step("booting both guests (QEMU -netdev tap,ifname=<tap from the result>, inside the VM ns)"):
         w.image = guest.prepare_guest()
         for slot in vms:
             vm = w.boot(slot)
             step.note(f"{slot.vm_id}: QEMU pid {vm.pid} on {slot.net.tap_name if slot.net else '?'} in "
-                      f"{slot.ns}; accel={vm.accel} ({vm.accel_note})")
+                      f"{slot.ns}, accel={vm.accel}")
+        verdict = guest.kvm_verdict()
+        if verdict:
+            step.note(f"accel: {verdict[0]} ({verdict[1]})")
     with step("waiting for the guests: READY on the serial console, then the host's first ping"):
         w.wait_all_up()
         for slot in vms:
