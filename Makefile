@@ -12,7 +12,7 @@ build: setup
 	@VENV=$(VENV) bash packaging/build.sh
 
 lint: setup
-	$(VENV)/bin/ruff check cni_ignite tests benchmarks conformance packaging
+	$(VENV)/bin/ruff check cni_ignite tests benchmarks conformance packaging demo
 	$(VENV)/bin/mypy
 
 test: setup lint build

@@ -20,7 +20,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from conformance.driver import Attachment, Runtime  # noqa: E402
+from conformance.driver import Attachment, ChainError, Runtime  # noqa: E402
 from conformance.hostns import Namespaces, in_ns, path  # noqa: E402
 
 HOST_PORT = 8080
@@ -55,98 +55,121 @@ def leftovers(host: str, data_dir: Path) -> list[str]:
     return found
 
 
+class Demo:
+    def __init__(self, spaces: Namespaces, source: str, work: Path) -> None:
+        self.spaces, self.host, self.source, self.work = spaces, spaces.host, source, work
+        self.bin_dir, self.conf_dir, self.data_dir = work / "bin", work / "net.d", work / "lib"
+        self.cni_ignite = Path(source) / "cni-ignite" / "cni-ignite"
+        self.rt = Runtime(cni_path=[self.bin_dir], host_ns=self.host, cache_dir=work / "cache")
+        self.netlist: dict[str, Any] = {}
+        self.vms: dict[str, tuple[str, Attachment, str]] = {}
+        self.httpd: subprocess.Popen[bytes] | None = None
+
+    def admin(self, *argv: str) -> list[str]:
+        out = subprocess.run([str(self.cni_ignite), *argv], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise StepFailed(f"cni-ignite {argv[0]} failed: {out.stderr or out.stdout}")
+        return out.stdout.strip().splitlines()
+
+    def install(self) -> None:
+        step(1, f"a throwaway host namespace {self.host}; plugins installed into {self.work}")
+        for line in self.admin("install", "--bin-dir", str(self.bin_dir), "--conf-dir", str(self.conf_dir),
+                               "--from", self.source):
+            say(line)
+        self.netlist = json.loads((self.conf_dir / "10-ignite.conflist").read_text())
+        plugin = self.netlist["plugins"][0]
+        plugin["ipam"]["dataDir"] = str(self.data_dir / "networks")  # keep the machine's /var/lib/cni untouched
+        plugin["stateDir"] = str(self.data_dir / "ignite")
+        say(f"default network {self.netlist['name']!r}: {plugin['type']} on bridge {plugin['bridge']}, "
+            f"{plugin['ipam']['type']} {plugin['ipam']['subnet']}, cniVersion {self.netlist['cniVersion']}")
+
+    def add(self) -> None:
+        step(2, f"ADD two VM namespaces through the default conflist (vm-a maps host port {HOST_PORT} -> 80)")
+        mapping = {"portMappings": [{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}]}
+        for name, caps in (("vm-a", mapping), ("vm-b", {})):
+            ns = self.spaces.new(name)
+            att = Attachment(container_id=f"demo-{name}", netns=path(ns), capability_args=caps)
+            t0 = time.monotonic()
+            result, _ = self.rt.add(self.netlist, att)
+            ms = 1000 * (time.monotonic() - t0)
+            ip = result["ips"][0]["address"]
+            self.vms[name] = (ns, att, ip.split("/")[0])
+            say(f"{name}: {ip} via {result['ips'][0]['gateway']} on {result['interfaces'][2]['name']} "
+                f"(host side {result['interfaces'][1]['name']}), ADD took {ms:.0f} ms")
+
+    def ping(self) -> None:
+        step(3, "the VMs reach each other and their gateway")
+        (ns_a, _, ip_a), (ns_b, _, ip_b) = self.vms["vm-a"], self.vms["vm-b"]
+        for src, dst in ((ns_a, ip_b), (ns_b, ip_a), (ns_a, "10.61.0.1")):
+            line = [ln for ln in sh(src, "ping", "-c", "1", "-W", "2", dst).splitlines() if "time=" in ln]
+            say(f"{src.split('-', 1)[-1]} -> {dst}: {line[0].split('time=')[1] if line else 'ok'}")
+
+    def port_mapping(self) -> None:
+        step(4, f"a page served inside vm-a, fetched through host port {HOST_PORT}")
+        www = self.work / "www"
+        www.mkdir()
+        (www / "index.html").write_text("hello from vm-a, through ignite-bridge's port mapping\n")
+        ns_a, ns_b = self.vms["vm-a"][0], self.vms["vm-b"][0]
+        self.httpd = subprocess.Popen(["ip", "netns", "exec", ns_a, "busybox", "httpd", "-f", "-p", "80",
+                                       "-h", str(www)])
+        time.sleep(0.3)
+        for ns, who, url in ((self.host, "host namespace", f"http://127.0.0.1:{HOST_PORT}/"),
+                             (self.host, "host namespace", f"http://10.61.0.1:{HOST_PORT}/"),
+                             (ns_b, "vm-b (hairpin through the host)", f"http://10.61.0.1:{HOST_PORT}/")):
+            page = sh(ns, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url).strip()
+            say(f"{who} GET {url} -> {page!r}")
+
+    def check_and_delete(self) -> None:
+        step(5, "CHECK both attachments")
+        for name, (_, att, _) in self.vms.items():
+            calls = self.rt.check(self.netlist, att)
+            if not all(c.ok for c in calls):
+                raise StepFailed(f"CHECK {name}: {calls[-1].brief()}")
+            say(f"{name}: CHECK ok")
+        step(6, "DEL both attachments (the runtime replays its cached result, not the port mappings)")
+        self.stop_httpd()
+        for name, (_, att, _) in self.vms.items():
+            calls = self.rt.delete(self.netlist, att)
+            if not all(c.ok for c in calls):
+                raise StepFailed(f"DEL {name}: {calls[-1].brief()}")
+            say(f"{name}: DEL ok")
+
+    def verify_clean(self) -> None:
+        step(7, "nothing is left behind")
+        left = leftovers(self.host, self.data_dir)
+        if left:
+            raise StepFailed("left behind: " + "; ".join(left))
+        say(f"no veth, no rule mentioning 10.61.x or port {HOST_PORT}, no lease file "
+            f"(the bridge {self.netlist['plugins'][0]['bridge']} stays, as with the reference plugin)")
+        lines = self.admin("uninstall", "--bin-dir", str(self.bin_dir))
+        say(lines[-1] if lines else "uninstalled")
+
+    def stop_httpd(self) -> None:
+        if self.httpd is not None:
+            self.httpd.kill()
+            self.httpd.wait()
+            self.httpd = None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--from", dest="source", default=str(REPO / "dist"), help="the built bundle (make build)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cni-ignite-demo-"))
-    bin_dir, conf_dir, data_dir = work / "bin", work / "net.d", work / "lib"
-    httpd: subprocess.Popen[bytes] | None = None
     with Namespaces(tag="demo") as spaces:
+        demo = Demo(spaces, args.source, work)
         try:
-            host = spaces.host
-            step(1, f"a throwaway host namespace {host}; plugins installed into {work}")
-            cni_ignite = Path(args.source) / "cni-ignite" / "cni-ignite"
-            out = subprocess.run([str(cni_ignite), "install", "--bin-dir", str(bin_dir), "--conf-dir",
-                                  str(conf_dir), "--from", args.source], capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise StepFailed(f"install failed: {out.stderr or out.stdout}")
-            for line in out.stdout.strip().splitlines():
-                say(line)
-            conflist_path = conf_dir / "10-ignite.conflist"
-            netlist: dict[str, Any] = json.loads(conflist_path.read_text())
-            plugin = netlist["plugins"][0]
-            plugin["ipam"]["dataDir"] = str(data_dir / "networks")  # keep the machine's /var/lib/cni untouched
-            plugin["stateDir"] = str(data_dir / "ignite")
-            say(f"default network {netlist['name']!r}: {plugin['type']} on bridge {plugin['bridge']}, "
-                f"{plugin['ipam']['type']} {plugin['ipam']['subnet']}, cniVersion {netlist['cniVersion']}")
-
-            step(2, "ADD two VM namespaces through the default conflist (vm-a maps host port 8080 -> 80)")
-            rt = Runtime(cni_path=[bin_dir], host_ns=host, cache_dir=work / "cache")
-            vms = {}
-            for name, caps in (("vm-a", {"portMappings": [{"hostPort": HOST_PORT, "containerPort": 80,
-                                                           "protocol": "tcp"}]}), ("vm-b", {})):
-                ns = spaces.new(name)
-                att = Attachment(container_id=f"demo-{name}", netns=path(ns), capability_args=caps)
-                t0 = time.monotonic()
-                result, _ = rt.add(netlist, att)
-                ms = 1000 * (time.monotonic() - t0)
-                ip = result["ips"][0]["address"]
-                vms[name] = (ns, att, ip.split("/")[0])
-                say(f"{name}: {ip} via {result['ips'][0]['gateway']} on {result['interfaces'][2]['name']} "
-                    f"(host side {result['interfaces'][1]['name']}), ADD took {ms:.0f} ms")
-
-            step(3, "the VMs reach each other and their gateway")
-            (ns_a, _, ip_a), (ns_b, _, ip_b) = vms["vm-a"], vms["vm-b"]
-            for src, dst in ((ns_a, ip_b), (ns_b, ip_a), (ns_a, "10.61.0.1")):
-                line = [ln for ln in sh(src, "ping", "-c", "1", "-W", "2", dst).splitlines() if "time=" in ln]
-                say(f"{src.split('-', 1)[-1]} -> {dst}: {line[0].split('time=')[1] if line else 'ok'}")
-
-            step(4, f"a page served inside vm-a, fetched through host port {HOST_PORT}")
-            www = work / "www"
-            www.mkdir()
-            (www / "index.html").write_text("hello from vm-a, through ignite-bridge's port mapping\n")
-            httpd = subprocess.Popen(["ip", "netns", "exec", ns_a, "busybox", "httpd", "-f", "-p", "80", "-h", str(www)])
-            time.sleep(0.3)
-            for url in (f"http://127.0.0.1:{HOST_PORT}/", f"http://10.61.0.1:{HOST_PORT}/"):
-                page = sh(host, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url).strip()
-                say(f"host namespace GET {url} -> {page!r}")
-            page = sh(ns_b, "timeout", "5", "busybox", "wget", "-q", "-O", "-", f"http://10.61.0.1:{HOST_PORT}/").strip()
-            say(f"vm-b GET http://10.61.0.1:{HOST_PORT}/ (hairpin through the host) -> {page!r}")
-
-            step(5, "CHECK both attachments")
-            for name, (_, att, _) in vms.items():
-                calls = rt.check(netlist, att)
-                if not all(c.ok for c in calls):
-                    raise StepFailed(f"CHECK {name}: {calls[-1].brief()}")
-                say(f"{name}: CHECK ok")
-
-            step(6, "DEL both attachments (the runtime replays its cached result, not the port mappings)")
-            httpd.kill()
-            httpd.wait()
-            httpd = None
-            for name, (_, att, _) in vms.items():
-                calls = rt.delete(netlist, att)
-                if not all(c.ok for c in calls):
-                    raise StepFailed(f"DEL {name}: {calls[-1].brief()}")
-                say(f"{name}: DEL ok")
-
-            step(7, "nothing is left behind")
-            left = leftovers(host, data_dir)
-            if left:
-                raise StepFailed("left behind: " + "; ".join(left))
-            say("no veth, no rule mentioning 10.61.x or the port, no lease file "
-                f"(the bridge {plugin['bridge']} stays, as with the reference plugin)")
-            out = subprocess.run([str(cni_ignite), "uninstall", "--bin-dir", str(bin_dir)], capture_output=True,
-                                 text=True, check=False)
-            say(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "uninstalled")
-        except StepFailed as exc:
+            demo.install()
+            demo.add()
+            demo.ping()
+            demo.port_mapping()
+            demo.check_and_delete()
+            demo.verify_clean()
+        except (StepFailed, ChainError) as exc:
             print(f"\n\033[31mDEMO FAILED: {exc}\033[0m", file=sys.stderr)
             return 1
         finally:
-            if httpd is not None:
-                httpd.kill()
-                httpd.wait()
+            demo.stop_httpd()
     print("\n\033[32mdemo complete: all namespaces removed.\033[0m")
     return 0
 
