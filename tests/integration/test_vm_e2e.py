@@ -56,7 +56,8 @@ def test_default_conflist_is_what_we_extend() -> None:
     assert conf["type"] == "ignite-bridge" and conf["ipMasq"] is True
     assert conf["capabilities"] == {"portMappings": True}
     assert conf["runtimeConfig"]["portMappings"] == [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
-    assert conf["ipam"]["dataDir"] == "/tmp/x" and conf["ipam"]["type"] == "ignite-ipam"
+    assert conf["ipam"]["dataDir"] == "/tmp/x/networks" and conf["ipam"]["type"] == "ignite-ipam"
+    assert conf["stateDir"] == "/tmp/x/firewall"  # the firewall's state: never the machine's /var/lib/cni
 
 
 @pytest.mark.parametrize("mode", MODES)

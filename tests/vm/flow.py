@@ -51,13 +51,18 @@ class FlowError(AssertionError):
 
 
 def default_plugin_conf(mode: str, data_dir: str, host_port: int | None, tap: str = "tap0") -> dict[str, Any]:
-    """The default network's plugin config as libcni hands it to ignite-bridge, plus VM mode and a port mapping."""
+    """The default network's plugin config as libcni hands it to ignite-bridge, plus VM mode and a port mapping.
+
+    IPAM leases go to ``<data_dir>/networks`` and the firewall's state to ``<data_dir>/firewall``
+    (``stateDir``), never the machine's /var/lib/cni.
+    """
     conflist = json.loads(CONFLIST.read_text())
     conf: dict[str, Any] = copy.deepcopy(conflist["plugins"][0])
     conf["cniVersion"] = conflist["cniVersion"]
     conf["name"] = conflist["name"]
     conf["vm"] = {"mode": mode, "tap": tap}
-    conf["ipam"] = {**conf.get("ipam", {}), "dataDir": data_dir}
+    conf["ipam"] = {**conf.get("ipam", {}), "dataDir": f"{data_dir}/networks"}
+    conf["stateDir"] = f"{data_dir}/firewall"
     if host_port is not None:
         conf["runtimeConfig"] = {"portMappings": [{"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}]}
     return conf
@@ -289,7 +294,7 @@ class World:
         if [n for n in vm_links if n != "lo"]:
             found.append(f"links left in the VM namespace: {vm_links}")
         if slot.net is not None:
-            lease = Path(self.data_dir) / slot.conf["name"] / slot.ip
+            lease = Path(slot.conf["ipam"]["dataDir"]) / slot.conf["name"] / slot.ip
             if lease.exists():
                 found.append(f"lease file {lease} still exists")
             rx = re.compile(rf"(?<![\d.]){re.escape(slot.ip)}(?![\d])")
@@ -304,6 +309,17 @@ class World:
         hits = [line.strip() for line in self.rules().splitlines() if slot.vm_id in line]
         if hits:
             found.append(f"rules still mention {slot.vm_id}: {hits}")
+        from cni_ignite.firewall.naming import owner_key  # the attachment's key in rule comments and state
+
+        key = owner_key(slot.conf["name"], slot.vm_id, "eth0")
+        hits = [line.strip() for line in self.rules().splitlines() if key in line]
+        if hits:
+            found.append(f"rules still carry the attachment key {key}: {hits}")
+        state = Path(slot.conf["stateDir"])
+        records = [str(p) for p in state.rglob("*")
+                   if p.is_file() and (key in p.name or any(x.encode() in p.read_bytes() for x in (key, slot.vm_id)))]
+        if records:
+            found.append(f"firewall state still names {slot.vm_id} (key {key}): {records}")
         return found
 
     def close(self) -> None:
