@@ -1,5 +1,8 @@
 """Connects the bridge plugin to ``cni_ignite.firewall``: which rules an attachment needs, built from
-the bridge config (ipMasq, port mappings, forward rules) and the attachment's addresses."""
+the bridge config (ipMasq, port mappings, forward rules) and the attachment's addresses.
+
+The firewall modules are imported only when rules are involved, so a bridge without them pays nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,39 +15,47 @@ if TYPE_CHECKING:
     from .config import BridgeConfig
 
 
-def _config(cmd: CmdArgs) -> FirewallConfig:
+def wanted(cmd: CmdArgs, cfg: BridgeConfig) -> bool:
+    """Does ADD install rules? ipMasq, port mappings or forward rules (on unless ``"forward": false``)."""
+    return cfg.ip_masq or bool(cmd.conf.runtime_config.get("portMappings")) or cmd.conf.raw.get("forward") is not False
+
+
+def config(cmd: CmdArgs, cfg: BridgeConfig) -> FirewallConfig:
+    """Parsed and validated (code 7 on bad values) before ADD touches anything."""
     from ..firewall.base import parse_firewall_config
 
-    return parse_firewall_config(cmd.conf.raw)
+    return parse_firewall_config(cmd.conf.raw)._replace(ip_masq=cfg.ip_masq)
 
 
-def firewall_needed(cmd: CmdArgs, cfg: BridgeConfig, *, deleting: bool = False) -> bool:
-    """ADD installs rules only when something asks for them; DEL always looks (a rule may outlive its config)."""
-    if deleting:
-        return True
-    raw = cmd.conf.raw
-    return cfg.ip_masq or bool(cmd.conf.runtime_config.get("portMappings")) or raw.get("forward", True) is not False
+def attachment(cmd: CmdArgs, addresses: list[IPInterface], bridge: str) -> Attachment:
+    from ..firewall.base import Attachment, Owner
 
-
-def firewall_for(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface],
-                 bridge: str) -> tuple[Firewall, FirewallConfig, Attachment]:
-    from ..firewall.base import Attachment, Owner, open_firewall
-
-    fw_cfg = _config(cmd)._replace(ip_masq=cfg.ip_masq)
     owner = Owner(network=cmd.conf.name, container_id=cmd.container_id, ifname=cmd.ifname)
-    att = Attachment(owner=owner, addresses=tuple(addresses), host_iface=bridge)
-    return open_firewall(fw_cfg), fw_cfg, att
+    return Attachment(owner=owner, addresses=tuple(addresses), host_iface=bridge)
+
+
+def firewall(fw_cfg: FirewallConfig) -> Firewall:
+    from ..firewall.base import open_firewall
+
+    return open_firewall(fw_cfg)
+
+
+def delete_rules(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface]) -> None:
+    """DEL always looks in both backends: a rule may outlive the config that made it."""
+    fw_cfg = config(cmd, cfg)
+    att = attachment(cmd, addresses, cfg.bridge)
+    firewall(fw_cfg).delete(att.owner, fw_cfg, att.addresses)
 
 
 def check_rules(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface]) -> list[str]:
-    if not firewall_needed(cmd, cfg):
+    if not wanted(cmd, cfg):
         return []
-    fw, fw_cfg, att = firewall_for(cmd, cfg, addresses, cfg.bridge)
-    return fw.check(att, fw_cfg)
+    fw_cfg = config(cmd, cfg)
+    return firewall(fw_cfg).check(attachment(cmd, addresses, cfg.bridge), fw_cfg)
 
 
 def gc_rules(cmd: CmdArgs, cfg: BridgeConfig) -> None:
     from ..ipam.plugin import valid_attachments
 
-    fw, fw_cfg, _ = firewall_for(cmd, cfg, [], cfg.bridge)
-    fw.gc(cmd.conf.name, valid_attachments(cmd.conf.raw), fw_cfg)
+    fw_cfg = config(cmd, cfg)
+    firewall(fw_cfg).gc(cmd.conf.name, valid_attachments(cmd.conf.raw), fw_cfg)

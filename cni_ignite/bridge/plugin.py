@@ -40,10 +40,11 @@ def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
 
 def add(cmd: CmdArgs) -> Result:
     cfg = parse_bridge_config(cmd.conf, cmd.args)
+    from . import firewall_glue as rules
     from . import kernel
-    from .firewall_glue import firewall_for, firewall_needed
 
     prev = decode(cmd.conf.prev_result) if cmd.conf.prev_result else None
+    fw_cfg = rules.config(cmd, cfg) if rules.wanted(cmd, cfg) else None  # validated before any change
     with ExitStack() as undo:
         host = kernel.HostNet()
         undo.callback(host.close)
@@ -84,12 +85,12 @@ def add(cmd: CmdArgs) -> Result:
             spoofcheck.setup(veth_name, sorted(set(macs)))
             undo.callback(_quietly(lambda: spoofcheck.teardown(veth_name)))
 
-        if firewall_needed(cmd, cfg):
-            fw, fw_cfg, att = firewall_for(cmd, cfg, [ip.address for ip in ips], bridge.name)
-            fw.add(att, fw_cfg)
+        if fw_cfg is not None:
+            fw = rules.firewall(fw_cfg)
+            att = rules.attachment(cmd, [ip.address for ip in ips], bridge.name)
             undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
-            if fw_cfg.port_mappings and fw_cfg.snat:
-                host.route_localnet(bridge.name)
+            for iface in fw.add(att, fw_cfg):  # 127.0.0.1 host ports need route_localnet on the bridge
+                host.route_localnet(iface)
 
         if not cfg.disable_container_interface:
             host.wait_oper_up(host_veth.index)
@@ -148,7 +149,7 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
 def delete(cmd: CmdArgs) -> None:
     cfg = parse_bridge_config(cmd.conf, cmd.args)
     from . import kernel
-    from .firewall_glue import firewall_for, firewall_needed
+    from .firewall_glue import delete_rules
 
     failures: list[str] = []
 
@@ -188,12 +189,7 @@ def delete(cmd: CmdArgs) -> None:
         from . import spoofcheck
 
         attempt("macspoofchk", lambda: spoofcheck.teardown(host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)))
-    if firewall_needed(cmd, cfg, deleting=True):
-        def rules() -> None:
-            fw, fw_cfg, att = firewall_for(cmd, cfg, addresses, cfg.bridge)
-            fw.delete(att.owner, fw_cfg, att.addresses)
-
-        attempt("firewall rules", rules)
+    attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses))
     if failures:
         raise CniError("DEL incomplete", "; ".join(failures))
 
