@@ -110,9 +110,10 @@ def test_podman_run_publish_fetch_rm(flavour):
         rm = podman.run("rm", "-f", "-t", "0", "web")
         assert rm.returncode == 0, f"podman rm failed:\n{rm.stderr}"
         assert podman("ps", "-a", "-q").strip() == ""
-        assert_nothing_left(host, net, address)
-        assert host.sh("find", "/var/lib/cni/results", "-type", "f").strip() == "", "cached result kept after rm"
+        assert host.sh("find", "/var/lib/cni/results", "-type", "f").strip() == "", \
+            f"cached result kept after rm, so the DEL failed (podman rm still exits 0):\n{rm.stderr}"
         assert host.sh("ls", "/run/netns").strip() == "", "container netns kept after rm"
+        assert_nothing_left(host, net, address)
         with pytest.raises(HostError):
             host.http_get(f"http://127.0.0.1:{HOST_PORT}/", timeout=3)
     finally:
