@@ -234,55 +234,71 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
              write_conf: bool, force: bool, out: TextIO) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
-        if os.path.lexists(path) and not (name in old.get("links", {}) or force):
+        if os.path.lexists(path) and not (name in old.get("links", {}) or _is_our_link(path) or force):
             raise InstallError(f"{path} exists and was not installed by cni-ignite", "remove it or pass --force")
 
+    generation = _place_generation(bundle, bin_dir, out)
+    prev = old.get("current")
+    # Record the new folder before any link points at it, so an install killed from here on leaves
+    # nothing that uninstall does not know about.
+    man = {"format": 1, "version": old.get("version", version), "installed_at": old.get("installed_at"),
+           "source": bundle, "bin_dir": os.path.abspath(bin_dir), "current": prev,
+           "generations": list(dict.fromkeys([*old.get("generations", []), generation])),
+           "links": {**old.get("links", {})}, "conflist": old.get("conflist"), "created_dirs": created}
+    _write_manifest(bin_dir, man)
+
+    links = {CURRENT_LINK: generation, **{p: f"{CURRENT_LINK}/{EXECUTABLE}" for p in PLUGIN_LINKS}}
+    for name, target in links.items():  # cni-ignite.d first: the plugin links then point at the new one
+        replace_symlink(target, os.path.join(bin_dir, name))
+        man["links"][name] = target
+        out.write(f"{os.path.join(bin_dir, name)} -> {target}\n")
+
+    # Keep the generation we replaced (calls may still run from it); drop older ones.
+    keep = [g for g in man["generations"] if g in (generation, prev)] if prev != generation else man["generations"]
+    for g in man["generations"]:
+        if g not in keep:
+            shutil.rmtree(os.path.join(bin_dir, g), ignore_errors=True)
+            out.write(f"{os.path.join(bin_dir, g)}: removed (two installs old)\n")
+
+    man.update(version=version, installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), current=generation,
+               generations=sorted(keep, key=lambda g: g != generation), links=links)
+    man["conflist"] = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf,
+                                        out=out)
+    _write_manifest(bin_dir, man)
+    out.write(f"installed cni-ignite {version} into {bin_dir}\n")
+    return 0
+
+
+def _is_our_link(path: str) -> bool:
+    """A link of our layout (left by an install that was killed before it wrote the manifest)."""
+    if not os.path.islink(path):
+        return False
+    target = os.readlink(path)
+    if os.path.basename(path) == CURRENT_LINK:
+        return target.startswith("cni-ignite-") and target.endswith(".d") and "/" not in target
+    return target == f"{CURRENT_LINK}/{EXECUTABLE}"
+
+
+def _place_generation(bundle: str, bin_dir: str, out: TextIO) -> str:
+    """Copy the bundle to <bin-dir>/cni-ignite-<digest>.d (temporary name, then rename); reuse an intact copy."""
     digest = tree_digest(bundle)[:16]
     generation = f"cni-ignite-{digest}.d"
     gen_path = os.path.join(bin_dir, generation)
     if os.path.isdir(gen_path) and tree_digest(gen_path)[:16] == digest:
         out.write(f"{gen_path}: already present\n")
-    else:
-        tmp = _tmp_name(bin_dir, generation)
-        shutil.copytree(bundle, tmp, symlinks=True)
-        if os.path.lexists(gen_path):  # damaged copy of the same name: move it aside, never delete under a reader
-            aside = _tmp_name(bin_dir, generation + ".damaged")
-            os.rename(gen_path, aside)
-            os.rename(tmp, gen_path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.rename(tmp, gen_path)
-        out.write(f"{gen_path}: copied from {bundle}\n")
+        return generation
+    if os.path.lexists(gen_path):  # a damaged copy (maybe live): never replace it under a reader; use a new name
+        generation = f"cni-ignite-{digest}-{time.time_ns() % 10**9}.d"
+        gen_path = os.path.join(bin_dir, generation)
+    tmp = _tmp_name(bin_dir, generation)
+    shutil.copytree(bundle, tmp, symlinks=True)
+    os.rename(tmp, gen_path)
+    out.write(f"{gen_path}: copied from {bundle}\n")
+    return generation
 
-    links = {CURRENT_LINK: generation, **{p: f"{CURRENT_LINK}/{EXECUTABLE}" for p in PLUGIN_LINKS}}
-    for name, target in links.items():  # cni-ignite.d first: the plugin links then point at the new one
-        replace_symlink(target, os.path.join(bin_dir, name))
-        out.write(f"{os.path.join(bin_dir, name)} -> {target}\n")
 
-    # Keep the generation we replaced (calls may still run from it); drop older ones.
-    prev = old.get("current")
-    keep = list(old.get("generations", [])) if prev == generation else [g for g in (generation, prev) if g]
-    for g in old.get("generations", []):
-        if g not in keep:
-            shutil.rmtree(os.path.join(bin_dir, g), ignore_errors=True)
-            out.write(f"{os.path.join(bin_dir, g)}: removed (two installs old)\n")
-
-    conflist = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf, out=out)
-    manifest = {
-        "format": 1,
-        "version": version,
-        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": bundle,
-        "bin_dir": os.path.abspath(bin_dir),
-        "current": generation,
-        "generations": list(dict.fromkeys(keep)),
-        "links": links,
-        "conflist": conflist,
-        "created_dirs": created,
-    }
-    write_file(os.path.join(bin_dir, MANIFEST), json.dumps(manifest, indent=2).encode() + b"\n", exclusive=False)
-    out.write(f"installed cni-ignite {version} into {bin_dir}\n")
-    return 0
+def _write_manifest(bin_dir: str, man: dict[str, Any]) -> None:
+    write_file(os.path.join(bin_dir, MANIFEST), json.dumps(man, indent=2).encode() + b"\n", exclusive=False)
 
 
 def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, created: list[str], *,
@@ -339,7 +355,7 @@ def _uninstall(bin_dir: str, man: dict[str, Any], out: TextIO) -> None:
     links: dict[str, str] = man.get("links", {})
     for name in (*PLUGIN_LINKS, CURRENT_LINK):  # plugins first, so none points at a missing folder
         path = os.path.join(bin_dir, name)
-        if name in links and os.path.islink(path) and os.readlink(path) == links[name]:
+        if name in links and os.path.islink(path) and (os.readlink(path) == links[name] or _is_our_link(path)):
             os.unlink(path)
             out.write(f"{path}: removed\n")
         elif os.path.lexists(path):

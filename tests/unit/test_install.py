@@ -6,7 +6,7 @@ import io
 import json
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -38,7 +38,7 @@ def do_install(src: Path, tmp: Path, *, write_conf: bool = True, force: bool = F
     return out.getvalue()
 
 
-def manifest(tmp: Path) -> dict[str, object]:
+def manifest(tmp: Path) -> dict[str, Any]:
     doc = json.loads((tmp / "bin" / inst.MANIFEST).read_text())
     assert isinstance(doc, dict)
     return doc
@@ -228,7 +228,7 @@ def test_concurrent_installs_serialise_and_leave_a_consistent_install(tmp_path: 
     man = manifest(tmp_path)
     assert os.readlink(tmp_path / "bin" / "cni-ignite.d") == man["current"]
     gens = {p for p in os.listdir(tmp_path / "bin") if p.startswith("cni-ignite-")}
-    assert gens == set(man["generations"])  # type: ignore[arg-type]
+    assert gens == set(man["generations"])
     assert inst.uninstall(str(tmp_path / "bin"), io.StringIO()) == 0
     assert not (tmp_path / "bin").exists()
 
@@ -256,3 +256,47 @@ def test_status_lists_attachments_with_rules_from_the_firewall_state(tmp_path: P
     assert "attachments with rules" in out.getvalue()
     assert "ctr-1/eth0 10.61.0.7 masquerade" in out.getvalue()
     assert "installed: no" in out.getvalue()
+
+
+def test_links_left_by_an_install_killed_before_its_manifest_are_recognised(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cni-ignite.d").symlink_to("cni-ignite-0123456789abcdef.d")
+    (bin_dir / "ignite-ipam").symlink_to("cni-ignite.d/cni-ignite")
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)  # no --force needed
+    assert (bin_dir / "ignite-ipam").resolve().parent.name == manifest(tmp_path)["current"]
+
+
+def test_install_interrupted_while_switching_links_is_fully_uninstallable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    real = inst.replace_symlink
+    calls: list[str] = []
+
+    def dies_after_one(target: str, link: str) -> None:
+        if calls:
+            raise KeyboardInterrupt  # as if killed between two renames
+        calls.append(link)
+        real(target, link)
+
+    monkeypatch.setattr(inst, "replace_symlink", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    monkeypatch.setattr(inst, "replace_symlink", real)
+    assert len(manifest(tmp_path)["generations"]) == 2  # the new one is recorded
+    inst.uninstall(str(tmp_path / "bin"), io.StringIO())
+    assert not (tmp_path / "bin").exists()
+
+
+def test_a_damaged_generation_is_not_replaced_under_a_reader(tmp_path: Path) -> None:
+    src = fake_bundle(tmp_path, "a")
+    do_install(src, tmp_path)
+    damaged = str(manifest(tmp_path)["current"])
+    (tmp_path / "bin" / damaged / "_internal" / "payload").write_text("bit rot")
+    do_install(src, tmp_path)
+    fresh = str(manifest(tmp_path)["current"])
+    assert fresh != damaged
+    assert (tmp_path / "bin" / fresh / "_internal" / "payload").read_text() == "a" * 1000
+    assert (tmp_path / "bin" / damaged).is_dir()  # still usable by calls that started from it
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    assert not (tmp_path / "bin" / damaged).exists()
