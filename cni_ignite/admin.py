@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p_status.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
     p_status.add_argument("--data-dir", default=None,
                           help=f"IPAM dataDir (default: the network's ipam.dataDir, else {DEFAULT_DATA_DIR})")
-    p_status.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="ignite-bridge rule state")
+    p_status.add_argument("--state-dir", default=None,
+                          help=f"firewall rule state (default: the network's stateDir, else {DEFAULT_STATE_DIR})")
     sub.add_parser("version", help="print the cni-ignite version")
     return parser
 

@@ -12,14 +12,15 @@ import json
 import os
 from typing import Any, TextIO
 
+from .errors import CniError
 from .install import CURRENT_LINK, EXECUTABLE, MANIFEST, PLUGIN_LINKS, conf_files, file_sha256, read_manifest
 from .ipam.config import DEFAULT_DATA_DIR
 
-DEFAULT_STATE_DIR = "/var/lib/cni/ignite"
+DEFAULT_STATE_DIR = "/var/lib/cni/ignite"  # cni_ignite.firewall's default (a plugin's "stateDir" overrides)
 LEASE_LAYOUT_IPAM = ("ignite-ipam", "host-local")
 
 
-def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: str, out: TextIO) -> int:
+def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: str | None, out: TextIO) -> int:
     _installed(bin_dir, out)
     net = default_network(conf_dir)
     if net is None:
@@ -44,14 +45,19 @@ def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: s
     from .admin import lease_rows, print_leases
 
     print_leases(data, [name], out)
-    rules = rule_attachments(state_dir, name)
+    state = state_dir or next((str(p["stateDir"]) for p in plugins if p.get("stateDir")), DEFAULT_STATE_DIR)
+    try:
+        rules = rule_attachments(state, name)
+    except (OSError, CniError) as exc:
+        out.write(f"attachments with rules: cannot read {state}: {exc}\n")
+        rules = None
     if rules is not None:
-        out.write(f"attachments with rules ({state_dir}): {len(rules)}\n")
+        out.write(f"attachments with rules ({state}): {len(rules)}\n")
         for line in rules:
             out.write(f"  {line}\n")
     else:
         rows = lease_rows(data, name) if os.path.isdir(os.path.join(data, name)) else []
-        out.write(f"attachments (from leases; the firewall module offers no rule listing in {state_dir}): "
+        out.write("attachments (from leases; no firewall rule listing available): "
                   f"{len(rows)}\n")
         for addr, cid, ifname, _ in rows:
             out.write(f"  {cid} {ifname} {addr}\n")
