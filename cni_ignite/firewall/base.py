@@ -1,0 +1,250 @@
+"""The firewall layer's types, its config parsing (pure) and backend selection.
+
+One ``Firewall`` does, in one plugin process, what the reference bridge's ipMasq, the ``portmap`` plugin
+and the ``firewall`` plugin do: masquerade, host port DNAT (with hairpin and 127.0.0.1 access) and
+FORWARD accept rules. Two backends: ``iptables`` (one ``iptables-restore --noflush`` per table and
+family per verb) and ``nftables`` (one ``nft -f -`` transaction per verb in ``table inet cni_ignite``).
+
+``backend: auto`` (see ``core.choose_backend``): iptables-only options (``externalSetMarkChain``,
+iptables-syntax conditions) pick iptables and nft-syntax conditions pick nftables; otherwise iptables
+when legacy x_tables are loaded in the namespace (``/proc/net/ip{,6}_tables_names`` non-empty), else
+nftables when our own ``inet cni_ignite`` table exists, else iptables when iptables-nft tables
+(``ip|ip6 nat|filter``) exist (an nft accept cannot override their FORWARD drop), else nftables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import InvalidConfig
+from .naming import owner_key
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+BACKENDS = ("auto", "iptables", "nftables")
+PROTOCOLS = ("tcp", "udp", "sctp")
+DEFAULT_STATE_DIR = "/var/lib/cni/ignite"
+_CHAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,28}$")
+_BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f;#]")
+
+Address = IPv4Interface | IPv6Interface
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortMapping:
+    host_port: int
+    container_port: int
+    protocol: str
+    host_ip: str = ""  # "" = any address of both families; 0.0.0.0 / :: = any address of that family
+
+    def family(self) -> int | None:
+        """4 or 6 when host_ip limits the mapping to one family, None for both."""
+        return ipaddress.ip_address(self.host_ip).version if self.host_ip else None
+
+    def specific_ip(self) -> str:
+        """host_ip when it names one address (not empty, not 0.0.0.0 / ::)."""
+        if not self.host_ip or ipaddress.ip_address(self.host_ip).is_unspecified:
+            return ""
+        return self.host_ip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Owner:
+    network: str
+    container_id: str
+    ifname: str
+
+    @property
+    def key(self) -> str:
+        return owner_key(self.network, self.container_id, self.ifname)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FirewallConfig:
+    backend: str = "auto"
+    ip_masq: bool
+    forward: bool = True
+    port_mappings: tuple[PortMapping, ...] = ()
+    snat: bool = True
+    masq_all: bool = False
+    mark_masq_bit: int = 13
+    external_set_mark_chain: str | None = None
+    conditions_v4: tuple[str, ...] = ()
+    conditions_v6: tuple[str, ...] = ()
+    state_dir: str
+
+    def _replace(self, **changes: Any) -> FirewallConfig:  # the glue calls NamedTuple-style _replace
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def mark(self) -> int:
+        return 1 << self.mark_masq_bit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    owner: Owner
+    addresses: tuple[Address, ...]
+    host_iface: str  # the bridge: needs route_localnet=1 for 127.0.0.1 host ports
+
+    def of_family(self, family: int) -> tuple[Address, ...]:
+        return tuple(a for a in self.addresses if a.version == family)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentInfo:
+    """One attachment with rules, from its state record (for an admin ``status``)."""
+
+    owner: Owner
+    backend: str
+    addresses: tuple[str, ...]
+    ports: tuple[str, ...]
+
+    def __str__(self) -> str:
+        o = self.owner
+        ports = f" ports {','.join(self.ports)}" if self.ports else ""
+        return (f"{o.container_id} {o.ifname} [{o.key}] {self.backend} "
+                f"{' '.join(self.addresses) or '-'}{ports}")
+
+
+class Firewall(Protocol):
+    def add(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
+        """Install all rules of att; returns the host interfaces that need route_localnet=1."""
+        ...
+
+    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = ()) -> None: ...
+
+    def check(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
+
+    def gc(self, network: str, valid: set[tuple[str, str]], cfg: FirewallConfig) -> None: ...
+
+    def attachments(self, network: str | None = None) -> list[AttachmentInfo]: ...
+
+    def needs_route_localnet(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]: ...
+
+
+def open_firewall(cfg: FirewallConfig) -> Firewall:
+    from .core import RuleFirewall
+
+    return RuleFirewall(state_dir=cfg.state_dir)
+
+
+# ------------------------------------------------------------------------------------------- parsing
+
+def _port(item: Mapping[str, object], name: str) -> int:
+    value = item.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidConfig(f"invalid port mapping: {name} must be 1-65535", repr(dict(item)))
+    return value
+
+
+def parse_port_mappings(raw: object) -> tuple[PortMapping, ...]:
+    """runtimeConfig.portMappings → PortMapping tuple; bad values raise InvalidConfig (7)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidConfig("runtimeConfig.portMappings must be a list")
+    out: list[PortMapping] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise InvalidConfig("invalid port mapping: not an object", repr(item))
+        proto = item.get("protocol", "tcp")
+        if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
+            raise InvalidConfig(f"invalid port mapping: protocol must be one of {', '.join(PROTOCOLS)}", repr(item))
+        host_ip = item.get("hostIP", "")
+        if host_ip is None:
+            host_ip = ""
+        if not isinstance(host_ip, str):
+            raise InvalidConfig("invalid port mapping: hostIP must be a string", repr(item))
+        if host_ip:
+            try:
+                host_ip = str(ipaddress.ip_address(host_ip))
+            except ValueError as exc:
+                raise InvalidConfig(f"invalid port mapping: bad hostIP {host_ip!r}", repr(item)) from exc
+        mapping = PortMapping(host_port=_port(item, "hostPort"), container_port=_port(item, "containerPort"),
+                              protocol=proto.lower(), host_ip=host_ip)
+        if mapping not in out:
+            out.append(mapping)
+    return tuple(out)
+
+
+def _bool(doc: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = doc.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidConfig(f"{key} must be a boolean", repr(value))
+    return value
+
+
+def _conditions(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = doc.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise InvalidConfig(f"{key} must be a list of non-empty strings")
+    if any(_BAD_TOKEN.search(t) for t in value):
+        raise InvalidConfig(f"{key}: control characters, ';' and '#' are not allowed", repr(value))
+    return tuple(value)
+
+
+def conditions_syntax(conditions: tuple[str, ...]) -> str | None:
+    """'iptables' when the first token looks like an iptables option (the reference's rule), else 'nftables'."""
+    if not conditions:
+        return None
+    return "iptables" if conditions[0][:1] in {"-", "!"} else "nftables"
+
+
+def parse_firewall_config(doc: Mapping[str, Any]) -> FirewallConfig:
+    """The bridge conf's firewall keys → FirewallConfig; bad values raise InvalidConfig (7)."""
+    backend = doc.get("backend", doc.get("ipMasqBackend")) or "auto"
+    if backend not in BACKENDS:
+        raise InvalidConfig(f"backend must be one of {', '.join(BACKENDS)}", repr(backend))
+    bit = doc.get("markMasqBit", 13)
+    if isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit <= 31:
+        raise InvalidConfig("markMasqBit must be an integer 0-31", repr(bit))
+    ext = doc.get("externalSetMarkChain")
+    if ext is not None:
+        if not isinstance(ext, str) or not _CHAIN_NAME.match(ext):
+            raise InvalidConfig("externalSetMarkChain must be an iptables chain name", repr(ext))
+        if "markMasqBit" in doc:
+            raise InvalidConfig("cannot set both markMasqBit and externalSetMarkChain")
+        if backend == "nftables":
+            raise InvalidConfig("nftables backend was requested but externalSetMarkChain is iptables-specific")
+    cond4, cond6 = _conditions(doc, "conditionsV4"), _conditions(doc, "conditionsV6")
+    for cond in (cond4, cond6):
+        syntax = conditions_syntax(cond)
+        if backend != "auto" and syntax not in {None, backend}:
+            raise InvalidConfig(f"{backend} backend was requested but conditions use {syntax} syntax", repr(cond))
+    if {conditions_syntax(cond4), conditions_syntax(cond6)} == {"iptables", "nftables"}:
+        raise InvalidConfig("conditionsV4 and conditionsV6 use different syntaxes")
+    runtime = doc.get("runtimeConfig") or {}
+    if not isinstance(runtime, dict):
+        raise InvalidConfig("runtimeConfig must be an object")
+    state_dir = doc.get("stateDir") or DEFAULT_STATE_DIR
+    if not isinstance(state_dir, str) or not state_dir.startswith("/"):
+        raise InvalidConfig("stateDir must be an absolute path", repr(state_dir))
+    return FirewallConfig(
+        backend=backend, ip_masq=_bool(doc, "ipMasq", False), forward=_bool(doc, "forward", True),
+        port_mappings=parse_port_mappings(runtime.get("portMappings")), snat=_bool(doc, "snat", True),
+        masq_all=_bool(doc, "masqAll", False), mark_masq_bit=bit, external_set_mark_chain=ext,
+        conditions_v4=cond4, conditions_v6=cond6, state_dir=state_dir,
+    )
+
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "AttachmentInfo",
+    "Firewall",
+    "FirewallConfig",
+    "Owner",
+    "PortMapping",
+    "open_firewall",
+    "parse_firewall_config",
+    "parse_port_mappings",
+]

@@ -1,0 +1,157 @@
+"""``RuleFirewall``: the verbs over the two backends, the state records and the port registry."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import CniError
+from . import state
+from ._exec import ToolMissing, run
+from .base import Attachment, conditions_syntax
+from .iptables import IptablesBackend
+from .nftables import NftablesBackend
+
+if TYPE_CHECKING:
+    from .base import Address, AttachmentInfo, FirewallConfig, Owner
+
+XTABLES_NFT = ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 filter")
+
+
+class Backend(Protocol):
+    name: str
+
+    def apply(self, att: Attachment, cfg: FirewallConfig) -> None: ...
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None: ...
+    def remove_by_key(self, key: str) -> None: ...
+    def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
+
+
+def _legacy_tables() -> bool:
+    for name in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
+        with contextlib.suppress(OSError), open(name, encoding="ascii") as fh:
+            if fh.read().strip():
+                return True
+    return False
+
+
+def choose_backend(cfg: FirewallConfig) -> str:
+    """The backend an ADD uses; ``auto`` is described in base's docstring."""
+    if cfg.backend != "auto":
+        return cfg.backend
+    if cfg.external_set_mark_chain or _legacy_tables():
+        return "iptables"
+    syntax = conditions_syntax(cfg.conditions_v4) or conditions_syntax(cfg.conditions_v6)
+    if syntax:
+        return syntax
+    try:
+        res = run("nftables", ["nft", "list", "tables"])
+    except ToolMissing:
+        return "iptables"
+    tables = {line.strip() for line in res.stdout.decode(errors="replace").splitlines()}
+    if "table inet cni_ignite" in tables:
+        return "nftables"
+    return "iptables" if tables.intersection(XTABLES_NFT) else "nftables"
+
+
+class RuleFirewall:
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self._backends: dict[str, Backend] = {}
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            impl = IptablesBackend if name == "iptables" else NftablesBackend
+            self._backends[name] = impl(self.state_dir)
+        return self._backends[name]
+
+    # -------------------------------------------------------------------------------------------- ADD
+    def add(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
+        name = choose_backend(cfg)
+        old = state.load(cfg.state_dir, att.owner)
+        if old is not None:  # a repeated or half-failed ADD: remove the earlier rules exactly first
+            self._remove(old)
+        lock = state.ports_lock(cfg.state_dir) if cfg.port_mappings else contextlib.nullcontext()
+        with lock:
+            entries = state.claim_ports(cfg.state_dir, att.owner, cfg.port_mappings)
+            record = state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg, ports=entries)
+            state.write(record)
+        try:
+            self.backend(name).apply(att, cfg)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.backend(name).remove_exact(att, cfg)
+            state.remove(cfg.state_dir, att.owner)
+            state.release_ports(cfg.state_dir, att.owner, entries)
+            raise
+        # UDP conntrack entries of the host ports are not flushed: no conntrack tool here (see README note).
+        return self.needs_route_localnet(att, cfg)
+
+    def needs_route_localnet(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
+        """127.0.0.1:hostPort reaches the container only with route_localnet=1 on the bridge (IPv4)."""
+        v4_maps = [m for m in cfg.port_mappings if m.family() in {None, 4}]
+        if cfg.snat and v4_maps and att.of_family(4) and att.host_iface:
+            return (att.host_iface,)
+        return ()
+
+    # -------------------------------------------------------------------------------------------- DEL
+    def _remove(self, rec: state.Record) -> None:
+        att = Attachment(owner=rec.owner, addresses=rec.addresses, host_iface="")
+        self.backend(rec.backend).remove_exact(att, rec.config)
+        state.remove(rec.config.state_dir, rec.owner)
+        state.release_ports(rec.config.state_dir, rec.owner, rec.ports)
+
+    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = ()) -> None:
+        """Remove every rule of owner: exactly from its state record, else by listing our own chains and
+        table in both backends. Idempotent; addresses are not needed (a record or the key suffices)."""
+        del addresses  # kept for the interface: rules are found by key, not by address
+        notes: list[str] = []
+        rec: state.Record | None = None
+        try:
+            rec = state.load(cfg.state_dir, owner)
+        except CniError as exc:
+            notes.append(str(exc))
+        if rec is not None:
+            try:
+                self._remove(rec)
+                return
+            except CniError as exc:
+                notes.append(f"{rec.backend}: {exc}")
+        failures = []
+        for name in ("iptables", "nftables"):
+            try:
+                self.backend(name).remove_by_key(owner.key)
+            except ToolMissing:
+                continue  # without the tool there are no rules of that backend to remove
+            except CniError as exc:
+                failures.append(f"{name}: {exc}")
+        if failures:
+            raise CniError("firewall DEL incomplete", "; ".join(notes + failures))
+        if rec is not None:
+            state.remove(cfg.state_dir, owner)
+            state.release_ports(cfg.state_dir, owner, rec.ports)
+
+    # ------------------------------------------------------------------------------------ CHECK, GC
+    def check(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
+        rec = state.load(cfg.state_dir, att.owner)
+        name = rec.backend if rec is not None else choose_backend(cfg)
+        try:
+            return self.backend(name).problems(att, cfg)
+        except CniError as exc:
+            return [str(exc)]
+
+    def gc(self, network: str, valid: set[tuple[str, str]], cfg: FirewallConfig) -> None:
+        failures: list[str] = []
+        for rec in list(state.records(cfg.state_dir, network)):
+            o = rec.owner
+            if o.network != network or (o.container_id, o.ifname) in valid or (o.container_id, "") in valid:
+                continue
+            try:
+                self.delete(o, rec.config)
+            except CniError as exc:
+                failures.append(f"{o.container_id}/{o.ifname}: {exc}")
+        if failures:
+            raise CniError("firewall GC incomplete", "; ".join(failures))
+
+    def attachments(self, network: str | None = None) -> list[AttachmentInfo]:
+        return state.list_attachments(self.state_dir, network)

@@ -1,0 +1,313 @@
+"""Pure rule builders: the exact iptables-restore lines and nft statements of one attachment.
+
+iptables (per family; ``K`` = the attachment key, ``C`` = ``-m comment --comment cni-ignite:K``)::
+
+    nat    CNI-IGNITE-POSTRT  -s <ip>/32 C -j CNI-IGM-K                      (ipMasq, per address)
+                              -d <target>/32 -m mark --mark M/M C -j MASQUERADE   (hairpin/localhost, snat)
+           CNI-IGM-K          -d <subnet> -j RETURN; -d 224.0.0.0/4 -j RETURN; -j MASQUERADE
+           CNI-IGNITE-DNAT    <conditions> -p <proto> -m multiport --dports <≤15 ports> C -j CNI-IGD-K
+           CNI-IGD-K          [-s <subnet>|127.0.0.1] [-d <hostIP>] -p P -m P --dport H -j MARK/<external chain>
+                              [-d <hostIP>] -p P -m P --dport H -j DNAT --to-destination <target>:<port>
+    filter CNI-IGNITE-FWD     -d <ip>/32 -m conntrack --ctstate RELATED,ESTABLISHED C -j ACCEPT
+                              -d <target>/32 -m conntrack --ctstate DNAT C -j ACCEPT   (with port mappings)
+                              -s <ip>/32 C -j ACCEPT
+
+nftables (``table inet cni_ignite``): per-attachment chains ``p-K`` (postrouting), ``d-K`` (dnat),
+``f-K`` (forward) reached through verdict maps keyed by address or (hostIP,) proto . port, so the
+shared base chains hold only constant rules. Every per-attachment nft rule carries its description as
+comment; CHECK compares those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import naming as n
+
+if TYPE_CHECKING:
+    from .base import Address, Attachment, FirewallConfig, PortMapping
+
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+MULTIPORT_MAX = 15
+SHARED_IPT = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT), "filter": (n.IPT_FORWARD,)}
+
+
+@dataclass(frozen=True, slots=True)
+class IptRule:
+    table: str
+    chain: str
+    spec: str
+    desc: str
+
+
+@dataclass(slots=True)
+class IptPlan:
+    """One family's iptables rules of an attachment."""
+
+    family: int
+    own_chains: dict[str, list[str]] = field(default_factory=dict)  # table -> our chains
+    rules: list[IptRule] = field(default_factory=list)
+
+    def tables(self) -> list[str]:
+        return [t for t in ("nat", "filter") if any(r.table == t for r in self.rules)]
+
+
+@dataclass(frozen=True, slots=True)
+class NftElement:
+    map: str
+    key: str
+    chain: str
+
+
+@dataclass(slots=True)
+class NftPlan:
+    chains: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # chain -> [(rule, desc)]
+    elements: list[NftElement] = field(default_factory=list)
+
+    def add_rule(self, chain: str, rule: str, desc: str) -> None:
+        self.chains.setdefault(chain, []).append((rule, desc))
+
+    def add_element(self, element: NftElement) -> None:
+        if element not in self.elements:
+            self.elements.append(element)
+
+
+def _host(addr: Address) -> str:
+    return f"{addr.ip}/{32 if addr.version == 4 else 128}"
+
+
+def _dest(ip: str, port: int, family: int) -> str:
+    return f"{ip}:{port}" if family == 4 else f"[{ip}]:{port}"
+
+
+def mappings_for(cfg: FirewallConfig, family: int) -> list[PortMapping]:
+    """The mappings that apply to a family (a hostIP of the other family skips the mapping)."""
+    return [m for m in cfg.port_mappings if m.family() in {None, family}]
+
+
+def conditions(cfg: FirewallConfig, family: int) -> tuple[str, ...]:
+    return cfg.conditions_v4 if family == 4 else cfg.conditions_v6
+
+
+# ---------------------------------------------------------------------------------------------- iptables
+
+def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
+    plan = IptPlan(family=family)
+    addrs = att.of_family(family)
+    if not addrs:
+        return plan
+    key = att.owner.key
+    cmt = f"-m comment --comment {n.comment(key)}"
+    masq, dnat = n.ipt_masq_chain(key), n.ipt_dnat_chain(key)
+    if cfg.ip_masq:
+        plan.own_chains.setdefault("nat", []).append(masq)
+        for net in dict.fromkeys(str(a.network) for a in addrs):
+            plan.rules.append(IptRule("nat", masq, f"-d {net} -j RETURN", f"masquerade exemption {net}"))
+        plan.rules.append(IptRule("nat", masq, f"-d {MULTICAST[family]} -j RETURN", "multicast exemption"))
+        plan.rules.append(IptRule("nat", masq, "-j MASQUERADE", "masquerade target"))
+        for a in addrs:
+            plan.rules.append(IptRule("nat", n.IPT_POSTROUTING, f"-s {_host(a)} {cmt} -j {masq}",
+                                      f"masquerade of {a.ip}"))
+    maps = mappings_for(cfg, family)
+    target = addrs[0]
+    if maps:
+        _iptables_dnat(plan, cfg, maps, target, cmt, dnat)
+    if cfg.forward:
+        for a in addrs:
+            plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-d {_host(a)} -m conntrack --ctstate "
+                                      f"RELATED,ESTABLISHED {cmt} -j ACCEPT", f"forward accept to {a.ip}"))
+            if maps and a == target:
+                plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-d {_host(a)} -m conntrack --ctstate DNAT "
+                                          f"{cmt} -j ACCEPT", f"forward accept of DNAT to {a.ip}"))
+            plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-s {_host(a)} {cmt} -j ACCEPT",
+                                      f"forward accept from {a.ip}"))
+    return plan
+
+
+def _iptables_dnat(plan: IptPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address,
+                   cmt: str, dnat: str) -> None:
+    family = plan.family
+    plan.own_chains.setdefault("nat", []).append(dnat)
+    cond = " ".join(conditions(cfg, family))
+    for proto in sorted({m.protocol for m in maps}):
+        ports = list(dict.fromkeys(str(m.host_port) for m in maps if m.protocol == proto))
+        for i in range(0, len(ports), MULTIPORT_MAX):
+            chunk = ",".join(ports[i:i + MULTIPORT_MAX])
+            spec = f"-p {proto} -m multiport --dports {chunk} {cmt} -j {dnat}"
+            plan.rules.append(IptRule("nat", n.IPT_DNAT, f"{cond} {spec}" if cond else spec,
+                                      f"jump to DNAT chain {proto} {chunk}"))
+    mark = (f"-j {cfg.external_set_mark_chain}" if cfg.external_set_mark_chain
+            else f"-j MARK --set-xmark {cfg.mark:#x}/{cfg.mark:#x}")
+    for m in maps:
+        dst = f"-d {m.specific_ip()}/{32 if family == 4 else 128} " if m.specific_ip() else ""
+        match = f"{dst}-p {m.protocol} -m {m.protocol} --dport {m.host_port}"
+        if cfg.snat:
+            src = "" if cfg.masq_all else f"-s {target.network} "
+            plan.rules.append(IptRule("nat", dnat, f"{src}{match} {mark}", f"hairpin mark {m.protocol} {m.host_port}"))
+            if family == 4 and not cfg.masq_all:
+                plan.rules.append(IptRule("nat", dnat, f"-s 127.0.0.1/32 {match} {mark}",
+                                          f"localhost mark {m.protocol} {m.host_port}"))
+        to = _dest(str(target.ip), m.container_port, family)
+        plan.rules.append(IptRule("nat", dnat, f"{match} -j DNAT --to-destination {to}",
+                                  f"DNAT {m.protocol} {m.specific_ip() or '*'}:{m.host_port} -> {to}"))
+    if cfg.snat and not cfg.external_set_mark_chain:
+        plan.rules.append(IptRule("nat", n.IPT_POSTROUTING, f"-d {_host(target)} -m mark --mark "
+                                  f"{cfg.mark:#x}/{cfg.mark:#x} {cmt} -j MASQUERADE",
+                                  f"hairpin masquerade to {target.ip}"))
+
+
+def iptables_add_text(plan: IptPlan, table: str) -> str:
+    lines = [f"*{table}"]
+    lines += [f":{c} - [0:0]" for c in plan.own_chains.get(table, [])]
+    lines += [f"-A {r.chain} {r.spec}" for r in plan.rules if r.table == table]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def iptables_delete_text(table: str, shared_rules: list[str], own_chains: list[str]) -> str:
+    """Delete shared-chain rules (``CHAIN spec`` strings) first, then flush and delete our chains."""
+    lines = [f"*{table}"]
+    lines += [f":{c} - [0:0]" for c in own_chains]
+    lines += [f"-D {r}" for r in shared_rules]
+    lines += [f"-X {c}" for c in own_chains]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def iptables_bootstrap_text(family: int, table: str, missing: list[str]) -> str:
+    """Create the missing shared chains of a table and their entry jumps / constant content."""
+    lines = [f"*{table}"]
+    lines += [f"-N {c}" for c in missing]
+    for chain in missing:
+        if chain == n.IPT_POSTROUTING:
+            lines.append(f"-I POSTROUTING 1 -j {chain}")
+        elif chain == n.IPT_DNAT:
+            lines += [f"-A PREROUTING -m addrtype --dst-type LOCAL -j {chain}",
+                      f"-A OUTPUT -m addrtype --dst-type LOCAL -j {chain}"]
+        elif chain == n.IPT_FORWARD:
+            lines += [f"-I FORWARD 1 -j {chain}", f"-I {chain} 1 -j {n.IPT_ADMIN}"]
+        elif chain == n.IPT_INPUT:
+            lines.append(f"-I INPUT 1 -j {chain}")
+            if family == 4:
+                lines.append(f"-A {chain} -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate "
+                             "RELATED,ESTABLISHED,DNAT -j DROP")
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+# IPT_ADMIN must exist before CNI-IGNITE-FWD jumps to it: it comes first in the filter list.
+IPT_BOOTSTRAP_CHAINS = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT),
+                        "filter": (n.IPT_ADMIN, n.IPT_FORWARD, n.IPT_INPUT)}
+
+
+# ---------------------------------------------------------------------------------------------- nftables
+
+def nft_plan(att: Attachment, cfg: FirewallConfig) -> NftPlan:
+    plan = NftPlan()
+    key = att.owner.key
+    post, dnat, fwd = n.nft_post_chain(key), n.nft_dnat_chain(key), n.nft_fwd_chain(key)
+    for family in (4, 6):
+        addrs = att.of_family(family)
+        if not addrs:
+            continue
+        ip = "ip" if family == 4 else "ip6"
+        maps, target = mappings_for(cfg, family), addrs[0]
+        if cfg.ip_masq:
+            for a in addrs:
+                plan.add_rule(post, f"{ip} saddr {a.ip} {ip} daddr != {a.network} {ip} daddr != "
+                              f"{MULTICAST[family]} masquerade", f"masquerade of {a.ip}")
+                plan.add_element(NftElement(f"post{family}", str(a.ip), post))
+        if maps:
+            _nft_dnat(plan, cfg, maps, target, family, dnat)
+        if maps and cfg.snat:
+            src = "" if cfg.masq_all else f" {ip} saddr {target.network}"
+            plan.add_rule(post, f"ct status dnat {ip} daddr {target.ip}{src} masquerade",
+                          f"hairpin masquerade to {target.ip}")
+            if family == 4 and not cfg.masq_all:
+                plan.add_rule(post, f"ct status dnat ip daddr {target.ip} ip saddr 127.0.0.1 masquerade",
+                              f"localhost masquerade to {target.ip}")
+            plan.add_element(NftElement(f"post{family}", str(target.ip), post))
+        if cfg.forward:
+            for a in addrs:
+                plan.add_rule(fwd, f"{ip} daddr {a.ip} ct state established,related accept",
+                              f"forward accept to {a.ip}")
+                if maps and a == target:
+                    plan.add_rule(fwd, f"{ip} daddr {a.ip} ct status dnat accept", f"forward accept of DNAT to {a.ip}")
+                plan.add_rule(fwd, f"{ip} saddr {a.ip} accept", f"forward accept from {a.ip}")
+                plan.add_element(NftElement(f"fwd{family}", str(a.ip), fwd))
+    return plan
+
+
+def _nft_dnat(plan: NftPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address, family: int,
+              dnat: str) -> None:
+    ip = "ip" if family == 4 else "ip6"
+    cond = " ".join(conditions(cfg, family))
+    for m in maps:
+        host = m.specific_ip()
+        match = f"{ip} daddr {host}" if host else f"meta nfproto ipv{family}"
+        to = _dest(str(target.ip), m.container_port, family)
+        rule = f"{match} {cond} {m.protocol} dport {m.host_port} dnat {ip} to {to}".replace("  ", " ")
+        plan.add_rule(dnat, rule, f"DNAT {m.protocol} {host or '*'}:{m.host_port} -> {to}")
+        if host:
+            plan.add_element(NftElement(f"hostports{family}", f"{host} . {m.protocol} . {m.host_port}", dnat))
+        else:
+            plan.add_element(NftElement("ports", f"{m.protocol} . {m.host_port}", dnat))
+
+
+def _quote(desc: str) -> str:
+    return '"' + desc.replace('"', "'")[:127] + '"'
+
+
+NFT_BOOTSTRAP = f"""add table inet {n.NFT_TABLE}
+add chain inet {n.NFT_TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain inet {n.NFT_TABLE} output {{ type nat hook output priority -100; policy accept; }}
+add chain inet {n.NFT_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain inet {n.NFT_TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain inet {n.NFT_TABLE} input {{ type filter hook input priority filter; policy accept; }}
+add chain inet {n.NFT_TABLE} admin
+add map inet {n.NFT_TABLE} post4 {{ type ipv4_addr : verdict; }}
+add map inet {n.NFT_TABLE} post6 {{ type ipv6_addr : verdict; }}
+add map inet {n.NFT_TABLE} fwd4 {{ type ipv4_addr : verdict; }}
+add map inet {n.NFT_TABLE} fwd6 {{ type ipv6_addr : verdict; }}
+add map inet {n.NFT_TABLE} ports {{ type inet_proto . inet_service : verdict; }}
+add map inet {n.NFT_TABLE} hostports4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
+add map inet {n.NFT_TABLE} hostports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}
+"""
+
+# The base chains hold only these constant rules, so every ADD may flush and rewrite them atomically.
+NFT_BASE_RULES = {
+    "prerouting": ("fib daddr type local ip daddr . meta l4proto . th dport vmap @hostports4",
+                   "fib daddr type local ip6 daddr . meta l4proto . th dport vmap @hostports6",
+                   "fib daddr type local meta l4proto . th dport vmap @ports"),
+    "postrouting": ("ip saddr vmap @post4", "ip6 saddr vmap @post6",
+                    "ct status dnat ip daddr vmap @post4", "ct status dnat ip6 daddr vmap @post6"),
+    "forward": ("jump admin", "ip daddr vmap @fwd4", "ip saddr vmap @fwd4",
+                "ip6 daddr vmap @fwd6", "ip6 saddr vmap @fwd6"),
+    "input": ('iifname != "lo" ip daddr 127.0.0.0/8 ct status ! dnat ct state != { established, related } drop',),
+}
+NFT_BASE_RULES["output"] = NFT_BASE_RULES["prerouting"]
+
+
+def nft_add_text(plan: NftPlan) -> str:
+    t = f"inet {n.NFT_TABLE}"
+    out = [NFT_BOOTSTRAP]
+    for chain, rules in NFT_BASE_RULES.items():
+        out.append(f"flush chain {t} {chain}\n")
+        out += [f"add rule {t} {chain} {r}\n" for r in rules]
+    for chain, own in plan.chains.items():
+        out.append(f"add chain {t} {chain}\nflush chain {t} {chain}\n")
+        out += [f"add rule {t} {chain} {r} comment {_quote(d)}\n" for r, d in own]
+    out += [f"add element {t} {e.map} {{ {e.key} : jump {e.chain} }}\n" for e in plan.elements]
+    return "".join(out)
+
+
+def nft_delete_text(elements: list[NftElement], chains: list[str], *, ensure: bool) -> str:
+    """Remove elements, then our chains. With ensure, each is added first so that an absent one does
+    not fail the transaction (nft 1.0.6 has no ``destroy``)."""
+    t = f"inet {n.NFT_TABLE}"
+    out = [f"add chain {t} {c}\n" for c in chains] if ensure else []
+    for e in elements:
+        if ensure:
+            out.append(f"add element {t} {e.map} {{ {e.key} : jump {e.chain} }}\n")
+        out.append(f"delete element {t} {e.map} {{ {e.key} }}\n")
+    for c in chains:
+        out.append(f"flush chain {t} {c}\ndelete chain {t} {c}\n")
+    return "".join(out)
