@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -15,6 +14,8 @@ if TYPE_CHECKING:
 
 def _log_internal(exc: BaseException) -> None:
     """A traceback goes to stderr (never stdout, which carries the protocol)."""
+    import traceback
+
     sys.stderr.write("".join(traceback.format_exception(exc)))
 
 

@@ -40,8 +40,8 @@ class ProgramNotFound(CniError):
 
 
 def child_env(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of env without the frozen bootloader's library path (restored from *_ORIG)."""
-    out = dict(env)
+    """A copy of env without the frozen bootloader's library path (restored from *_ORIG) and variables."""
+    out = {k: v for k, v in env.items() if not k.startswith("_PYI_")}  # the bootloader's own state
     for key in ("LD_LIBRARY_PATH", "LD_PRELOAD"):
         orig = out.pop(key + "_ORIG", None)
         out.pop(key, None)
