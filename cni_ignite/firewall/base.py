@@ -222,7 +222,8 @@ def parse_firewall_config(doc: Mapping[str, Any]) -> FirewallConfig:
             raise InvalidConfig(f"{backend} backend was requested but conditions use {syntax} syntax", repr(cond))
     if {conditions_syntax(cond4), conditions_syntax(cond6)} == {"iptables", "nftables"}:
         raise InvalidConfig("conditionsV4 and conditionsV6 use different syntaxes")
-    runtime = doc.get("runtimeConfig") or {}
+    runtime = doc.get("runtimeConfig")
+    runtime = {} if runtime is None else runtime
     if not isinstance(runtime, dict):
         raise InvalidConfig("runtimeConfig must be an object")
     state_dir = doc.get("stateDir") or DEFAULT_STATE_DIR
