@@ -105,6 +105,10 @@ def test_two_vms_on_the_default_network(mode: str, world_factory: list[World], t
                    + ", -> first host ping " + " / ".join(f"{t:.1f}s" for t in times)
                    + " (two guests booted together)")
 
+    # CHECK on the live attachments (guests running on the taps).
+    for slot in (vm1, vm2):
+        w.check(slot)
+
     # Stop the VMs, then DEL with the cached results: nothing left.
     w.stop_vms()
     for slot in (vm1, vm2):

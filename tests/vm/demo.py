@@ -176,6 +176,10 @@ def checks(w: World, vms: list[Slot], step: Steps) -> None:
 
 
 def teardown(w: World, vms: list[Slot], step: Steps) -> None:
+    with step("CNI CHECK each attachment while its guest runs (cached ADD result as prevResult)"):
+        for slot in vms:
+            w.check(slot)
+            step.note(f"{slot.vm_id}: ok")
     with step("stopping both VMs (by QEMU's PID)"):
         w.stop_vms()
         for slot in vms:

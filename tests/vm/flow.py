@@ -273,6 +273,14 @@ class World:
                             f"{res.stderr.strip()}")
         return res
 
+    def check(self, slot: Slot) -> Call:
+        """CNI CHECK with the cached ADD result as prevResult (what a runtime runs on a live attachment)."""
+        res = self.cni("CHECK", slot, {**slot.conf, "prevResult": slot.result})
+        if res.rc != 0:
+            raise FlowError(f"CNI CHECK for {slot.vm_id} failed (rc={res.rc}): {res.stdout.strip()} "
+                            f"{res.stderr.strip()}")
+        return res
+
     def rules(self) -> str:
         """The host namespace's iptables and nftables rules."""
         ipt = in_ns(self.host, ["iptables-save"], check=False).stdout.decode()
