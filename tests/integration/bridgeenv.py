@@ -15,7 +15,7 @@ from nsutil import Namespaces, in_ns, path
 def base_conf(data_dir: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "cniVersion": version, "name": "testnet", "type": "ignite-bridge", "bridge": "ignite0",
-        "isGateway": True, "isDefaultGateway": True, "promiscMode": True, "forward": False,
+        "isGateway": True, "isDefaultGateway": True, "promiscMode": True,
         "ipam": {"type": "ignite-ipam", "subnet": "10.61.0.0/16", "dataDir": data_dir},
     }
     conf.update(extra)

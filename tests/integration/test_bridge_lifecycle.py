@@ -23,7 +23,7 @@ def masq_conf(env: HostEnv, **extra: object) -> dict:
 def state(env: HostEnv) -> tuple[set[str], str, list[str]]:
     """Links, rule text mentioning our attachments, and leases: what an attachment could leave behind."""
     rules = "\n".join(line for line in env.rules().splitlines()
-                      if any(k in line for k in ("-s 10.61.", "ip saddr 10.61.", "10.61.0.", "dport")))
+                      if "10.61." in line)
     return {n for n in env.links() if n.startswith("veth")}, rules, env.leases()
 
 
@@ -82,7 +82,7 @@ def test_a_failing_add_after_the_lease_rolls_back_link_rules_and_lease(netns):
     env = HostEnv(netns)
     conf = masq_conf(env, vm={"mode": "tc-redirect", "tap": "taken0"})
     c1 = env.container()
-    env.ns_sh(c1, "ip", "link", "add", "taken0", "type", "dummy")  # the tap name is taken: ADD fails late
+    env.ns_sh(c1, "ip", "link", "add", "taken0", "type", "veth", "peer", "name", "taken1")  # tap name taken
     before = state(env)
     res = env.run("ADD", conf, "late-fail", c1)
     assert res.rc != 0 and res.out is not None and "code" in res.out
@@ -99,13 +99,13 @@ def test_an_add_killed_at_any_point_is_cleaned_up_by_the_del_that_follows(netns)
         envv = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"killed-{delay}", "CNI_NETNS": path(c),
                 "CNI_IFNAME": "eth0", "CNI_PATH": str(env.bin_dir)}
         proc = subprocess.Popen(["ip", "netns", "exec", env.host, str(env.plugin)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=envv)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=envv)
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(conf).encode())
         proc.stdin.close()
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate()
+        proc.wait()
         env.run("DEL", conf, f"killed-{delay}", c).ok()  # the runtime's DEL after a failed ADD
         assert state(env) == before, f"killed after {delay}s"
 
