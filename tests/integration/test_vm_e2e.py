@@ -99,6 +99,7 @@ def test_two_vms_on_the_default_network(mode: str, world_factory: list[World], t
     w.guest_pings(vm1, vm2)
     w.guest_pings(vm2, vm1)
     w.guest_fetches(vm1, vm2)
+    w.guest_fetches_published(vm2, vm1)  # VM2 -> gateway:18080 -> VM1
 
     report(capsys, f"{mode}: accel={accel}; QEMU start -> READY "
                    + " / ".join(f"{t:.1f}s" for t in ready if t is not None)

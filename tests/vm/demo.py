@@ -173,6 +173,9 @@ def checks(w: World, vms: list[Slot], step: Steps) -> None:
         step.note(f"{b.ip} pings {a.ip}: ok")
         body = w.guest_fetches(a, b)
         step.note(f"{a.ip} fetches http://{b.ip}/ -> {body.splitlines()[0]!r}")
+        body = w.guest_fetches_published(b, a)
+        step.note(f"{b.ip} fetches http://{b.gateway}:{a.host_port}/ (VM1's published port) -> "
+                  f"{body.splitlines()[0]!r}")
 
 
 def teardown(w: World, vms: list[Slot], step: Steps) -> None:
@@ -220,7 +223,7 @@ def main() -> int:
     step = Steps()
     started = time.monotonic()
     print(f"cni-ignite VM demo: plugins from {bin_dir}"
-          f"{' (frozen, made by make build)' if (bin_dir / 'ignite-bridge').is_symlink() else ''}")
+          f"{' (frozen bundle)' if (bin_dir / 'ignite-bridge').is_symlink() else ''}")
     try:
         with step("preparing the guest (Debian cloud kernel, cached; busybox initramfs)"):
             image = guest.prepare_guest()

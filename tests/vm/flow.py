@@ -258,6 +258,18 @@ class World:
         self.check_page(b, body, f"guest {a.ip} fetching http://{b.ip}/")
         return body
 
+    def guest_fetches_published(self, a: Slot, b: Slot) -> str:
+        """Guest ``a`` fetches guest ``b``'s page through ``b``'s host port on the gateway (DNAT + hairpin NAT).
+
+        Not ``a == b``: the default conflist has promiscMode, not hairpinMode, and with br_netfilter the
+        DNATed packet is bridged back out of the port it came in on (the reference bridge behaves the same).
+        """
+        body = self.fetch(self.host, guest.guest_fetch_url(a.ip, f"{a.gateway}:{b.host_port}/"))
+        if not body.rstrip().endswith("RESULT ok"):
+            raise FlowError(f"guest {a.ip} cannot fetch http://{a.gateway}:{b.host_port}/: {body!r}")
+        self.check_page(b, body, f"guest {a.ip} fetching http://{a.gateway}:{b.host_port}/")
+        return body
+
     def stop_vms(self) -> None:
         for slot in self.slots:
             if slot.vm is not None:
