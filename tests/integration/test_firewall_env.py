@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -141,5 +142,6 @@ class Topo:
         for tool in ("iptables-save", "ip6tables-save"):
             text = in_ns(self.host, [tool]).stdout.decode()
             out += [line.split(" [")[0] for line in text.splitlines() if not line.startswith("#")]
-        out += in_ns(self.host, ["nft", "list", "ruleset"]).stdout.decode().splitlines()
+        nft = in_ns(self.host, ["nft", "list", "ruleset"]).stdout.decode()
+        out += re.sub(r"counter packets \d+ bytes \d+", "counter", nft).splitlines()
         return "\n".join(out)
