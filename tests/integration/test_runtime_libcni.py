@@ -61,11 +61,13 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Client:
-    def __init__(self, host: RuntimeHost, exe: Path, conf: Path, plugins: Path, cache: Path, netns: str) -> None:
+    def __init__(self, host: RuntimeHost, exe: Path, conf: Path, plugins: Path, cache: Path, netns: str,
+                 cid: str = "ctr-one", ports: list[dict[str, Any]] | None = None) -> None:
         self.host, self.cache = host, cache
-        self.base = [str(exe), "-conf", str(conf), "-path", str(plugins), "-cache", str(cache), "-id", "ctr-one",
-                     "-netns", netns, "-args", "IgnoreUnknown=1;K8S_POD_NAME=one",
-                     "-ports", json.dumps([{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}])]
+        self.base = [str(exe), "-conf", str(conf), "-path", str(plugins), "-cache", str(cache), "-id", cid,
+                     "-netns", netns, "-args", f"IgnoreUnknown=1;K8S_POD_NAME={cid}"]
+        if ports:
+            self.base += ["-ports", json.dumps(ports)]
 
     def __call__(self, op: str) -> tuple[int, dict[str, Any], str]:
         res = self.host.run([*self.base, op], check=False, timeout=40)
@@ -103,7 +105,8 @@ def test_libcni_add_check_del_and_cache(client, flavour, version):
         host.sh("ip", "netns", "add", "ctr1")  # in the host's private /run/netns
         host.sh("ip", "-n", "ctr1", "link", "set", "lo", "up")
         host.spawn(["nsenter", "--net=/run/netns/ctr1", "busybox", "httpd", "-f", "-p", "80", "-h", str(www)])
-        cni = Client(host, client, conf, plugins, work / "cache", "/run/netns/ctr1")
+        ports = [{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}]
+        cni = Client(host, client, conf, plugins, work / "cache", "/run/netns/ctr1", ports=ports)
 
         assert "portMappings" in cni.ok("validate").get("versions", []), "libcni did not see the capability"
         assert cni.cache_files == []
@@ -129,9 +132,18 @@ def test_libcni_add_check_del_and_cache(client, flavour, version):
         assert f"inet {address}/16" in ctr_addr, ctr_addr
         for url in (f"http://127.0.0.1:{HOST_PORT}/", f"http://{GATEWAY}:{HOST_PORT}/", f"http://{address}:80/"):
             assert host.http_get(url) == PAGE, url
-        hairpin = host.run(["nsenter", "--net=/run/netns/ctr1", "timeout", "5", "busybox", "wget", "-q", "-O", "-",
-                            f"http://{GATEWAY}:{HOST_PORT}/"], check=False)
-        assert hairpin.stdout == PAGE, f"hairpin through the published port failed: {hairpin.stderr}"
+        # Another container reaches the page through the host's published port; the container itself too
+        # where the conf allows it (see Network.self_hairpin).
+        host.sh("ip", "netns", "add", "ctr2")
+        other = Client(host, client, conf, plugins, work / "cache", "/run/netns/ctr2", cid="ctr-two")
+        other.ok("add")
+        for ns in ("ctr2", "ctr1") if net.self_hairpin else ("ctr2",):
+            fetch = host.run(["nsenter", f"--net=/run/netns/{ns}", "timeout", "5", "busybox", "wget", "-q", "-O",
+                              "-", f"http://{GATEWAY}:{HOST_PORT}/"], check=False)
+            assert fetch.stdout == PAGE, f"{ns} could not fetch via the published port ({fetch.returncode}): " \
+                                         f"{fetch.stderr}"
+        other.ok("del")
+        host.sh("ip", "netns", "del", "ctr2")
 
         cni.ok("del")
         assert cni.cache_files == [], "libcni kept the cached result after DEL"

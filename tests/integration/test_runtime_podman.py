@@ -100,9 +100,15 @@ def test_podman_run_publish_fetch_rm(flavour):
         # The page through the published port: loopback, the bridge's address, and straight to the container.
         for url in (f"http://127.0.0.1:{HOST_PORT}/", f"http://{GATEWAY}:{HOST_PORT}/", f"http://{address}:80/"):
             assert host.http_get(url) == PAGE, url
-        # ... and from the container itself through its own published port (hairpin).
-        hairpin = podman.run("exec", "web", "/bin/sh", "-c", f"timeout 5 wget -q -O - http://{GATEWAY}:{HOST_PORT}/")
-        assert hairpin.stdout == PAGE, f"hairpin fetch failed ({hairpin.returncode}): {hairpin.stderr}"
+        # ... from another container through the host's published port ...
+        fetch = f"timeout 5 wget -q -O - http://{GATEWAY}:{HOST_PORT}/"
+        other = podman.run("run", "--rm", "--network", net.name, "--rootfs", str(rootfs), "/bin/sh", "-c", fetch)
+        assert other.stdout == PAGE, f"another container could not fetch via the host port ({other.returncode}): " \
+                                     f"{other.stderr}"
+        # ... and from the container itself (hairpin), where the conf allows it (see Network.self_hairpin).
+        if net.self_hairpin:
+            hairpin = podman.run("exec", "web", "/bin/sh", "-c", fetch)
+            assert hairpin.stdout == PAGE, f"hairpin fetch failed ({hairpin.returncode}): {hairpin.stderr}"
 
         cache = host.sh("find", "/var/lib/cni/results", "-type", "f")
         assert cache.strip(), "podman (libcni) left no result in its cache"
