@@ -103,6 +103,17 @@ class HostNet:
         if 6 in families:
             _set("net/ipv6/conf/all/forwarding", "1")
 
+    def hairpin_for_mapped_ports(self, veth: LinkInfo) -> None:
+        """With br_netfilter active (bridge-nf-call-iptables=1, built into many kernels), a container's
+        connection to its own mapped port is DNAT'ed while being bridged and must leave through the port
+        it came in on: that needs the port's hairpin flag, whatever promiscMode says."""
+        try:
+            active = sysctl.read("net/bridge/bridge-nf-call-iptables") == "1"
+        except SysctlMissing:
+            active = False
+        if active:
+            self.nl.set_brport(veth.index, hairpin=True)
+
     def route_localnet(self, bridge: str) -> None:
         _set(f"net/ipv4/conf/{bridge}/route_localnet", "1")
 

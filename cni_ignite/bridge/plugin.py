@@ -79,11 +79,7 @@ def add(cmd: CmdArgs) -> Result:
             undo.callback(_quietly(lambda: vm.teardown(cont, cmd, cfg)))
 
         if cfg.mac_spoof_check:
-            from . import spoofcheck
-
-            macs = [m for m in (container_link.mac, vm_ifaces[1].mac if vm_ifaces else "") if m]
-            spoofcheck.setup(veth_name, sorted(set(macs)))
-            undo.callback(_quietly(lambda: spoofcheck.teardown(veth_name)))
+            _spoofcheck(veth_name, [container_link.mac or "", vm_ifaces[1].mac if vm_ifaces else ""], undo)
 
         if fw_cfg is not None:
             fw = rules.firewall(fw_cfg)
@@ -91,6 +87,8 @@ def add(cmd: CmdArgs) -> Result:
             undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
             for iface in fw.add(att, fw_cfg):  # 127.0.0.1 host ports need route_localnet on the bridge
                 host.route_localnet(iface)
+            if fw_cfg.port_mappings and fw_cfg.snat and not cfg.hairpin_mode:
+                host.hairpin_for_mapped_ports(host_veth)
 
         if not cfg.disable_container_interface:
             host.wait_oper_up(host_veth.index)
@@ -99,6 +97,13 @@ def add(cmd: CmdArgs) -> Result:
         result = _result(cmd, cfg, prev, ipam, ips, routes, [bridge, host_veth], container_link, vm_ifaces)
         undo.pop_all()
     return result
+
+
+def _spoofcheck(port: str, macs: list[str], undo: ExitStack) -> None:
+    from . import spoofcheck
+
+    spoofcheck.setup(port, sorted({m for m in macs if m}))
+    undo.callback(_quietly(lambda: spoofcheck.teardown(port)))
 
 
 def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[IPInterface]]:
