@@ -146,7 +146,8 @@ def test_check_reports_a_rule_removed_by_hand(topo: Topo, backend: str) -> None:
     assert topo.fw(topo.req("check", conf))[0]["problems"] == []
     _drop_dnat_rule(topo, backend)
     problems = topo.fw(topo.req("check", conf))[0]["problems"]
-    assert problems == [f"missing DNAT tcp *:8080 -> 10.99.0.2:80 ({backend}{', IPv4' if backend == 'iptables' else ''})"]
+    where = f"{backend}, IPv4" if backend == "iptables" else backend
+    assert problems == [f"missing DNAT tcp *:8080 -> 10.99.0.2:80 ({where})"]
 
 
 def test_check_reports_a_missing_map_element_and_shared_jump(topo: Topo) -> None:
@@ -169,14 +170,14 @@ def test_32_concurrent_adds_all_leave_their_rules(topo: Topo, backend: str) -> N
 
     procs, reqs = [], []
     for i in range(32):
-        req = topo.req("add", with_maps(topo, backend, [{"hostPort": 9000 + i, "containerPort": 80, "protocol": "tcp"}]),
-                       cid=f"ctr{i}", addrs=(f"10.99.1.{i + 10}/24",))
+        mapping = [{"hostPort": 9000 + i, "containerPort": 80, "protocol": "tcp"}]
+        req = topo.req("add", with_maps(topo, backend, mapping), cid=f"ctr{i}", addrs=(f"10.99.1.{i + 10}/24",))
         reqs.append(json.dumps(req).encode())
         procs.append(subprocess.Popen(["ip", "netns", "exec", topo.host, PY, "-m", "cni_ignite.firewall"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    for p, req in zip(procs, reqs, strict=True):  # all 32 get their request before any answer is read
+    for p, data in zip(procs, reqs, strict=True):  # all 32 get their request before any answer is read
         assert p.stdin is not None
-        p.stdin.write(req)
+        p.stdin.write(data)
         p.stdin.close()
     outs = []
     for p in procs:
