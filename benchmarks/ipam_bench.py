@@ -16,11 +16,12 @@ import ipaddress
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import spawn
 
 NET = "bench"
 SUBNET = ipaddress.ip_network("10.61.0.0/16")
@@ -42,15 +43,19 @@ def prepare(data_dir: Path, leases: int) -> None:
         (net / "last_reserved_ip.0").write_bytes(str(last).encode())
 
 
-def call(binary: str, command: str, conf: bytes, cid: str) -> float:
+RSS_KB: dict[tuple[str, str], list[int]] = {}  # (binary, verb) -> ru_maxrss of each call
+
+
+def call(binary: str, command: str, conf: bytes, cid: str, *, rss: bool = False) -> float:
+    """Wall ms of one plugin process (posix_spawn to wait4); with rss, its peak RSS goes to RSS_KB."""
     env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/b",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
-    started = time.perf_counter()
-    proc = subprocess.run([binary], input=conf, env=env, capture_output=True, check=False)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
+    proc = spawn([binary], stdin=conf, env=env, rss=rss)
+    if proc.rc != 0:
         raise SystemExit(f"{binary} {command} {cid} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
-    return elapsed * 1000
+    if rss:
+        RSS_KB.setdefault((binary, command), []).append(proc.maxrss_kb)
+    return proc.wall_ms
 
 
 def p90(xs: list[float]) -> float:
@@ -75,13 +80,19 @@ def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path) -> dict
             for name, binary in plugins.items():
                 samples[name]["ADD"].append(call(binary, "ADD", confs[name], f"bench-{k}"))
                 samples[name]["DEL"].append(call(binary, "DEL", confs[name], f"bench-{k}"))
-        for name in plugins:
+        for k in range(3):  # peak memory, untimed (under GNU time)
+            for name, binary in plugins.items():
+                call(binary, "ADD", confs[name], f"rss-{k}", rss=True)
+                call(binary, "DEL", confs[name], f"rss-{k}", rss=True)
+        for name in plugins:  # noqa: PLC0206
             leases = [p for p in (root / f"{name}-{size}" / NET).iterdir() if p.name[0].isdigit()]
             if len(leases) != size:
                 raise SystemExit(f"{name} left {len(leases) - size} leases behind at {size}")
             for verb, xs in samples[name].items():
+                rss = RSS_KB.pop((plugins[name], verb), [0])
                 results.setdefault(str(size), {}).setdefault(name, {})[verb] = {
-                    "median_ms": round(statistics.median(xs), 2), "p90_ms": round(p90(xs), 2), "n": len(xs)}
+                    "median_ms": round(statistics.median(xs), 2), "p90_ms": round(p90(xs), 2), "n": len(xs),
+                    "maxrss_mb": round(statistics.median(rss) / 1024, 1)}
         print(f"  {size} leases done", file=sys.stderr)
     return results
 
