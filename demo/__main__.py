@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,7 @@ class Demo:
         time.sleep(0.3)
         for ns, who, url in ((self.host, "host namespace", f"http://127.0.0.1:{HOST_PORT}/"),
                              (self.host, "host namespace", f"http://10.61.0.1:{HOST_PORT}/"),
-                             (ns_b, "vm-b (hairpin through the host)", f"http://10.61.0.1:{HOST_PORT}/")):
+                             (ns_b, "vm-b (via the host's mapped port)", f"http://10.61.0.1:{HOST_PORT}/")):
             page = sh(ns, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url).strip()
             say(f"{who} GET {url} -> {page!r}")
 
@@ -170,6 +171,7 @@ def main() -> int:
             return 1
         finally:
             demo.stop_httpd()
+            shutil.rmtree(work, ignore_errors=True)
     print("\n\033[32mdemo complete: all namespaces removed.\033[0m")
     return 0
 
