@@ -132,6 +132,7 @@ class RuntimeHost:
         """Kill what this host started (by PID), then the holder; delete the netns. Safe to call twice."""
         try:
             self._kill_leftovers()
+            self._unmount()
         finally:
             if self.holder is not None:
                 if self.holder.poll() is None:
@@ -183,6 +184,15 @@ class RuntimeHost:
                 if proc.pid in pids:
                     proc.wait(timeout=10)
             time.sleep(0.1)
+
+    def _unmount(self) -> None:
+        """Best effort, newest first; whatever stays goes away with the holder's mount namespace anyway."""
+        if self.holder is None or self.holder.poll() is not None:
+            return
+        for target in reversed(self.mounts):
+            self.run(["umount", "-l", target], check=False, timeout=10)
+        self.mounts.clear()
+        self.run(["umount", "-R", "-l", "/sys/fs/cgroup"], check=False, timeout=10)
 
     # -- mounts (all inside the holder's private mount namespace) ------------------------------------------
     def _mount_cgroups(self) -> None:
