@@ -1,9 +1,10 @@
 """The nftables backend: one ``nft -f -`` transaction per verb in ``table inet cni_ignite``.
 
-Every ADD transaction (re)declares the table, its maps and base chains with ``add`` (idempotent) and
-rewrites the base chains' constant rules, so there is no separate bootstrap and no race between
-concurrent first ADDs; the attachment's own chains are flushed and refilled, and the verdict-map
-elements that lead to them added. The admin chain is declared, never flushed. DEL removes the
+An ADD first tries the attachment's part alone (its own chains flushed and refilled, the verdict-map
+elements that lead to them added), assuming the table exists. When that fails, one transaction
+(re)declares the table, its maps and base chains with ``add`` (idempotent), rewrites the base chains'
+constant rules and adds the attachment: concurrent first ADDs cannot conflict. The admin chain is
+declared, never flushed. DEL removes the
 elements and chains a state record describes (each added first, as nft 1.0.6 has no ``destroy``), or,
 without a record or when that fails, what ``nft -j list table inet cni_ignite`` shows for the key.
 """
@@ -67,7 +68,12 @@ class NftablesBackend:
         self.state_dir = state_dir
 
     def apply(self, att: Attachment, cfg: FirewallConfig) -> None:
-        _apply(nft_add_text(nft_plan(att, cfg)), f"nft ADD for {att.owner.key}")
+        """Fast path: the table exists. Else one transaction that also declares it (safe to race)."""
+        plan = nft_plan(att, cfg)
+        try:
+            _apply(nft_add_text(plan, bootstrap=False), f"nft ADD for {att.owner.key}")
+        except RuleToolFailed:
+            _apply(nft_add_text(plan), f"nft ADD for {att.owner.key}")
 
     def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None:
         plan = nft_plan(att, cfg)

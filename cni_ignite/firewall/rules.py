@@ -286,10 +286,12 @@ NFT_BASE_RULES = {
 NFT_BASE_RULES["output"] = NFT_BASE_RULES["prerouting"]
 
 
-def nft_add_text(plan: NftPlan) -> str:
+def nft_add_text(plan: NftPlan, *, bootstrap: bool = True) -> str:
+    """The attachment's chains and elements; with bootstrap, first (re)declare the table, maps and base
+    chains and rewrite the base chains' constant rules (idempotent, but ~10 ms of kernel work)."""
     t = f"inet {n.NFT_TABLE}"
-    out = [NFT_BOOTSTRAP]
-    for chain, rules in NFT_BASE_RULES.items():
+    out = [NFT_BOOTSTRAP] if bootstrap else []
+    for chain, rules in NFT_BASE_RULES.items() if bootstrap else ():
         out.append(f"flush chain {t} {chain}\n")
         out += [f"add rule {t} {chain} {r}\n" for r in rules]
     for chain, own in plan.chains.items():
