@@ -73,14 +73,6 @@ class Network:
     version: str = "1.0.0"
     bridge: str = "ignite0"
 
-    @property
-    def self_hairpin(self) -> bool:
-        """Can a container reach its own published port? Only with hairpinMode on its bridge port: with
-        br_netfilter active (bridge-nf-call-iptables=1, as on these machines) the DNAT'd packet is bridged
-        back out of the port it came in on. Our conf shape uses promiscMode, which excludes hairpinMode
-        and does not help here (Debian's bridge behaves the same)."""
-        return self.flavour == "reference"
-
     def conflist(self) -> dict[str, Any]:
         if self.flavour == "reference":
             plugins: list[dict[str, Any]] = [
