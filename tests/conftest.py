@@ -28,3 +28,18 @@ def netns() -> Iterator[Namespaces]:
         yield spaces
     finally:
         spaces.cleanup()
+
+
+HOST_STATE = ("/var/lib/cni/networks", "/var/lib/cni/ignite", "/var/lib/cni/results", "/etc/cni/net.d", "/opt/cni/bin")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_state_is_left_alone() -> Iterator[None]:
+    """Tests use temp folders only: fail the run if one of them wrote into the machine's CNI folders."""
+    import os
+
+    before = {p: sorted(os.listdir(p)) if os.path.isdir(p) else None for p in HOST_STATE}
+    yield
+    after = {p: sorted(os.listdir(p)) if os.path.isdir(p) else None for p in HOST_STATE}
+    changed = {p: (before[p], after[p]) for p in HOST_STATE if before[p] != after[p]}
+    assert not changed, f"tests changed the machine's CNI folders (before, after): {changed}"

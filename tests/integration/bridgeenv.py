@@ -17,6 +17,7 @@ def base_conf(data_dir: str, version: str = "1.0.0", **extra: Any) -> dict[str, 
         "cniVersion": version, "name": "testnet", "type": "ignite-bridge", "bridge": "ignite0",
         "isGateway": True, "isDefaultGateway": True, "promiscMode": True,
         "ipam": {"type": "ignite-ipam", "subnet": "10.61.0.0/16", "dataDir": data_dir},
+        "stateDir": f"{data_dir}/ignite-state",  # never the machine's /var/lib/cni
     }
     conf.update(extra)
     return conf
