@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 def sh(argv: Sequence[str], *, check: bool = True, input: bytes | None = None,
