@@ -13,10 +13,10 @@ import os
 from typing import Any, TextIO
 
 from .errors import CniError
+from .firewall.base import DEFAULT_STATE_DIR  # a plugin's "stateDir" overrides it
 from .install import CURRENT_LINK, EXECUTABLE, MANIFEST, PLUGIN_LINKS, conf_files, file_sha256, read_manifest
 from .ipam.config import DEFAULT_DATA_DIR
 
-DEFAULT_STATE_DIR = "/var/lib/cni/ignite"  # cni_ignite.firewall's default (a plugin's "stateDir" overrides)
 LEASE_LAYOUT_IPAM = ("ignite-ipam", "host-local")
 
 

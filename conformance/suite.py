@@ -56,6 +56,8 @@ class Suite:
         for p in nl["plugins"]:
             if isinstance(p.get("ipam"), dict) and p["ipam"].get("type"):
                 p["ipam"]["dataDir"] = str(data_dir)  # host-local and ignite-ipam share the key
+            if p.get("type") == "ignite-bridge":  # its rule records (and port registry) stay in the run's folder
+                p["stateDir"] = str(data_dir.parent / f"{data_dir.name}-state")
         return nl
 
     def run(self) -> list[c.Row]:

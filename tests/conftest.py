@@ -34,7 +34,7 @@ def netns() -> Iterator[Namespaces]:
         spaces.cleanup()
 
 
-HOST_STATE = ("/var/lib/cni/networks", "/var/lib/cni/ignite", "/var/lib/cni/results", "/etc/cni/net.d", "/opt/cni/bin")
+HOST_STATE = ("/var/lib/cni/networks", "/var/lib/cni/results", "/run/cni/ignite", "/etc/cni/net.d", "/opt/cni/bin")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "iptables", "nftables")
 PROTOCOLS = ("tcp", "udp", "sctp")
-DEFAULT_STATE_DIR = "/var/lib/cni/ignite"
+DEFAULT_STATE_DIR = "/run/cni/ignite"  # same lifetime as the kernel rules it records: gone at reboot
 _CHAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,28}$")
 _BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f;#]")
 

@@ -70,6 +70,11 @@ class Network:
     flavour: str
     name: str
     data_dir: Path  # IPAM leases
+
+    @property
+    def state_dir(self) -> Path:
+        """ignite-bridge's rule records, beside the leases (never the machine's /run/cni/ignite)."""
+        return self.data_dir.parent / "ignite-state"
     version: str = "1.0.0"
     bridge: str = "ignite0"
 
@@ -85,6 +90,7 @@ class Network:
             plugins = [
                 {"type": "ignite-bridge", "bridge": self.bridge, "isGateway": True, "isDefaultGateway": True,
                  "promiscMode": True, "ipMasq": True, "capabilities": {"portMappings": True},
+                 "stateDir": str(self.state_dir),
                  "ipam": {"type": "ignite-ipam", "subnet": SUBNET, "dataDir": str(self.data_dir)}},
             ]
         return {"cniVersion": self.version, "name": self.name, "plugins": plugins}

@@ -17,7 +17,6 @@ import pytest
 from .common import FLAVOURS, SUBNET, Network, addresses_in, frozen_exe, make_plugin_dir
 from .host import HostError, RuntimeHost
 
-FIREWALL_STATE = "/var/lib/cni/ignite"  # cni_ignite.firewall's default stateDir
 ADDRESS = re.compile(r"\b(10\.61\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -79,8 +78,8 @@ def assert_nothing_left(host: RuntimeHost, net: Network, address: str, *, rules:
     if rules:
         left = addresses_in(host.rules(), address)
         assert left == [], "firewall rules still mention {}:\n{}".format(address, "\n".join(left))
-    # Our firewall keeps per-attachment records under its default stateDir (the host's private /var/lib).
-    records = host.run(["find", f"{FIREWALL_STATE}/{net.name}", "-type", "f"], check=False).stdout.split()
+    # Our firewall keeps per-attachment records under the conflist's stateDir.
+    records = host.run(["find", f"{net.state_dir}/{net.name}", "-type", "f"], check=False).stdout.split()
     assert records == [], f"firewall state records left: {records}"
 
 

@@ -14,7 +14,7 @@ def test_defaults_match_the_reference() -> None:
     cfg = parse_firewall_config({"name": "n"})
     assert (cfg.backend, cfg.ip_masq, cfg.forward, cfg.snat, cfg.masq_all, cfg.mark_masq_bit) == \
         ("auto", False, True, True, False, 13)
-    assert cfg.state_dir == "/var/lib/cni/ignite"
+    assert cfg.state_dir == "/run/cni/ignite"
     assert cfg.port_mappings == ()
     assert cfg.mark == 0x2000
 
