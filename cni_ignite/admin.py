@@ -86,8 +86,8 @@ def leased_blocks(rows: list[tuple[str, str, str, float]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .firewall.base import DEFAULT_STATE_DIR
     from .install import DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, default_source
-    from .status import DEFAULT_STATE_DIR
 
     parser = argparse.ArgumentParser(prog="cni-ignite", description="cni-ignite administration")
     sub = parser.add_subparsers(dest="cmd", required=True)

@@ -14,12 +14,10 @@ nftables when our own ``inet cni_ignite`` table exists, else iptables when iptab
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
-from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import InvalidConfig
 from .naming import owner_key
@@ -36,8 +34,7 @@ _BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f;#]")
 Address = IPv4Interface | IPv6Interface
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     host_port: int
     container_port: int
     protocol: str
@@ -54,8 +51,7 @@ class PortMapping:
         return self.host_ip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Owner:
+class Owner(NamedTuple):
     network: str
     container_id: str
     ifname: str
@@ -65,10 +61,10 @@ class Owner:
         return owner_key(self.network, self.container_id, self.ifname)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FirewallConfig:
-    backend: str = "auto"
+class FirewallConfig(NamedTuple):
     ip_masq: bool
+    state_dir: str
+    backend: str = "auto"
     forward: bool = True
     port_mappings: tuple[PortMapping, ...] = ()
     snat: bool = True
@@ -77,18 +73,13 @@ class FirewallConfig:
     external_set_mark_chain: str | None = None
     conditions_v4: tuple[str, ...] = ()
     conditions_v6: tuple[str, ...] = ()
-    state_dir: str
-
-    def _replace(self, **changes: Any) -> FirewallConfig:  # the glue calls NamedTuple-style _replace
-        return dataclasses.replace(self, **changes)
 
     @property
     def mark(self) -> int:
         return 1 << self.mark_masq_bit
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attachment:
+class Attachment(NamedTuple):
     owner: Owner
     addresses: tuple[Address, ...]
     host_iface: str  # the bridge: needs route_localnet=1 for 127.0.0.1 host ports
@@ -97,8 +88,7 @@ class Attachment:
         return tuple(a for a in self.addresses if a.version == family)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttachmentInfo:
+class AttachmentInfo(NamedTuple):
     """One attachment with rules, from its state record (for an admin ``status``)."""
 
     owner: Owner

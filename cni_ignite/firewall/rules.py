@@ -20,8 +20,7 @@ comment; CHECK compares those.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import naming as n
 
@@ -33,37 +32,39 @@ MULTIPORT_MAX = 15
 SHARED_IPT = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT), "filter": (n.IPT_FORWARD,)}
 
 
-@dataclass(frozen=True, slots=True)
-class IptRule:
+class IptRule(NamedTuple):
     table: str
     chain: str
     spec: str
     desc: str
 
 
-@dataclass(slots=True)
 class IptPlan:
     """One family's iptables rules of an attachment."""
 
-    family: int
-    own_chains: dict[str, list[str]] = field(default_factory=dict)  # table -> our chains
-    rules: list[IptRule] = field(default_factory=list)
+    __slots__ = ("family", "own_chains", "rules")
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.own_chains: dict[str, list[str]] = {}  # table -> our chains
+        self.rules: list[IptRule] = []
 
     def tables(self) -> list[str]:
         return [t for t in ("nat", "filter") if any(r.table == t for r in self.rules)]
 
 
-@dataclass(frozen=True, slots=True)
-class NftElement:
+class NftElement(NamedTuple):
     map: str
     key: str
     chain: str
 
 
-@dataclass(slots=True)
 class NftPlan:
-    chains: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # chain -> [(rule, desc)]
-    elements: list[NftElement] = field(default_factory=list)
+    __slots__ = ("chains", "elements")
+
+    def __init__(self) -> None:
+        self.chains: dict[str, list[tuple[str, str]]] = {}  # chain -> [(rule, desc)]
+        self.elements: list[NftElement] = []
 
     def add_rule(self, chain: str, rule: str, desc: str) -> None:
         self.chains.setdefault(chain, []).append((rule, desc))

@@ -17,8 +17,7 @@ import fcntl
 import ipaddress
 import json
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import CniError, IOFailure
 from .naming import network_dir
@@ -35,8 +34,7 @@ class PortConflict(CniError):
     code = 100
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Record:
+class Record(NamedTuple):
     owner: Owner
     backend: str
     addresses: tuple[Address, ...]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 
 from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping
 from cni_ignite.firewall.rules import (
@@ -60,7 +59,7 @@ COMMIT
 
 
 def test_iptables_ipv6_skips_ipv4_host_ips_and_localhost() -> None:
-    plan = iptables_plan(att(V4, V6), replace(CFG, forward=False), 6)
+    plan = iptables_plan(att(V4, V6), CFG._replace(forward=False), 6)
     assert iptables_add_text(plan, "nat") == f"""*nat
 :CNI-IGM-{K} - [0:0]
 :CNI-IGD-{K} - [0:0]
@@ -82,7 +81,7 @@ def test_iptables_no_addresses_of_a_family_means_no_rules() -> None:
 
 
 def test_iptables_external_mark_chain_masq_all_and_conditions() -> None:
-    cfg = replace(CFG, ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
+    cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
                   external_set_mark_chain="KUBE-MARK-MASQ", conditions_v4=("-i", "eth0"))
     assert iptables_add_text(iptables_plan(att(V4), cfg, 4), "nat") == f"""*nat
 :CNI-IGD-{K} - [0:0]
@@ -94,14 +93,14 @@ COMMIT
 
 
 def test_iptables_no_snat_means_no_marks_and_no_hairpin_masquerade() -> None:
-    cfg = replace(CFG, ip_masq=False, forward=False, port_mappings=(TCP,), snat=False, mark_masq_bit=3)
+    cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), snat=False, mark_masq_bit=3)
     text = iptables_add_text(iptables_plan(att(V4), cfg, 4), "nat")
     assert "MARK" not in text and "MASQUERADE" not in text
 
 
 def test_iptables_multiport_splits_every_15_ports() -> None:
     maps = tuple(PortMapping(host_port=1000 + i, container_port=80, protocol="tcp") for i in range(16))
-    plan = iptables_plan(att(V4), replace(CFG, port_mappings=maps), 4)
+    plan = iptables_plan(att(V4), CFG._replace(port_mappings=maps), 4)
     jumps = [r.spec for r in plan.rules if r.chain == "CNI-IGNITE-DNAT"]
     assert [j.split()[5] for j in jumps] == [",".join(str(1000 + i) for i in range(15)), "1015"]
 
@@ -168,7 +167,7 @@ def test_nft_base_chains_are_rewritten_but_admin_never_flushed() -> None:
 
 
 def test_nft_conditions_and_masq_all() -> None:
-    cfg = replace(CFG, ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
+    cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
                   conditions_v4=("iifname", '"eth0"'))
     plan = nft_plan(att(V4), cfg)
     assert plan.chains[f"d-{K}"][0][0] == 'meta nfproto ipv4 iifname "eth0" tcp dport 8080 dnat ip to 10.61.0.2:80'
@@ -176,7 +175,7 @@ def test_nft_conditions_and_masq_all() -> None:
 
 
 def test_nft_delete_text_adds_before_deleting_so_absent_items_do_not_fail() -> None:
-    plan = nft_plan(att(V4), replace(CFG, port_mappings=(), forward=False))
+    plan = nft_plan(att(V4), CFG._replace(port_mappings=(), forward=False))
     assert nft_delete_text(plan.elements, [f"p-{K}"], ensure=True) == f"""add chain inet cni_ignite p-{K}
 add element inet cni_ignite post4 {{ 10.61.0.2 : jump p-{K} }}
 delete element inet cni_ignite post4 {{ 10.61.0.2 }}
