@@ -38,6 +38,7 @@ from startup_bench import du  # noqa: E402
 
 REPO = HERE.parent
 GO = Path("/usr/lib/cni")
+BASE = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 SECTIONS = ("startup", "ipam", "bridge", "whole", "accumulate", "breakdown", "size")
 
 
@@ -124,6 +125,10 @@ def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:
             out["execs"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
         finally:
             s.close()
+    try:
+        out["frozen_imports"] = frozen_imports(ours, max(runs, 5))
+    except Exception as exc:
+        out["frozen_imports"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
     probe_out = root / "probe.jsonl"
     pycache = root / "pycache"
     env = {"BENCH_PROBE_OUT": str(probe_out), "PYTHONPYCACHEPREFIX": str(pycache)}
@@ -168,6 +173,30 @@ def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:
             "modules_imported_during_run": recs[-1]["modules_imported_during_run"][:40],
             "firewall_import_errors": recs[-1]["firewall_import_errors"],
         }
+    return out
+
+
+ADD_PATH = ("cni_ignite.cli,cni_ignite.skel,cni_ignite.hostexec,cni_ignite.bridge.plugin,cni_ignite.bridge.kernel,"
+            "cni_ignite.bridge.firewall_glue,cni_ignite.bridge.ipam_call,cni_ignite.ipam.plugin,"
+            "cni_ignite.netlink.rtnl,cni_ignite.netlink.sysctl,cni_ignite.firewall.base,cni_ignite.firewall.core,"
+            "ctypes")
+
+
+def frozen_imports(ours: Path, runs: int) -> dict[str, Any]:
+    """Import cost of the ADD path in the frozen bundle, through its existing test switch
+    CNI_IGNITE_DEBUG_IMPORT (import the listed modules, print, exit): the path's modules minus a baseline
+    that imports only skel; both pay the bootloader, importlib and json alike."""
+    exe = [str(ours / "ignite-bridge")]
+    wall: dict[str, list[float]] = {"baseline (skel)": [], "ADD path": []}
+    for _ in range(runs):
+        for label, mods in (("baseline (skel)", "cni_ignite.skel"), ("ADD path", ADD_PATH)):
+            r = spawn(exe, env={**BASE, "CNI_IGNITE_DEBUG_IMPORT": mods})
+            if r.rc != 0:
+                raise RuntimeError(f"frozen import check failed: {r.stdout.decode(errors='replace')[:300]}")
+            wall[label].append(r.wall_ms)
+    out: dict[str, Any] = {k: stats(v) for k, v in wall.items()}
+    out["ADD path minus baseline_ms"] = round(statistics.median(wall["ADD path"]) -
+                                             statistics.median(wall["baseline (skel)"]), 2)
     return out
 
 
@@ -303,6 +332,24 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
                            else "") for v in ("ADD", "DEL")]
                 b.append(f"| plugin processes + child processes, {name} | {cell[0]} | {cell[1]} |")
         out += ["\n".join(b), ""]
+        seq = (res.get("whole") or {}).get("sequential") or {}
+        start = _m(st, "ours ignite-bridge", "median_ms")
+        if seq and not math.isnan(start):
+            d = ["The frozen whole-network call, split (medians of this run):", "",
+                 "| part | ADD | DEL |", "|---|---:|---:|"]
+            total = {v: _m(seq, "ours", v, "median_ms") for v in ("ADD", "DEL")}
+            work = {"ADD": _m(add, "run_ms"), "DEL": _m(dele, "run_ms")}
+            d.append(f"| frozen call, whole process (sequential median) | {_fmt(total['ADD'])} "
+                     f"| {_fmt(total['DEL'])} |")
+            d.append(f"| … frozen process start (VERSION median) | {_fmt(start)} | {_fmt(start)} |")
+            d.append(f"| … the call's own work (in-process skel.run) | {_fmt(work['ADD'])} | {_fmt(work['DEL'])} |")
+            fi = _m(bd, "frozen_imports", "ADD path minus baseline_ms")
+            d.append(f"| … imports of the ADD path, frozen (CNI_IGNITE_DEBUG_IMPORT, minus a skel-only run) "
+                     f"| {_fmt(fi)} | (same modules) |")
+            rest = {v: total[v] - start - work[v] - fi for v in ("ADD", "DEL")}
+            d.append(f"| … unaccounted (= total - the three above; noise, exit, page faults) | {_fmt(rest['ADD'])} "
+                     f"| {_fmt(rest['DEL'])} |")
+            out += ["\n".join(d), ""]
 
     out += targets(res)
     return "\n".join(out)
