@@ -9,8 +9,8 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from firewallenv import PY, Topo
 from nsutil import in_ns
-from test_firewall_env import PY, Topo
 
 from cni_ignite.firewall.base import Owner
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from firewallenv import Topo
 from nsutil import in_ns
-from test_firewall_env import Topo
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
