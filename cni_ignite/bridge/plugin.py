@@ -137,9 +137,13 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
               *(Interface(name=link.name, mac=link.mac or "") for link in host_links),
               Interface(name=container.name, mac=container.mac or "", sandbox=cmd.netns, mtu=container.mtu),
               *vm_ifaces]
-    out_ips = [*(prev.ips if prev else ()), *(ip._replace(interface=first + 2) for ip in ips)]
-    if vm_ifaces:  # tc-redirect-tap's shape: the VM's IPv4 address points at the pseudo interface
-        out_ips += [ip._replace(interface=first + 4) for ip in ips if ip.address.version == 4][:1]
+    out_ips = list(prev.ips if prev else ())
+    if cfg.vm.mode == "bridge":  # the addresses moved off the veth: they belong to the VM interface only
+        out_ips += [ip._replace(interface=first + 4) for ip in ips]
+    else:
+        out_ips += [ip._replace(interface=first + 2) for ip in ips]
+        if vm_ifaces:  # tc-redirect-tap's shape: the VM's IPv4 address also points at the pseudo interface
+            out_ips += [ip._replace(interface=first + 4) for ip in ips if ip.address.version == 4][:1]
     dns = ipam.dns
     if cfg.dns is not None:
         dns = decode({"dns": cfg.dns}).dns

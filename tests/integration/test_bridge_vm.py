@@ -46,6 +46,7 @@ def test_vm_guest_on_the_tap_is_reachable_from_host_and_other_containers(netns, 
         assert "mirred" in env.ns_sh(vm_ns, "tc", "filter", "show", "dev", "tap0", "ingress")
     else:
         assert pseudo["mac"] != veth_mac
+        assert all(ip["interface"] == idx for ip in result["ips"]), "the veth no longer holds the address"
         assert vm_ips[0]["address"] not in env.ns_sh(vm_ns, "ip", "-o", "addr", "show", "eth0")
     link = env.ns_sh(vm_ns, "ip", "-d", "link", "show", "tap0")
     assert "tun type tap" in link and "multi_queue" not in link
