@@ -40,10 +40,11 @@ def test_two_containers_reach_each_other_and_the_gateway(netns, version):
     assert env.ping(c1, a2) and env.ping(c2, a1) and env.ping(c1, "10.61.0.1")
 
 
-def test_0_2_0_result_carries_an_ip4_block(netns):
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_pre_0_3_results_carry_an_ip4_block(netns, version):
     env = HostEnv(netns)
-    out = env.add(base_conf(env.data_dir, "0.2.0"), "old-runtime", env.container())
-    assert out["cniVersion"] == "0.2.0"
+    out = env.add(base_conf(env.data_dir, version), "old-runtime", env.container())
+    assert out["cniVersion"] == version
     assert out["ip4"]["ip"].startswith("10.61.") and out["ip4"]["gateway"] == "10.61.0.1"
     assert "interfaces" not in out and "ips" not in out
 
@@ -118,3 +119,16 @@ def test_status_reports_code_50_when_the_range_is_full(netns):
     assert res.rc != 0 and res.out["code"] == 50
     full = env.run("ADD", conf, "no-room", env.container())
     assert full.rc != 0 and "10.64.0.1-10.64.0.2" in full.out["msg"]
+
+
+def test_a_prev_result_from_an_earlier_plugin_is_kept(netns):
+    env = HostEnv(netns)
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "lo", "sandbox": "/x"}],
+            "ips": [{"address": "192.0.2.9/32", "interface": 0}], "routes": [{"dst": "192.0.2.0/24"}],
+            "dns": {"nameservers": ["192.0.2.53"]}}
+    out = env.add({**base_conf(env.data_dir), "prevResult": prev}, "chained", env.container())
+    assert out["interfaces"][0] == {"name": "lo", "sandbox": "/x"}
+    assert [i["name"] for i in out["interfaces"][1:4]][::2] == ["ignite0", "eth0"]
+    assert out["ips"][0] == {"address": "192.0.2.9/32", "interface": 0}
+    assert out["ips"][1]["interface"] == 3  # indexes shift past the earlier plugin's interfaces
+    assert {"dst": "192.0.2.0/24"} in out["routes"] and out["dns"] == {"nameservers": ["192.0.2.53"]}
