@@ -47,6 +47,7 @@ _NFT_HANDLE = re.compile(r"\s*# handle \d+")
 class TimedCall(Call):
     wall_ms: float = 0.0
     maxrss_kb: int = 0
+    cpu_ms: float = 0.0  # user+sys of the plugin process and the children it waited for
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TimedRuntime(Runtime):
             out = json.loads(so) if so.strip() else None
         except ValueError:
             out = None
-        call = TimedCall(plugin_type, command, p.rc, so, se, out, "", p.wall_ms, p.maxrss_kb)
+        call = TimedCall(plugin_type, command, p.rc, so, se, out, "", p.wall_ms, p.maxrss_kb, p.cpu_ms)
         with self._lock:
             self.log.append(call)
         return call
@@ -212,6 +213,10 @@ def _rss(calls: list[Call]) -> int:
     return max((c.maxrss_kb for c in calls if isinstance(c, TimedCall)), default=0)
 
 
+def _cpu(calls: list[Call]) -> float:
+    return sum(c.cpu_ms for c in calls if isinstance(c, TimedCall))
+
+
 def _per_plugin(calls: list[Call], into: dict[str, dict[str, list[float]]], memory: bool) -> None:
     for c in calls:
         if isinstance(c, TimedCall):
@@ -236,9 +241,13 @@ def _one(s: Side, k: int, kind: str, rec: dict[str, Any], *, memory: bool = Fals
     try:
         ms, _, calls = s.add(att)
         rec["rss_ADD" if memory else "ADD"].append(_rss(calls) / 1024 if memory else ms)
+        if not memory:
+            rec["cpu_ADD"].append(_cpu(calls))
         _per_plugin(calls, rec["plugins"], memory)
         ms, calls = s.delete(att)
         rec["rss_DEL" if memory else "DEL"].append(_rss(calls) / 1024 if memory else ms)
+        if not memory:
+            rec["cpu_DEL"].append(_cpu(calls))
         _per_plugin(calls, rec["plugins"], memory)
     except ChainError as exc:
         rec["failures"] += 1
@@ -252,7 +261,8 @@ def _one(s: Side, k: int, kind: str, rec: dict[str, Any], *, memory: bool = Fals
 
 def sequential(kind: str, sides: list[Side], n: int, memory_runs: int = 3) -> dict[str, Any]:
     """N x (ADD, DEL) of one container at a time, the sides alternating; then a few untimed calls for RSS."""
-    samples = {s.name: {"ADD": [], "DEL": [], "rss_ADD": [], "rss_DEL": [], "failures": 0, "plugins": {}}
+    samples = {s.name: {"ADD": [], "DEL": [], "rss_ADD": [], "rss_DEL": [], "cpu_ADD": [], "cpu_DEL": [],
+                        "failures": 0, "plugins": {}}
                for s in sides}
     for s in sides:
         warm_up(s)
@@ -266,6 +276,7 @@ def sequential(kind: str, sides: list[Side], n: int, memory_runs: int = 3) -> di
     for s in sides:
         rec = samples[s.name]
         out[s.name] = {"ADD": stats(rec["ADD"]), "DEL": stats(rec["DEL"]), "failures": rec["failures"],
+                       "cpu_ms": {"ADD": stats(rec["cpu_ADD"]), "DEL": stats(rec["cpu_DEL"])},
                        "maxrss_mb": {"ADD": stats(rec["rss_ADD"]), "DEL": stats(rec["rss_DEL"])},
                        "plugins": {p: {"wall": stats(v["wall"]), "maxrss_mb": stats(v["rss"])}
                                    for p, v in rec["plugins"].items()},

@@ -126,9 +126,9 @@ def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:
         finally:
             s.close()
     try:
-        out["frozen_imports"] = frozen_imports(ours, max(runs, 5))
+        out["frozen_split"] = frozen_split(ours, max(runs * 2, 6), root)
     except Exception as exc:
-        out["frozen_imports"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        out["frozen_split"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
     probe_out = root / "probe.jsonl"
     pycache = root / "pycache"
     env = {"BENCH_PROBE_OUT": str(probe_out), "PYTHONPYCACHEPREFIX": str(pycache)}
@@ -182,21 +182,37 @@ ADD_PATH = ("cni_ignite.cli,cni_ignite.skel,cni_ignite.hostexec,cni_ignite.bridg
             "ctypes")
 
 
-def frozen_imports(ours: Path, runs: int) -> dict[str, Any]:
-    """Import cost of the ADD path in the frozen bundle, through its existing test switch
-    CNI_IGNITE_DEBUG_IMPORT (import the listed modules, print, exit): the path's modules minus a baseline
-    that imports only skel; both pay the bootloader, importlib and json alike."""
+def frozen_split(ours: Path, runs: int, root: Path) -> dict[str, Any]:
+    """The frozen whole-network ADD/DEL next to its parts, interleaved so that machine noise hits all alike:
+    VERSION (process start), the import of the ADD path through the bundle's existing test switch
+    CNI_IGNITE_DEBUG_IMPORT (import the listed modules, print, exit) minus a run importing only skel (both
+    pay the bootloader, importlib and json alike), and the real ADD and DEL."""
     exe = [str(ours / "ignite-bridge")]
-    wall: dict[str, list[float]] = {"baseline (skel)": [], "ADD path": []}
-    for _ in range(runs):
-        for label, mods in (("baseline (skel)", "cni_ignite.skel"), ("ADD path", ADD_PATH)):
-            r = spawn(exe, env={**BASE, "CNI_IGNITE_DEBUG_IMPORT": mods})
-            if r.rc != 0:
-                raise RuntimeError(f"frozen import check failed: {r.stdout.decode(errors='replace')[:300]}")
-            wall[label].append(r.wall_ms)
+    wall: dict[str, list[float]] = {"VERSION": [], "imports baseline (skel)": [], "imports ADD path": [],
+                                    "ADD": [], "DEL": []}
+    s = chain_bench.make_side("whole", "ours", ours, root)
+    try:
+        chain_bench.warm_up(s)
+        for i in range(runs):
+            r = spawn(exe, stdin=b'{"cniVersion":"1.1.0"}', env={**BASE, "CNI_COMMAND": "VERSION"})
+            wall["VERSION"].append(r.wall_ms)
+            for label, mods in (("imports baseline (skel)", "cni_ignite.skel"), ("imports ADD path", ADD_PATH)):
+                r = spawn(exe, env={**BASE, "CNI_IGNITE_DEBUG_IMPORT": mods})
+                if r.rc != 0:
+                    raise RuntimeError(f"frozen import check failed: {r.stdout.decode(errors='replace')[:300]}")
+                wall[label].append(r.wall_ms)
+            c = s.spaces.new("c")
+            try:
+                att = s.att(700 + i, c, 8080)
+                wall["ADD"].append(s.add(att)[0])
+                wall["DEL"].append(s.delete(att)[0])
+            finally:
+                s.spaces.delete(c)
+    finally:
+        s.close()
     out: dict[str, Any] = {k: stats(v) for k, v in wall.items()}
-    out["ADD path minus baseline_ms"] = round(statistics.median(wall["ADD path"]) -
-                                             statistics.median(wall["baseline (skel)"]), 2)
+    out["ADD path minus baseline_ms"] = round(statistics.median(wall["imports ADD path"]) -
+                                             statistics.median(wall["imports baseline (skel)"]), 2)
     return out
 
 
@@ -253,6 +269,9 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
             n = max(_m(seq, "ours", "ADD", "n"), _m(seq, "go", "ADD", "n"))
             for verb in ("ADD", "DEL"):
                 row(f"{label}, sequential (N={n:.0f})", verb, seq["ours"][verb], seq["go"][verb])
+            for verb in ("ADD", "DEL"):
+                row("… CPU time of those calls (user+sys, incl. children)", verb, seq["ours"]["cpu_ms"][verb],
+                    seq["go"]["cpu_ms"][verb])
     out = ["\n".join(lines), ""]
 
     conc = ["| concurrent | verb | ours total | Go total | ours/Go | failures ours / Go | duplicates ours / Go "
@@ -332,22 +351,21 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
                            else "") for v in ("ADD", "DEL")]
                 b.append(f"| plugin processes + child processes, {name} | {cell[0]} | {cell[1]} |")
         out += ["\n".join(b), ""]
-        seq = (res.get("whole") or {}).get("sequential") or {}
-        start = _m(st, "ours ignite-bridge", "median_ms")
-        if seq and not math.isnan(start):
-            d = ["The frozen whole-network call, split (medians of this run):", "",
-                 "| part | ADD | DEL |", "|---|---:|---:|"]
-            total = {v: _m(seq, "ours", v, "median_ms") for v in ("ADD", "DEL")}
+        fs = bd.get("frozen_split") or {}
+        if "error" not in fs and fs:
+            d = ["The frozen whole-network call, split (parts measured interleaved with the calls, "
+                 f"n={fs['ADD']['n']}; medians):", "", "| part | ADD | DEL |", "|---|---:|---:|"]
+            total = {v: _m(fs, v, "median_ms") for v in ("ADD", "DEL")}
+            start, fi = _m(fs, "VERSION", "median_ms"), _m(fs, "ADD path minus baseline_ms")
             work = {"ADD": _m(add, "run_ms"), "DEL": _m(dele, "run_ms")}
-            d.append(f"| frozen call, whole process (sequential median) | {_fmt(total['ADD'])} "
-                     f"| {_fmt(total['DEL'])} |")
-            d.append(f"| … frozen process start (VERSION median) | {_fmt(start)} | {_fmt(start)} |")
-            d.append(f"| … the call's own work (in-process skel.run) | {_fmt(work['ADD'])} | {_fmt(work['DEL'])} |")
-            fi = _m(bd, "frozen_imports", "ADD path minus baseline_ms")
-            d.append(f"| … imports of the ADD path, frozen (CNI_IGNITE_DEBUG_IMPORT, minus a skel-only run) "
-                     f"| {_fmt(fi)} | (same modules) |")
+            d.append(f"| frozen call, whole process | {_fmt(total['ADD'])} | {_fmt(total['DEL'])} |")
+            d.append(f"| … process start (VERSION: bootloader, its restart, interpreter, skel) | {_fmt(start)} "
+                     f"| {_fmt(start)} |")
+            d.append(f"| … imports of the call's path, frozen (bridge, netlink/pyroute2, IPAM, firewall, ctypes) "
+                     f"| {_fmt(fi)} | {_fmt(fi)} |")
+            d.append(f"| … the call's own work (in-process probe above) | {_fmt(work['ADD'])} | {_fmt(work['DEL'])} |")
             rest = {v: total[v] - start - work[v] - fi for v in ("ADD", "DEL")}
-            d.append(f"| … unaccounted (= total - the three above; noise, exit, page faults) | {_fmt(rest['ADD'])} "
+            d.append(f"| … rest (total minus the three; exit, first-use costs, noise) | {_fmt(rest['ADD'])} "
                      f"| {_fmt(rest['DEL'])} |")
             out += ["\n".join(d), ""]
 
