@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -327,6 +328,16 @@ def concurrent(kind: str, side: Side, k: int) -> dict[str, Any]:
             "leaks": leaks(side), "errors": errors[:3]}
 
 
+def _slope(xs: list[float]) -> float:
+    """Least squares: ms per extra existing attachment, over every ADD."""
+    ok = [(i, x) for i, x in enumerate(xs) if not math.isnan(x)]
+    if len(ok) < 3:
+        return math.nan
+    mi, mx = statistics.fmean(i for i, _ in ok), statistics.fmean(x for _, x in ok)
+    var = sum((i - mi) ** 2 for i, _ in ok)
+    return sum((i - mi) * (x - mx) for i, x in ok) / var if var else math.nan
+
+
 def accumulate(sides: list[Side], checkpoints: list[int]) -> dict[str, Any]:
     """ADD 1..max(checkpoints) containers (none deleted), alternating sides; latency of the Nth ADD."""
     m = max(checkpoints)
@@ -365,7 +376,10 @@ def accumulate(sides: list[Side], checkpoints: list[int]) -> dict[str, Any]:
     for s in sides:
         xs = lat[s.name]
         window = {str(n): stats([x for x in xs[max(0, n - 5):n] if not math.isnan(x)]) for n in checkpoints}
+        slope = _slope(xs)
         out[s.name] = {"ADD_at": window, "ADD_nth_ms": {str(n): round(xs[n - 1], 2) for n in checkpoints},
+                       "ADD_all_ms": [round(x, 2) for x in xs],
+                       "ADD_slope_ms_per_100": round(slope * 100, 2) if not math.isnan(slope) else None,
                        "DEL_all": stats(dels[s.name]), "failures": failures[s.name], "leaks": leaks(s)}
     return out
 

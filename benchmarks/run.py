@@ -112,7 +112,7 @@ def accumulate(ours: Path, checkpoints: list[int], root: Path) -> dict[str, Any]
             s.close()
 
 
-def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:
+def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:  # noqa: PLR0915
     """Ours: the in-process probe (venv Python) for ADD and DEL of the whole network, `runs` times each;
     both sides: child processes per ADD/DEL (strace)."""
     out: dict[str, Any] = {"execs": {}}
@@ -129,6 +129,10 @@ def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:
         out["frozen_split"] = frozen_split(ours, max(runs * 2, 6), root)
     except Exception as exc:
         out["frozen_split"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+    try:
+        out["frozen_import_parts"] = frozen_import_parts(ours, max(runs, 5))
+    except Exception as exc:
+        out["frozen_import_parts"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
     probe_out = root / "probe.jsonl"
     pycache = root / "pycache"
     env = {"BENCH_PROBE_OUT": str(probe_out), "PYTHONPYCACHEPREFIX": str(pycache)}
@@ -216,6 +220,29 @@ def frozen_split(ours: Path, runs: int, root: Path) -> dict[str, Any]:
     return out
 
 
+IMPORT_PARTS = {
+    "netlink (rtnl + sysctl: pyroute2 message layer)": "cni_ignite.netlink.rtnl,cni_ignite.netlink.sysctl",
+    "firewall (core, both backends, state)": "cni_ignite.firewall.core",
+    "IPAM (cni_ignite.ipam.plugin)": "cni_ignite.ipam.plugin",
+    "bridge plugin + config + result": "cni_ignite.bridge.plugin",
+    "cli + hostexec": "cni_ignite.cli,cni_ignite.hostexec",
+    "ctypes (setns on Python 3.11)": "ctypes",
+}
+
+
+def frozen_import_parts(ours: Path, runs: int) -> dict[str, Any]:
+    """Each group of the ADD path imported alone in the frozen bundle, minus the skel-only baseline
+    (groups share dependencies, so the parts add up to more than the whole)."""
+    exe = [str(ours / "ignite-bridge")]
+    wall: dict[str, list[float]] = {k: [] for k in ["baseline", *IMPORT_PARTS]}
+    for _ in range(runs):
+        for label, mods in [("baseline", ""), *IMPORT_PARTS.items()]:
+            names = f"cni_ignite.skel,{mods}".rstrip(",")
+            wall[label].append(spawn(exe, env={**BASE, "CNI_IGNITE_DEBUG_IMPORT": names}).wall_ms)
+    base = statistics.median(wall["baseline"])
+    return {k: round(statistics.median(v) - base, 2) for k, v in wall.items() if k != "baseline"}
+
+
 def size(ours: Path) -> dict[str, Any]:
     bundle = (ours / "cni-ignite").resolve()
     go = {p: du(GO / p) for p in ("bridge", "host-local", "portmap", "firewall")}
@@ -298,6 +325,9 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
         for c in acc["checkpoints"]:
             om, gm = _m(acc, "ours", "ADD_at", str(c), "median_ms"), _m(acc, "go", "ADD_at", str(c), "median_ms")
             a.append(f"| {c} | {_fmt(om)} | {_fmt(gm)} | {_ratio(om, gm)} |")
+        om, gm = _m(acc, "ours", "ADD_slope_ms_per_100"), _m(acc, "go", "ADD_slope_ms_per_100")
+        a.append(f"| ADD growth, least squares over all {max(acc['checkpoints'])} ADDs, per 100 attachments "
+                 f"| {_fmt(om)} | {_fmt(gm)} | |")
         om, gm = _m(acc, "ours", "DEL_all", "median_ms"), _m(acc, "go", "DEL_all", "median_ms")
         a.append(f"| DEL of all (median) | {_fmt(om)} | {_fmt(gm)} | {_ratio(om, gm)} |")
         out += ["\n".join(a), ""]
@@ -367,6 +397,11 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
             rest = {v: total[v] - start - work[v] - fi for v in ("ADD", "DEL")}
             d.append(f"| … rest (total minus the three; exit, first-use costs, noise) | {_fmt(rest['ADD'])} "
                      f"| {_fmt(rest['DEL'])} |")
+            parts = bd.get("frozen_import_parts") or {}
+            if parts and "error" not in parts:
+                d += ["", "Frozen import of each group alone (minus the skel-only run; shared dependencies "
+                      "are counted in each):", "", "| group | ms |", "|---|---:|"]
+                d += [f"| {k} | {v:.1f} |" for k, v in parts.items()]
             out += ["\n".join(d), ""]
 
     out += targets(res)
