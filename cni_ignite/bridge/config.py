@@ -6,11 +6,11 @@ the bridge defaults to ``ignite0``; its MAC is always pinned; ``vm`` adds a TAP 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from typing import Any, NamedTuple
 
+from .._sha import sha256
 from ..errors import InvalidConfig
 from ..netconf import NetConf, bool_field, int_field, list_field, obj_field, parse_cni_args, str_field
 
@@ -158,7 +158,7 @@ def _id(from_args: str | None, raw: dict[str, Any], key: str) -> int:
 
 
 def attachment_hash(network: str, container_id: str, ifname: str) -> str:
-    return hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+    return sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
 
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:
@@ -168,6 +168,6 @@ def host_veth_name(network: str, container_id: str, ifname: str) -> str:
 
 def derived_mac(network: str, container_id: str, ifname: str, salt: str) -> str:
     """A stable, locally administered unicast MAC for an attachment."""
-    h = hashlib.sha256(f"{salt}\0{network}\0{container_id}\0{ifname}".encode()).digest()
+    h = sha256(f"{salt}\0{network}\0{container_id}\0{ifname}".encode()).digest()
     first = (h[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in (first, *h[1:6]))

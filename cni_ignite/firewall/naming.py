@@ -8,8 +8,9 @@ reference ipMasq chain, see CNI-NOTES §3.11). iptables chain names stay ≤ 28 
 
 from __future__ import annotations
 
-import hashlib
 import re
+
+from .._sha import sha256
 
 KEY_LEN = 20
 IPT_MAX_CHAIN = 28
@@ -27,7 +28,7 @@ _SAFE_NET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 def owner_key(network: str, container_id: str, ifname: str) -> str:
-    digest = hashlib.sha256("\0".join((network, container_id, ifname)).encode()).hexdigest()
+    digest = sha256("\0".join((network, container_id, ifname)).encode()).hexdigest()
     return digest[:KEY_LEN]
 
 
@@ -68,7 +69,7 @@ def network_dir(network: str) -> str:
     """The folder name for a network's state records: the name itself when it is a plain CNI name."""
     if _SAFE_NET.match(network) and network not in {".", ".."}:
         return network
-    return "net-" + hashlib.sha256(network.encode()).hexdigest()[:16]
+    return "net-" + sha256(network.encode()).hexdigest()[:16]
 
 
 __all__ = [

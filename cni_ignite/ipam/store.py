@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import ipaddress
 import os
 import signal
 import time
 from typing import TYPE_CHECKING
 
+from .._sha import sha256
 from ..errors import CniError, IOFailure, TryAgainLater
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _wait_flock(fd: int, path: str, timeout: float) -> None:
 
 
 def owner_key(owner: Owner) -> str:
-    return "a-" + hashlib.sha256(f"{owner[0]}\0{owner[1]}".encode()).hexdigest()[:32]
+    return "a-" + sha256(f"{owner[0]}\0{owner[1]}".encode()).hexdigest()[:32]
 
 
 def parse_lease(data: bytes) -> Owner | None:
