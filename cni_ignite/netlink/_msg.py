@@ -12,8 +12,10 @@ Builders return the message body (everything after the 16-byte nlmsghdr); ``_nl`
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sys
+import types
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
@@ -27,7 +29,20 @@ def _register_pyroute2() -> None:
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.submodule_search_locations is None:
         raise PluginUnavailable("pyroute2 is not installed", "the netlink layer needs pyroute2==0.9.7")
-    sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["pyroute2"] = package
+    # pyroute2.config (multiprocessing, pickle, platform: ~5 ms per plugin start) serves its sockets and
+    # NDB; the message classes read only these settings from it. Nothing else in the plugin uses pyroute2.
+    config = types.ModuleType("pyroute2.config")
+    config.AF_BRIDGE = 7  # type: ignore[attr-defined]
+    config.AF_NETLINK = 16  # type: ignore[attr-defined]
+    config.data_plugins_pkgs = []  # type: ignore[attr-defined]
+    config.data_plugins_path = []  # type: ignore[attr-defined]
+    config.machine = os.uname().machine  # type: ignore[attr-defined]
+    config.mock_netlink = False  # type: ignore[attr-defined]
+    config.netns_path = ["/var/run/netns"]  # type: ignore[attr-defined]
+    sys.modules["pyroute2.config"] = config
+    package.config = config  # type: ignore[attr-defined]
 
 
 _register_pyroute2()
