@@ -10,6 +10,8 @@ iptables-syntax conditions) pick iptables and nft-syntax conditions pick nftable
 when legacy x_tables are loaded in the namespace (``/proc/net/ip{,6}_tables_names`` non-empty), else
 nftables when our own ``inet cni_ignite`` table exists, else iptables when iptables-nft tables
 (``ip|ip6 nat|filter``) exist (an nft accept cannot override their FORWARD drop), else nftables.
+While a network has attachments with rules, a new one uses the backend recorded for them (one backend per
+network, and no ``nft list tables`` exec on every ADD).
 """
 
 from __future__ import annotations

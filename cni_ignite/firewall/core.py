@@ -33,8 +33,9 @@ def _legacy_tables() -> bool:
     return False
 
 
-def choose_backend(cfg: FirewallConfig) -> str:
-    """The backend an ADD uses; ``auto`` is described in base's docstring."""
+def choose_backend(cfg: FirewallConfig, network: str | None = None) -> str:
+    """The backend an ADD uses; ``auto`` is described in base's docstring. While a network has attachments
+    with rules, its next ones use the same backend (read from a state record: no `nft list tables` exec)."""
     if cfg.backend != "auto":
         return cfg.backend
     if cfg.external_set_mark_chain or _legacy_tables():
@@ -42,6 +43,11 @@ def choose_backend(cfg: FirewallConfig) -> str:
     syntax = conditions_syntax(cfg.conditions_v4) or conditions_syntax(cfg.conditions_v6)
     if syntax:
         return syntax
+    in_use = next((rec.backend for rec in state.records(cfg.state_dir, network)), None) if network else None
+    return in_use or _probe_nft_tables()
+
+
+def _probe_nft_tables() -> str:
     try:
         res = run("nftables", ["nft", "list", "tables"])
     except ToolMissing:
@@ -72,7 +78,7 @@ class RuleFirewall:
 
     # -------------------------------------------------------------------------------------------- ADD
     def add(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
-        name = choose_backend(cfg)
+        name = choose_backend(cfg, att.owner.network)
         old = state.load(cfg.state_dir, att.owner)
         if old is not None:  # a repeated or half-failed ADD: remove the earlier rules exactly first
             self._remove(old)
