@@ -3,7 +3,7 @@
 Modules (import the one you need; this package imports nothing at load time):
 
 * ``ops``     value types (LinkInfo, Addr, Route, BridgeVlan...), errors, the NetlinkOps protocol; cheap;
-* ``rtnl``    ``Rtnl``: one netlink socket in one netns (pyroute2's message layer only, ~25 ms import);
+* ``rtnl``    ``Rtnl``: one netlink socket in one netns (rtnetlink messages built with struct);
 * ``netns``   open/identify/enter network namespaces by fd;
 * ``tap``     persistent taps through /dev/net/tun;
 * ``sysctl``  /proc/sys/net values, written only when different.

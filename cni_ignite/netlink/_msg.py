@@ -1,58 +1,23 @@
-"""Link, address and route messages, encoded and decoded with pyroute2's message classes only.
+"""Link, address and route messages, encoded and decoded with ``struct`` over rtnetlink's fixed layouts.
 
-This is the sole importer of pyroute2. Its package ``__init__`` imports every subsystem (~400 ms), so
-the ``pyroute2`` package is registered from its import spec without executing ``__init__`` and only
-``pyroute2.netlink`` and ``pyroute2.netlink.rtnl.{ifinfmsg,ifaddrmsg,rtmsg}`` are imported. That also
-works frozen: PyInstaller's importer gives the spec a search path. Consequence: in a process that loaded
-this module, ``from pyroute2 import IPRoute`` does not work (nothing here needs it).
+pyroute2's message classes did this first; their import (pyroute2.netlink with logging, traceback,
+threading, and ~15 ifinfmsg plugins) cost ~15 ms of every plugin start, ~10 % of the whole-network ADD
+budget (benchmarks/RESULTS.md), for the dozen attributes we use. The tests keep pyroute2 as the oracle:
+every message built here is decoded by pyroute2's classes, and every reply parsed here was encoded by them.
 
 Builders return the message body (everything after the 16-byte nlmsghdr); ``_nl`` frames and sends it.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
-import sys
-import types
+import struct
 from ipaddress import ip_address, ip_interface, ip_network
-from typing import Any
 
-from ..errors import PluginUnavailable
+from ._nl import iter_nla, nest, nla
 from .ops import Addr, BridgeAttrs, BridgePort, BridgeVlan, IPAddress, IPInterface, IPNetwork, LinkInfo, Route
 
-
-def _register_pyroute2() -> None:
-    if "pyroute2" in sys.modules:
-        return
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or spec.submodule_search_locations is None:
-        raise PluginUnavailable("pyroute2 is not installed", "the netlink layer needs pyroute2==0.9.7")
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["pyroute2"] = package
-    # pyroute2.config (multiprocessing, pickle, platform: ~5 ms per plugin start) serves its sockets and
-    # NDB; the message classes read only these settings from it. Nothing else in the plugin uses pyroute2.
-    config = types.ModuleType("pyroute2.config")
-    config.AF_BRIDGE = 7  # type: ignore[attr-defined]
-    config.AF_NETLINK = 16  # type: ignore[attr-defined]
-    config.data_plugins_pkgs = []  # type: ignore[attr-defined]
-    config.data_plugins_path = []  # type: ignore[attr-defined]
-    config.machine = os.uname().machine  # type: ignore[attr-defined]
-    config.mock_netlink = False  # type: ignore[attr-defined]
-    config.netns_path = ["/var/run/netns"]  # type: ignore[attr-defined]
-    sys.modules["pyroute2.config"] = config
-    package.config = config  # type: ignore[attr-defined]
-
-
-_register_pyroute2()
-
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
-from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
-
 AF_BRIDGE = 7
-NLA_F_NESTED = 0x8000
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IF_OPER_UP = 6
@@ -70,10 +35,47 @@ IFA_F_PERMANENT = 0x80
 RTNH_F_ONLINK = 0x4
 RTN_UNICAST = 1
 
+IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
-def _body(msg: Any) -> bytes:
-    msg.encode()
-    return bytes(msg.data[16:])
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_AF_SPEC = 12, 16, 18, 26
+IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_LINK_NETNSID = 28, 29, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
+VETH_INFO_PEER = 1
+IFLA_BRIDGE_FLAGS, IFLA_BRIDGE_VLAN_INFO = 0, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_TABLE = 1, 4, 5, 6, 7, 8, 15
+RTAX_MTU = 2
+
+# Bridge and bridge-port attributes we set: (type, struct format) by the names rtnl.py uses.
+BRIDGE_ATTRS = {"IFLA_BR_FORWARD_DELAY": (1, "=I"), "IFLA_BR_AGEING_TIME": (4, "=I"),
+                "IFLA_BR_STP_STATE": (5, "=I"), "IFLA_BR_VLAN_FILTERING": (7, "=B")}
+BRPORT_ATTRS = {"IFLA_BRPORT_MODE": (4, "=B"), "IFLA_BRPORT_LEARNING": (8, "=B"), "IFLA_BRPORT_ISOLATED": (33, "=B")}
+IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE, IFLA_BR_VLAN_FILTERING = 1, 4, 5, 7
+IFLA_BR_VLAN_DEFAULT_PVID = 39
+IFLA_BRPORT_STATE, IFLA_BRPORT_MODE, IFLA_BRPORT_LEARNING, IFLA_BRPORT_ISOLATED = 1, 4, 8, 33
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return nla(kind, struct.pack("=I", value))
+
+
+def _str(kind: int, value: str) -> bytes:
+    return nla(kind, value.encode() + b"\0")
+
+
+def _mac(kind: int, value: str) -> bytes:
+    return nla(kind, bytes.fromhex(value.replace(":", "")))
+
+
+def _ifinfo(*, family: int = 0, index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return IFINFO.pack(family, 0, index, flags, change)
+
+
+def _named(table: dict[str, tuple[int, str]], items: list[tuple[str, int]]) -> bytes:
+    return b"".join(nla(table[name][0], struct.pack(table[name][1], value)) for name, value in items)
 
 
 # --- links -----------------------------------------------------------------------------------------
@@ -81,65 +83,37 @@ def _body(msg: Any) -> bytes:
 
 def link_request(*, index: int = 0, name: str | None = None, family: int = 0, ext_mask: int = 0) -> bytes:
     """Body of an RTM_GETLINK (one link by index or name, or a dump when neither is given)."""
-    msg = ifinfmsg()
-    msg["family"] = family
-    msg["index"] = index
-    attrs: list[tuple[str, Any]] = [("IFLA_EXT_MASK", ext_mask or RTEXT_FILTER_SKIP_STATS)]
-    if name is not None:
-        attrs.append(("IFLA_IFNAME", name))
-    msg["attrs"] = attrs
-    return _body(msg)
+    out = _ifinfo(family=family, index=index) + _u32(IFLA_EXT_MASK, ext_mask or RTEXT_FILTER_SKIP_STATS)
+    return out + (_str(IFLA_IFNAME, name) if name is not None else b"")
+
+
+def _linkinfo(kind: str, data: bytes = b"") -> bytes:
+    return nest(IFLA_LINKINFO, _str(IFLA_INFO_KIND, kind), nla(IFLA_INFO_DATA, data) if data else b"")
 
 
 def new_bridge(name: str, *, mtu: int, data: list[tuple[str, int]]) -> bytes:
-    msg = ifinfmsg()
-    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)]
-    if mtu:
-        attrs.append(("IFLA_MTU", mtu))
-    info: list[tuple[str, Any]] = [("IFLA_INFO_KIND", "bridge")]
-    if data:
-        info.append(("IFLA_INFO_DATA", {"attrs": data}))
-    attrs.append(("IFLA_LINKINFO", {"attrs": info}))
-    msg["attrs"] = attrs
-    return _body(msg)
+    out = _ifinfo() + _str(IFLA_IFNAME, name) + (_u32(IFLA_MTU, mtu) if mtu else b"")
+    return out + _linkinfo("bridge", _named(BRIDGE_ATTRS, data))
 
 
 def change_bridge(index: int, data: list[tuple[str, int]]) -> bytes:
-    msg = ifinfmsg()
-    msg["index"] = index
-    msg["attrs"] = [
-        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge"), ("IFLA_INFO_DATA", {"attrs": data})]})
-    ]
-    return _body(msg)
+    return _ifinfo(index=index) + _linkinfo("bridge", _named(BRIDGE_ATTRS, data))
 
 
 def new_veth(
     name: str, peer: str, *, peer_netns_fd: int | None, mtu: int, mac: str | None, peer_mac: str | None
 ) -> bytes:
-    peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer)]
-    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)]
-    if mtu:
-        attrs.append(("IFLA_MTU", mtu))
-        peer_attrs.append(("IFLA_MTU", mtu))
-    if mac:
-        attrs.append(("IFLA_ADDRESS", mac))
-    if peer_mac:
-        peer_attrs.append(("IFLA_ADDRESS", peer_mac))
-    if peer_netns_fd is not None:
-        peer_attrs.append(("IFLA_NET_NS_FD", peer_netns_fd))
-    data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}
-    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", data)]}))
-    msg = ifinfmsg()
-    msg["attrs"] = attrs
-    return _body(msg)
+    peer_attrs = _str(IFLA_IFNAME, peer) + (_u32(IFLA_MTU, mtu) if mtu else b"")
+    peer_attrs += (_mac(IFLA_ADDRESS, peer_mac) if peer_mac else b"")
+    peer_attrs += (_u32(IFLA_NET_NS_FD, peer_netns_fd) if peer_netns_fd is not None else b"")
+    attrs = _str(IFLA_IFNAME, name) + (_u32(IFLA_MTU, mtu) if mtu else b"") + (_mac(IFLA_ADDRESS, mac) if mac else b"")
+    return _ifinfo() + attrs + _linkinfo("veth", nla(VETH_INFO_PEER, _ifinfo() + peer_attrs))
 
 
 def set_link(
     index: int, *, up: bool | None, master: int | None, mtu: int | None, mac: str | None,
     promisc: bool | None, name: str | None = None,
 ) -> bytes:
-    msg = ifinfmsg()
-    msg["index"] = index
     flags = change = 0
     if up is not None:
         change |= IFF_UP
@@ -147,146 +121,123 @@ def set_link(
     if promisc is not None:
         change |= IFF_PROMISC
         flags |= IFF_PROMISC if promisc else 0
-    msg["flags"], msg["change"] = flags, change
-    attrs: list[tuple[str, Any]] = []
-    if name is not None:
-        attrs.append(("IFLA_IFNAME", name))
-    if mtu is not None:
-        attrs.append(("IFLA_MTU", mtu))
-    if mac is not None:
-        attrs.append(("IFLA_ADDRESS", mac))
-    if master is not None:
-        attrs.append(("IFLA_MASTER", master))
-    msg["attrs"] = attrs
-    return _body(msg)
+    out = _ifinfo(index=index, flags=flags, change=change)
+    out += _str(IFLA_IFNAME, name) if name is not None else b""
+    out += _u32(IFLA_MTU, mtu) if mtu is not None else b""
+    out += _mac(IFLA_ADDRESS, mac) if mac is not None else b""
+    return out + (_u32(IFLA_MASTER, master) if master is not None else b"")
 
 
 def del_link(index: int = 0, name: str | None = None) -> bytes:
-    msg = ifinfmsg()
-    msg["index"] = index
-    msg["attrs"] = [("IFLA_IFNAME", name)] if name is not None else []
-    return _body(msg)
+    return _ifinfo(index=index) + (_str(IFLA_IFNAME, name) if name is not None else b"")
 
 
 def set_brport(index: int, flags: list[tuple[str, int]]) -> bytes:
     """AF_BRIDGE RTM_SETLINK with a nested IFLA_PROTINFO (NLA_F_NESTED marks the new-style format)."""
-    msg = ifinfmsg()
-    msg["family"] = AF_BRIDGE
-    msg["index"] = index
-    msg["attrs"] = [("IFLA_PROTINFO", {"attrs": flags}, NLA_F_NESTED)]
-    return _body(msg)
+    return _ifinfo(family=AF_BRIDGE, index=index) + nest(IFLA_PROTINFO, _named(BRPORT_ATTRS, flags), flagged=True)
 
 
 def bridge_vlan(index: int, vid: int, *, pvid: bool, untagged: bool, vid_end: int | None, bridge_self: bool) -> bytes:
     """AF_BRIDGE RTM_SETLINK/RTM_DELLINK body adding or removing one VLAN (or a range) on a port."""
     flags = (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0)
-    spec: list[tuple[str, Any]] = []
-    if bridge_self:
-        spec.append(("IFLA_BRIDGE_FLAGS", BRIDGE_FLAGS_SELF))
+    spec = nla(IFLA_BRIDGE_FLAGS, struct.pack("=H", BRIDGE_FLAGS_SELF)) if bridge_self else b""
     if vid_end is None or vid_end == vid:
-        spec.append(("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid}))
+        spec += nla(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", flags, vid))
     else:
-        spec.append(("IFLA_BRIDGE_VLAN_INFO", {"flags": flags | BRIDGE_VLAN_INFO_RANGE_BEGIN, "vid": vid}))
-        spec.append(("IFLA_BRIDGE_VLAN_INFO", {"flags": flags | BRIDGE_VLAN_INFO_RANGE_END, "vid": vid_end}))
-    msg = ifinfmsg()
-    msg["family"] = AF_BRIDGE
-    msg["index"] = index
-    msg["attrs"] = [("IFLA_AF_SPEC", {"attrs": spec})]  # unflagged, as iproute2 and vishvananda send it
-    return _body(msg)
+        spec += nla(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", flags | BRIDGE_VLAN_INFO_RANGE_BEGIN, vid))
+        spec += nla(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", flags | BRIDGE_VLAN_INFO_RANGE_END, vid_end))
+    return _ifinfo(family=AF_BRIDGE, index=index) + nest(IFLA_AF_SPEC, spec)  # unflagged, as iproute2 sends it
 
 
-def _decode_link(raw: bytes) -> Any:
-    msg = ifinfmsg(raw)
-    msg.decode()
-    return msg
+def _int(payload: memoryview) -> int:
+    return int.from_bytes(payload, "little", signed=False) if len(payload) in (1, 2, 4, 8) else 0
+
+
+def _text(payload: memoryview) -> str:
+    return bytes(payload).split(b"\0", 1)[0].decode(errors="replace")
 
 
 def parse_link(raw: bytes) -> LinkInfo:
-    msg = _decode_link(raw)
-    kind = msg.get(("linkinfo", "kind"))
+    _family, _type, index, flags, _change = IFINFO.unpack_from(raw, 16)
+    attrs = dict(iter_nla(raw, 16 + IFINFO.size))
+    kind = slave_kind = None
+    data = slave = None
+    if IFLA_LINKINFO in attrs:
+        info = dict(iter_nla(attrs[IFLA_LINKINFO]))
+        kind = _text(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None
+        slave_kind = _text(info[IFLA_INFO_SLAVE_KIND]) if IFLA_INFO_SLAVE_KIND in info else None
+        data = dict(iter_nla(info[IFLA_INFO_DATA])) if IFLA_INFO_DATA in info else None
+        slave = dict(iter_nla(info[IFLA_INFO_SLAVE_DATA])) if IFLA_INFO_SLAVE_DATA in info else None
     port = bridge = None
-    if msg.get(("linkinfo", "slave_kind")) == "bridge":
-        sd = msg.get(("linkinfo", "slave_data"))
-        if sd is not None:
-            port = BridgePort(
-                hairpin=bool(sd.get("mode")), learning=bool(sd.get("learning")),
-                isolated=bool(sd.get("isolated")), state=int(sd.get("state") or 0),
-            )
-    if kind == "bridge":
-        bd = msg.get(("linkinfo", "data"))
-        if bd is not None:
-            bridge = BridgeAttrs(
-                vlan_filtering=bool(bd.get("br_vlan_filtering")), stp=bool(bd.get("br_stp_state")),
-                forward_delay=int(bd.get("br_forward_delay") or 0),
-                ageing_time=int(bd.get("br_ageing_time") or 0),
-                default_pvid=int(bd.get("br_vlan_default_pvid") or 0),
-            )
-    index = int(msg["index"])
+    if slave_kind == "bridge" and slave is not None:
+        port = BridgePort(hairpin=bool(_int(slave.get(IFLA_BRPORT_MODE, memoryview(b"")))),
+                          learning=bool(_int(slave.get(IFLA_BRPORT_LEARNING, memoryview(b"")))),
+                          isolated=bool(_int(slave.get(IFLA_BRPORT_ISOLATED, memoryview(b"")))),
+                          state=_int(slave.get(IFLA_BRPORT_STATE, memoryview(b""))))
+    if kind == "bridge" and data is not None:
+        empty = memoryview(b"")
+        bridge = BridgeAttrs(vlan_filtering=bool(_int(data.get(IFLA_BR_VLAN_FILTERING, empty))),
+                             stp=bool(_int(data.get(IFLA_BR_STP_STATE, empty))),
+                             forward_delay=_int(data.get(IFLA_BR_FORWARD_DELAY, empty)),
+                             ageing_time=_int(data.get(IFLA_BR_AGEING_TIME, empty)),
+                             default_pvid=_int(data.get(IFLA_BR_VLAN_DEFAULT_PVID, empty)))
     # The kernel omits IFLA_LINK when it equals the link's own index, which for a veth whose peer sits
     # in another netns under the same number means "peer index == own index".
-    link = msg.get("link", index if kind == "veth" else None)
-    netnsid = msg.get("link_netnsid")
-    mac = msg.get("address")
+    link = _int(attrs[IFLA_LINK]) if IFLA_LINK in attrs else (index if kind == "veth" else None)
+    netnsid = struct.unpack("=i", attrs[IFLA_LINK_NETNSID])[0] if IFLA_LINK_NETNSID in attrs else None
+    mac = bytes(attrs[IFLA_ADDRESS]) if IFLA_ADDRESS in attrs else b""
+    master = _int(attrs[IFLA_MASTER]) if IFLA_MASTER in attrs else 0
     return LinkInfo(
-        index=index, name=str(msg.get("ifname")), kind=kind, mac=str(mac) if mac else None,
-        mtu=int(msg.get("mtu") or 0), master=msg.get("master") or None,
-        up=bool(msg["flags"] & IFF_UP), oper_up=msg.get("operstate") == "UP",
-        promisc=bool(msg["flags"] & IFF_PROMISC),
-        peer_index=int(link) if link else None,
-        netns_id=int(netnsid) if netnsid is not None else None, port=port, bridge=bridge,
+        index=index, name=_text(attrs.get(IFLA_IFNAME, memoryview(b""))), kind=kind,
+        mac=":".join(f"{b:02x}" for b in mac) if mac else None,
+        mtu=_int(attrs.get(IFLA_MTU, memoryview(b""))), master=master or None,
+        up=bool(flags & IFF_UP),
+        oper_up=IFLA_OPERSTATE in attrs and _int(attrs[IFLA_OPERSTATE]) == IF_OPER_UP,
+        promisc=bool(flags & IFF_PROMISC),
+        peer_index=link or None, netns_id=netnsid, port=port, bridge=bridge,
     )
 
 
 def parse_bridge_vlans(raw: bytes) -> tuple[int, list[BridgeVlan]]:
     """(ifindex, VLANs) from one part of an AF_BRIDGE link dump made with RTEXT_FILTER_BRVLAN."""
-    msg = _decode_link(raw)
-    spec = msg.get_attr("IFLA_AF_SPEC")
+    _family, _type, index, _flags, _change = IFINFO.unpack_from(raw, 16)
     out: list[BridgeVlan] = []
-    if spec is not None:
-        for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO"):
-            out.append(BridgeVlan(
-                vid=int(info["vid"]), pvid=bool(info["flags"] & BRIDGE_VLAN_INFO_PVID),
-                untagged=bool(info["flags"] & BRIDGE_VLAN_INFO_UNTAGGED),
-            ))
-    return int(msg["index"]), out
+    for kind, payload in iter_nla(raw, 16 + IFINFO.size):
+        if kind != IFLA_AF_SPEC:
+            continue
+        for sub, info in iter_nla(payload):
+            if sub == IFLA_BRIDGE_VLAN_INFO:
+                flags, vid = struct.unpack_from("=HH", info)
+                out.append(BridgeVlan(vid=vid, pvid=bool(flags & BRIDGE_VLAN_INFO_PVID),
+                                      untagged=bool(flags & BRIDGE_VLAN_INFO_UNTAGGED)))
+    return index, out
 
 
 # --- addresses -------------------------------------------------------------------------------------
 
 
 def addr_request(family: int, index: int = 0) -> bytes:
-    msg = ifaddrmsg()
-    msg["family"] = family
-    msg["index"] = index
-    return _body(msg)
+    return IFADDR.pack(family, 0, 0, 0, index)
 
 
 def addr_change(index: int, iface: IPInterface, *, nodad: bool = False) -> bytes:
     family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
-    msg = ifaddrmsg()
-    msg["family"] = family
-    msg["prefixlen"] = iface.network.prefixlen
-    msg["index"] = index
-    ip = str(iface.ip)
-    attrs: list[tuple[str, Any]] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+    packed = iface.ip.packed
+    out = IFADDR.pack(family, iface.network.prefixlen, IFA_F_NODAD if nodad else 0, 0, index)
+    out += nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed)
     if iface.version == 4 and iface.network.prefixlen < 31:
-        attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
-    if nodad:
-        msg["flags"] = IFA_F_NODAD
-        attrs.append(("IFA_FLAGS", IFA_F_NODAD))
-    msg["attrs"] = attrs
-    return _body(msg)
+        out += nla(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    return out + (_u32(IFA_FLAGS, IFA_F_NODAD) if nodad else b"")
 
 
 def parse_addr(raw: bytes) -> Addr:
-    msg = ifaddrmsg(raw)
-    msg.decode()
-    flags = msg.get_attr("IFA_FLAGS")
-    if flags is None:
-        flags = msg["flags"]
-    local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    _family, prefixlen, flags, scope, index = IFADDR.unpack_from(raw, 16)
+    attrs = dict(iter_nla(raw, 16 + IFADDR.size))
+    if IFA_FLAGS in attrs:
+        flags = _int(attrs[IFA_FLAGS])
+    local = attrs.get(IFA_LOCAL) or attrs[IFA_ADDRESS]
     return Addr(
-        index=int(msg["index"]), address=ip_interface(f"{local}/{msg['prefixlen']}"), scope=int(msg["scope"]),
+        index=index, address=ip_interface((bytes(local), prefixlen)), scope=scope,
         tentative=bool(flags & IFA_F_TENTATIVE), dadfailed=bool(flags & IFA_F_DADFAILED),
         permanent=bool(flags & IFA_F_PERMANENT),
     )
@@ -296,55 +247,40 @@ def parse_addr(raw: bytes) -> Addr:
 
 
 def route_request(family: int, table: int) -> bytes:
-    msg = rtmsg()
-    msg["family"] = family
-    msg["table"] = table if table < 256 else 0
-    return _body(msg)
+    return RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
 
 
 def route_change(
     dst: IPNetwork, gw: IPAddress | None, index: int | None, *, table: int, priority: int | None,
     scope: int, proto: int, mtu: int | None, src: IPAddress | None, onlink: bool, type_: int = RTN_UNICAST,
 ) -> bytes:
-    msg = rtmsg()
-    msg["family"] = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-    msg["dst_len"] = dst.prefixlen
-    msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries the real id
-    msg["proto"] = proto
-    msg["scope"] = scope
-    msg["type"] = type_
-    msg["flags"] = RTNH_F_ONLINK if onlink else 0
-    attrs: list[tuple[str, Any]] = [("RTA_TABLE", table)]
-    if dst.prefixlen:
-        attrs.append(("RTA_DST", str(dst.network_address)))
-    if gw is not None:
-        attrs.append(("RTA_GATEWAY", str(gw)))
-    if index is not None:
-        attrs.append(("RTA_OIF", index))
-    if priority is not None:
-        attrs.append(("RTA_PRIORITY", priority))
-    if src is not None:
-        attrs.append(("RTA_PREFSRC", str(src)))
-    if mtu:
-        attrs.append(("RTA_METRICS", {"attrs": [("RTAX_MTU", mtu)]}))
-    msg["attrs"] = attrs
-    return _body(msg)
+    family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    compat = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries the real id
+    out = RTMSG.pack(family, dst.prefixlen, 0, 0, compat, proto, scope, type_, RTNH_F_ONLINK if onlink else 0)
+    out += _u32(RTA_TABLE, table)
+    out += nla(RTA_DST, dst.network_address.packed) if dst.prefixlen else b""
+    out += nla(RTA_GATEWAY, gw.packed) if gw is not None else b""
+    out += _u32(RTA_OIF, index) if index is not None else b""
+    out += _u32(RTA_PRIORITY, priority) if priority is not None else b""
+    out += nla(RTA_PREFSRC, src.packed) if src is not None else b""
+    return out + (nest(RTA_METRICS, _u32(RTAX_MTU, mtu)) if mtu else b"")
 
 
 def parse_route(raw: bytes) -> Route:
-    msg = rtmsg(raw)
-    msg.decode()
-    family = int(msg["family"])
-    zero = "0.0.0.0" if family == socket.AF_INET else "::"
-    dst = msg.get_attr("RTA_DST") or zero
-    gw = msg.get_attr("RTA_GATEWAY")
-    src = msg.get_attr("RTA_PREFSRC")
-    metrics = msg.get_attr("RTA_METRICS")
-    mtu = metrics.get_attr("RTAX_MTU") if metrics is not None else None
-    table = msg.get_attr("RTA_TABLE")
+    family, dst_len, _src_len, _tos, table, proto, scope, type_, _flags = RTMSG.unpack_from(raw, 16)
+    attrs = dict(iter_nla(raw, 16 + RTMSG.size))
+    width = 4 if family == socket.AF_INET else 16
+    dst = bytes(attrs[RTA_DST]) if RTA_DST in attrs else bytes(width)
+    mtu = None
+    if RTA_METRICS in attrs:
+        metrics = dict(iter_nla(attrs[RTA_METRICS]))
+        mtu = _int(metrics[RTAX_MTU]) if RTAX_MTU in metrics else None
     return Route(
-        dst=ip_network(f"{dst}/{msg['dst_len']}", strict=False), gw=ip_address(gw) if gw else None,
-        index=msg.get_attr("RTA_OIF"), table=int(table if table is not None else msg["table"]),
-        priority=msg.get_attr("RTA_PRIORITY"), scope=int(msg["scope"]), proto=int(msg["proto"]),
-        type=int(msg["type"]), mtu=mtu, src=ip_address(src) if src else None,
+        dst=ip_network((dst, dst_len), strict=False),
+        gw=ip_address(bytes(attrs[RTA_GATEWAY])) if RTA_GATEWAY in attrs else None,
+        index=_int(attrs[RTA_OIF]) if RTA_OIF in attrs else None,
+        table=_int(attrs[RTA_TABLE]) if RTA_TABLE in attrs else table,
+        priority=_int(attrs[RTA_PRIORITY]) if RTA_PRIORITY in attrs else None,
+        scope=scope, proto=proto, type=type_, mtu=mtu,
+        src=ip_address(bytes(attrs[RTA_PREFSRC])) if RTA_PREFSRC in attrs else None,
     )

@@ -1,6 +1,6 @@
 """A small synchronous request loop over a stdlib AF_NETLINK socket, plus NLA helpers.
 
-Stdlib only (socket, struct, errno). Messages are bytes built elsewhere (pyroute2's message classes for
+Stdlib only (socket, struct, errno). Messages are bytes built elsewhere (``_msg`` for
 links/addresses/routes, struct for tc); this module frames them with a header, sends them, and collects
 the replies that carry the request's sequence number:
 

@@ -11,6 +11,7 @@ import struct
 from ipaddress import ip_address, ip_interface, ip_network
 
 import pytest
+from pyroute2_oracle import ifaddrmsg, ifinfmsg, rtmsg
 
 from cni_ignite.netlink import _msg, _tc
 from cni_ignite.netlink._nl import HDR_SIZE, iter_nla, nest, nla
@@ -41,7 +42,7 @@ def test_bridge_messages_match_what_iproute2_sends(body: bytes, golden: str) -> 
 
 def test_veth_peer_carries_its_name_netns_fd_mtu_and_mac() -> None:
     body = _msg.new_veth("veth1", "eth0", peer_netns_fd=7, mtu=1400, mac=None, peer_mac="02:00:00:00:00:05")
-    msg = _msg.ifinfmsg(whole(16, body))
+    msg = ifinfmsg(whole(16, body))
     msg.decode()
     assert msg.get("ifname") == "veth1"
     assert msg.get("mtu") == 1400
@@ -54,17 +55,17 @@ def test_veth_peer_carries_its_name_netns_fd_mtu_and_mac() -> None:
 
 
 def test_set_link_sets_only_the_flags_it_changes() -> None:
-    msg = _msg.ifinfmsg(whole(16, _msg.set_link(3, up=True, master=None, mtu=None, mac=None, promisc=False)))
+    msg = ifinfmsg(whole(16, _msg.set_link(3, up=True, master=None, mtu=None, mac=None, promisc=False)))
     msg.decode()
     assert (msg["index"], msg["flags"], msg["change"]) == (3, 0x1, 0x1 | 0x100)
     assert msg["attrs"] == []
-    nomaster = _msg.ifinfmsg(whole(16, _msg.set_link(3, up=None, master=0, mtu=None, mac=None, promisc=None)))
+    nomaster = ifinfmsg(whole(16, _msg.set_link(3, up=None, master=0, mtu=None, mac=None, promisc=None)))
     nomaster.decode()
     assert (nomaster["change"], nomaster.get("master")) == (0, 0)
 
 
 def test_link_reply_is_parsed_and_a_same_numbered_veth_peer_is_recognised() -> None:
-    reply = _msg.ifinfmsg()
+    reply = ifinfmsg()
     reply["index"] = 2
     reply["flags"] = 0x1 | 0x100
     reply["attrs"] = [
@@ -80,18 +81,18 @@ def test_link_reply_is_parsed_and_a_same_numbered_veth_peer_is_recognised() -> N
 
 
 def test_ipv4_address_gets_a_broadcast_except_on_point_to_point_prefixes() -> None:
-    msg = _msg.ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("10.22.0.5/16"))))
+    msg = ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("10.22.0.5/16"))))
     msg.decode()
     assert (msg["family"], msg["prefixlen"], msg["index"]) == (socket.AF_INET, 16, 2)
     assert msg.get_attr("IFA_LOCAL") == "10.22.0.5"
     assert msg.get_attr("IFA_BROADCAST") == "10.22.255.255"
-    p2p = _msg.ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("10.22.0.5/31"))))
+    p2p = ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("10.22.0.5/31"))))
     p2p.decode()
     assert p2p.get_attr("IFA_BROADCAST") is None
 
 
 def test_nodad_ipv6_address_carries_the_flag() -> None:
-    msg = _msg.ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("fd00::5/64"), nodad=True)))
+    msg = ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("fd00::5/64"), nodad=True)))
     msg.decode()
     assert msg["family"] == socket.AF_INET6
     assert msg.get_attr("IFA_FLAGS") == 0x02
@@ -105,7 +106,7 @@ def test_route_in_a_large_table_uses_rta_table_and_default_has_no_dst() -> None:
     assert route.table == 1000
     assert (route.gw, route.index, route.priority, route.mtu) == (ip_address("10.0.0.1"), 2, 5, 1280)
     assert str(route.dst) == "0.0.0.0/0"
-    msg = _msg.rtmsg(whole(24, body))
+    msg = rtmsg(whole(24, body))
     msg.decode()
     assert msg["table"] == 252
     assert msg.get_attr("RTA_DST") is None
@@ -150,7 +151,7 @@ def test_attributes_are_padded_and_iterated() -> None:
 
 
 def test_bridge_vlan_dump_part_is_parsed_with_pvid_and_untagged_flags() -> None:
-    part = _msg.ifinfmsg()
+    part = ifinfmsg()
     part["family"] = _msg.AF_BRIDGE
     part["index"] = 4
     part["attrs"] = [("IFLA_IFNAME", "veth1"), ("IFLA_AF_SPEC", {"attrs": [
