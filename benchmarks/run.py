@@ -221,7 +221,7 @@ def frozen_split(ours: Path, runs: int, root: Path) -> dict[str, Any]:
 
 
 IMPORT_PARTS = {
-    "netlink (rtnl + sysctl: pyroute2 message layer)": "cni_ignite.netlink.rtnl,cni_ignite.netlink.sysctl",
+    "netlink (rtnl + sysctl)": "cni_ignite.netlink.rtnl,cni_ignite.netlink.sysctl",
     "firewall (core, both backends, state)": "cni_ignite.firewall.core",
     "IPAM (cni_ignite.ipam.plugin)": "cni_ignite.ipam.plugin",
     "bridge plugin + config + result": "cni_ignite.bridge.plugin",
@@ -391,7 +391,7 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
             d.append(f"| frozen call, whole process | {_fmt(total['ADD'])} | {_fmt(total['DEL'])} |")
             d.append(f"| … process start (VERSION: bootloader, its restart, interpreter, skel) | {_fmt(start)} "
                      f"| {_fmt(start)} |")
-            d.append(f"| … imports of the call's path, frozen (bridge, netlink/pyroute2, IPAM, firewall, ctypes) "
+            d.append(f"| … imports of the call's path, frozen (bridge, netlink, IPAM, firewall, ctypes) "
                      f"| {_fmt(fi)} | {_fmt(fi)} |")
             d.append(f"| … the call's own work (in-process probe above) | {_fmt(work['ADD'])} | {_fmt(work['DEL'])} |")
             rest = {v: total[v] - start - work[v] - fi for v in ("ADD", "DEL")}
