@@ -36,7 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from conformance.driver import Attachment, Call, ChainError, Runtime  # noqa: E402
-from conformance.hostns import BASE_ENV  # noqa: E402
 
 GO_DIR = Path("/usr/lib/cni")
 _LEASE = re.compile(r"^[0-9a-fA-F.:]+$")
@@ -64,18 +63,7 @@ class TimedRuntime(Runtime):
     def exec(self, plugin_type: str, command: str, stdin: bytes | str | dict[str, Any], *,
              env: dict[str, str] | None = None, att: Attachment | None = None,
              unset: tuple[str, ...] = ()) -> Call:
-        full = dict(BASE_ENV)
-        full.update({"CNI_COMMAND": command, "CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": "",
-                     "CNI_ARGS": "", "CNI_PATH": ":".join(map(str, self.cni_path))})
-        if att is not None:
-            full.update({"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns,
-                         "CNI_IFNAME": att.ifname, "CNI_ARGS": att.cni_args})
-        full.update(self.extra_env)
-        full.update(env or {})
-        for name in unset:
-            full.pop(name, None)
-        data = stdin if isinstance(stdin, (bytes, str)) else json.dumps(stdin)
-        raw = data.encode() if isinstance(data, str) else data
+        full, raw = self.request(command, stdin, env={**self.extra_env, **(env or {})}, att=att, unset=unset)
         argv = [*self.prefix, *(self.argv_for.get(plugin_type) or [str(self.find(plugin_type))])]
         p = spawn(argv, stdin=raw, env=full, timeout=self.timeout, rss=self.rss)
         so, se = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")

@@ -99,17 +99,7 @@ class Runtime:
              env: dict[str, str] | None = None, att: Attachment | None = None,
              unset: tuple[str, ...] = ()) -> Call:
         """Exec one plugin in the host namespace. ``env`` overrides, ``unset`` removes variables."""
-        full = dict(BASE_ENV)
-        full.update({"CNI_COMMAND": command, "CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": "",
-                     "CNI_ARGS": "", "CNI_PATH": ":".join(map(str, self.cni_path))})
-        if att is not None:
-            full.update({"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns,
-                         "CNI_IFNAME": att.ifname, "CNI_ARGS": att.cni_args})
-        full.update(env or {})
-        for name in unset:
-            full.pop(name, None)
-        data = stdin if isinstance(stdin, (bytes, str)) else json.dumps(stdin)
-        raw = data.encode() if isinstance(data, str) else data
+        full, raw = self.request(command, stdin, env=env, att=att, unset=unset)
         argv = ["ip", "netns", "exec", self.host_ns, str(self.find(plugin_type))]
         try:
             res = run(argv, input=raw, env=full, timeout=self.timeout)
@@ -123,6 +113,21 @@ class Runtime:
         call = Call(plugin_type, command, rc, so, se, out, raw.decode(errors="replace"))
         self.log.append(call)
         return call
+
+    def request(self, command: str, stdin: bytes | str | dict[str, Any], *, env: dict[str, str] | None = None,
+                att: Attachment | None = None, unset: tuple[str, ...] = ()) -> tuple[dict[str, str], bytes]:
+        """The environment (all six CNI_* variables, as libcni exports them) and stdin bytes of one exec."""
+        full = dict(BASE_ENV)
+        full.update({"CNI_COMMAND": command, "CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": "",
+                     "CNI_ARGS": "", "CNI_PATH": ":".join(map(str, self.cni_path))})
+        if att is not None:
+            full.update({"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns,
+                         "CNI_IFNAME": att.ifname, "CNI_ARGS": att.cni_args})
+        full.update(env or {})
+        for name in unset:
+            full.pop(name, None)
+        data = stdin if isinstance(stdin, (bytes, str)) else json.dumps(stdin)
+        return full, data.encode() if isinstance(data, str) else data
 
     def version(self, plugin_type: str, cni_version: str = "1.1.0") -> Call:
         return self.exec(plugin_type, "VERSION", {"cniVersion": cni_version},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from firewallenv import PY, Topo
@@ -14,25 +14,10 @@ from nsutil import in_ns
 
 from cni_ignite.firewall.base import Owner
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
-    from nsutil import Namespaces
-
 pytestmark = pytest.mark.privileged
 BACKENDS = ["iptables", "nftables"]
 MAPS = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "192.0.2.1"}]
-
-
-@pytest.fixture
-def topo(netns: Namespaces, tmp_path: Path) -> Iterator[Topo]:
-    t = Topo(netns, str(tmp_path / "state")).build()
-    try:
-        yield t
-    finally:
-        t.stop()
 
 
 def key(cid: str, network: str = "net1") -> str:

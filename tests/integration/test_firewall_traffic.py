@@ -6,28 +6,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from firewallenv import Topo
 from nsutil import in_ns
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
-    from nsutil import Namespaces
+    from firewallenv import Topo
 
 pytestmark = pytest.mark.privileged
 BACKENDS = ["iptables", "nftables"]
 MAPS = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]
-
-
-@pytest.fixture
-def topo(netns: Namespaces, tmp_path: Path) -> Iterator[Topo]:
-    t = Topo(netns, str(tmp_path / "state")).build()
-    try:
-        yield t
-    finally:
-        t.stop()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
