@@ -58,9 +58,56 @@ def parse_netconf(raw: bytes) -> NetConf:
         type=str_field(doc, "type", default=""),
         raw=doc,
         prev_result=prev,
-        runtime_config=obj_field(doc, "runtimeConfig"),
+        runtime_config=canonical_runtime_config(obj_field(doc, "runtimeConfig")),
         args=obj_field(doc, "args"),
     )
+
+
+# ------------------------------------------------------------------------------------ Go-style keys
+
+def go_get(obj: dict[str, Any], key: str, default: Any = None) -> Any:
+    """``obj[key]`` found the way Go's encoding/json finds a struct field: the exact key first, else a key
+    equal to it ignoring case (the last such key, as Go's decoder keeps the last value it assigns).
+
+    go-cni (containerd's CRI, Ignite) marshals capability structs without JSON tags, so runtimeConfig
+    values arrive as ``{"HostPort": 8080, "ContainerPort": 80, "Protocol": "udp", "HostIP": ""}``; the Go
+    plugins accept those keys, and so must we."""
+    if key in obj:
+        return obj[key]
+    folded = key.casefold()
+    found = default
+    for k, v in obj.items():
+        if k.casefold() == folded:
+            found = v
+    return found
+
+
+# The well-known capabilities (CNI-NOTES; CONVENTIONS.md of the spec) a plugin of ours may read.
+CAPABILITIES = ("portMappings", "ipRanges", "bandwidth", "dns", "ips", "mac", "aliases", "deviceID",
+                "infinibandGUID", "cgroupPath")
+
+
+def canonical_runtime_config(runtime: dict[str, Any]) -> dict[str, Any]:
+    """runtimeConfig with each well-known capability under its canonical key (found as Go finds it)."""
+    if all(k in CAPABILITIES for k in runtime):
+        return runtime
+    out = {k: v for k, v in runtime.items() if not any(k.casefold() == c.casefold() for c in CAPABILITIES)}
+    out.update(go_view(runtime, CAPABILITIES))
+    return out
+
+
+def go_view(obj: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of obj holding each of ``keys`` under its canonical spelling (found by :func:`go_get`);
+    the other keys are left out."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = go_get(obj, key, _MISSING)
+        if value is not _MISSING:
+            out[key] = value
+    return out
+
+
+_MISSING: Any = object()
 
 
 # ------------------------------------------------------------------------------------ typed field access
