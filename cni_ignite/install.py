@@ -234,7 +234,7 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
              write_conf: bool, force: bool, out: TextIO) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
-        if os.path.lexists(path) and not (name in old.get("links", {}) or _is_our_link(path) or force):
+        if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
             raise InstallError(f"{path} exists and was not installed by cni-ignite", "remove it or pass --force")
 
     generation = _place_generation(bundle, bin_dir, out)
@@ -267,6 +267,14 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
     return 0
+
+
+def _is_ours_now(path: str, recorded: str | None) -> bool:
+    """What is at `path` now is a link we made: the one the manifest recorded, or one of our layout. A name
+    the manifest lists may since have been replaced by the user's own file or link: that is not ours."""
+    if not os.path.islink(path):
+        return False
+    return os.readlink(path) == recorded or _is_our_link(path)
 
 
 def _is_our_link(path: str) -> bool:
@@ -355,7 +363,7 @@ def _uninstall(bin_dir: str, man: dict[str, Any], out: TextIO) -> None:
     links: dict[str, str] = man.get("links", {})
     for name in (*PLUGIN_LINKS, CURRENT_LINK):  # plugins first, so none points at a missing folder
         path = os.path.join(bin_dir, name)
-        if name in links and os.path.islink(path) and (os.readlink(path) == links[name] or _is_our_link(path)):
+        if name in links and _is_ours_now(path, links[name]):
             os.unlink(path)
             out.write(f"{path}: removed\n")
         elif os.path.lexists(path):

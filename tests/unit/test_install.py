@@ -300,3 +300,28 @@ def test_a_damaged_generation_is_not_replaced_under_a_reader(tmp_path: Path) -> 
     assert (tmp_path / "bin" / damaged).is_dir()  # still usable by calls that started from it
     do_install(fake_bundle(tmp_path, "b"), tmp_path)
     assert not (tmp_path / "bin" / damaged).exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "foreign-link"])
+def test_reinstall_does_not_replace_a_users_plugin_put_there_after_install(tmp_path: Path, kind: str) -> None:
+    """The manifest says what install put there once; what is there now decides (as uninstall does)."""
+    src = fake_bundle(tmp_path, "a")
+    do_install(src, tmp_path)
+    plugin = tmp_path / "bin" / "ignite-bridge"
+    plugin.unlink()
+    if kind == "file":
+        plugin.write_text("#!/bin/sh\necho the user's own\n")
+    else:
+        plugin.symlink_to("/usr/local/lib/my-bridge")
+    before = os.readlink(plugin) if kind != "file" else plugin.read_text()
+    with pytest.raises(inst.InstallError, match="not installed by cni-ignite"):
+        do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    assert (os.readlink(plugin) if kind != "file" else plugin.read_text()) == before
+    do_install(src, tmp_path, force=True)  # --force still replaces it
+    assert os.readlink(plugin) == "cni-ignite.d/cni-ignite"
+
+
+def test_reinstall_replaces_our_own_link_even_if_it_was_retargeted_by_a_previous_install(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)  # no --force needed: every name is ours
+    assert (tmp_path / "bin" / "ignite-ipam").resolve().parent.name == manifest(tmp_path)["current"]
