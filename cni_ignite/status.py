@@ -16,6 +16,7 @@ from .errors import CniError
 from .firewall.base import DEFAULT_STATE_DIR  # a plugin's "stateDir" overrides it
 from .install import CURRENT_LINK, EXECUTABLE, MANIFEST, PLUGIN_LINKS, conf_files, file_sha256, read_manifest
 from .ipam.config import DEFAULT_DATA_DIR
+from .leases import lease_rows, print_leases
 
 LEASE_LAYOUT_IPAM = ("ignite-ipam", "host-local")
 
@@ -42,8 +43,6 @@ def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: s
         out.write(f"  leases: not shown ({ipam_type or 'no ipam'} does not use the host-local layout)\n")
         return 0
     data = data_dir or str(ipam.get("dataDir") or DEFAULT_DATA_DIR)
-    from .admin import lease_rows, print_leases
-
     print_leases(data, [name], out)
     state = state_dir or next((str(p["stateDir"]) for p in plugins if p.get("stateDir")), DEFAULT_STATE_DIR)
     try:
