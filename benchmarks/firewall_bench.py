@@ -4,7 +4,7 @@ per backend, on an empty host and after FILL other attachments exist (ADD must s
 Runs everything inside a throwaway network namespace (created and deleted here); the root namespace
 is never touched. Times are in-process (the plugin's process start is measured elsewhere).
 
-    sudo /work/venv/bin/python benchmarks/firewall_bench.py [--reps 30] [--fill 200] [--markdown]
+    sudo .venv/bin/python benchmarks/firewall_bench.py [--reps 30] [--fill 200] [--markdown]
 """
 
 from __future__ import annotations

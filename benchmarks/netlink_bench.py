@@ -1,6 +1,6 @@
 """Cost of the netlink layer: import, and per-operation time in throwaway namespaces (needs root).
 
-    sudo /work/venv/bin/python benchmarks/netlink_bench.py [-n 200] [--startup 20]
+    sudo .venv/bin/python benchmarks/netlink_bench.py [-n 200] [--startup 20]
 
 1. in this process: wall time of ``import cni_ignite.netlink.rtnl`` (+ netns, sysctl), measured first;
 2. ``--startup K``: K fresh interpreters each of ``python -c pass`` and ``python -c 'import ...rtnl'``,
