@@ -20,11 +20,14 @@ def wanted(cmd: CmdArgs, cfg: BridgeConfig) -> bool:
     return cfg.ip_masq or bool(cmd.conf.runtime_config.get("portMappings")) or cmd.conf.raw.get("forward") is not False
 
 
-def config(cmd: CmdArgs, cfg: BridgeConfig) -> FirewallConfig:
-    """Parsed and validated (code 7 on bad values) before ADD touches anything."""
+def config(cmd: CmdArgs, cfg: BridgeConfig, *, port_mappings: bool = True) -> FirewallConfig:
+    """Parsed and validated (code 7 on bad values) before ADD touches anything. Port mappings come from
+    the canonical runtime config (capability keys found as Go finds them); without ``port_mappings`` they
+    are not read at all (DEL and GC need none, and must not fail on ones they cannot parse)."""
     from ..firewall.base import parse_firewall_config
 
-    return parse_firewall_config(cmd.conf.raw)._replace(ip_masq=cfg.ip_masq)
+    runtime = cmd.conf.runtime_config if port_mappings else None
+    return parse_firewall_config(cmd.conf.raw, runtime)._replace(ip_masq=cfg.ip_masq)
 
 
 def attachment(cmd: CmdArgs, addresses: list[IPInterface], bridge: str) -> Attachment:
@@ -35,14 +38,16 @@ def attachment(cmd: CmdArgs, addresses: list[IPInterface], bridge: str) -> Attac
 
 
 def firewall(fw_cfg: FirewallConfig) -> Firewall:
-    from ..firewall.base import open_firewall
+    from ..firewall.core import RuleFirewall  # only here: a bridge without rules never loads the layer
 
-    return open_firewall(fw_cfg)
+    return RuleFirewall(state_dir=fw_cfg.state_dir)
 
 
 def delete_rules(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface]) -> None:
-    """DEL always looks in both backends: a rule may outlive the config that made it."""
-    fw_cfg = config(cmd, cfg)
+    """DEL always looks in both backends: a rule may outlive the config that made it. It reads no port
+    mappings: the attachment's state record holds the exact rules, and without one every rule the
+    attachment's key names is removed, so a DEL never fails on portMappings it cannot parse."""
+    fw_cfg = config(cmd, cfg, port_mappings=False)
     att = attachment(cmd, addresses, cfg.bridge)
     firewall(fw_cfg).delete(att.owner, fw_cfg, att.addresses)
 
@@ -57,5 +62,5 @@ def check_rules(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface]) -
 def gc_rules(cmd: CmdArgs, cfg: BridgeConfig) -> None:
     from ..ipam.plugin import valid_attachments
 
-    fw_cfg = config(cmd, cfg)
+    fw_cfg = config(cmd, cfg, port_mappings=False)  # GC removes by state record; no mappings needed
     firewall(fw_cfg).gc(cmd.conf.name, valid_attachments(cmd.conf.raw), fw_cfg)

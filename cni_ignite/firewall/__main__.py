@@ -9,22 +9,30 @@ given as a JSON list; each answer is one line of JSON on stdout: {"ok": ...} or 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
 from typing import Any
 
-from ..errors import CniError
-from .base import Attachment, Owner, open_firewall, parse_firewall_config
+from ..errors import CniError, InvalidConfig
+from ..ipparse import ip_interface
+from ..netconf import canonical_runtime_config, obj_field
+from .base import Attachment, Owner, parse_firewall_config
+from .core import RuleFirewall
 
 
 def handle(req: dict[str, Any]) -> dict[str, Any]:
-    cfg = parse_firewall_config(req.get("conf", {}))
-    fw = open_firewall(cfg)
+    conf = obj_field(req, "conf")
+    runtime = canonical_runtime_config(obj_field(conf, "runtimeConfig"))
     verb = req["verb"]
+    # like the bridge: DEL and GC read no port mappings (a record, or the attachment's key, suffices)
+    cfg = parse_firewall_config(conf, None if verb in {"del", "gc"} else runtime)
+    fw = RuleFirewall(state_dir=cfg.state_dir)
     owner = Owner(network=req.get("network", ""), container_id=req.get("containerID", ""),
                   ifname=req.get("ifname", ""))
-    addrs = tuple(ipaddress.ip_interface(a) for a in req.get("addresses", ()))
+    try:
+        addrs = tuple(ip_interface(a) for a in req.get("addresses", ()))
+    except ValueError as exc:
+        raise InvalidConfig("invalid address", str(exc)) from exc
     att = Attachment(owner=owner, addresses=addrs, host_iface=req.get("hostIface", ""))
     if verb == "add":
         return {"ok": True, "routeLocalnet": list(fw.add(att, cfg))}

@@ -16,12 +16,13 @@ network, and no ``nft list tables`` exec on every ADD).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import InvalidConfig
+from ..ipparse import ip_address
+from ..netconf import go_view
 from .naming import owner_key
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "iptables", "nftables")
 PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_STATE_DIR = "/run/cni/ignite"  # same lifetime as the kernel rules it records: gone at reboot
-_CHAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,28}$")
+_CHAIN_NAME = re.compile(r"[A-Za-z0-9_\-]{1,28}\Z")  # \Z, not $: "$" also matches before a final "\n"
 _BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f;#]")
 
 Address = IPv4Interface | IPv6Interface
@@ -44,13 +45,15 @@ class PortMapping(NamedTuple):
 
     def family(self) -> int | None:
         """4 or 6 when host_ip limits the mapping to one family, None for both."""
-        return ipaddress.ip_address(self.host_ip).version if self.host_ip else None
+        return ip_address(self.host_ip, "hostIP").version if self.host_ip else None
 
     def specific_ip(self) -> str:
-        """host_ip when it names one address (not empty, not 0.0.0.0 / ::)."""
-        if not self.host_ip or ipaddress.ip_address(self.host_ip).is_unspecified:
+        """host_ip when it names one address (not empty, not 0.0.0.0 / ::), as text of the parsed address:
+        this is what the rule scripts get, never the input text (strict parsing: no ``%zone``)."""
+        if not self.host_ip:
             return ""
-        return self.host_ip
+        addr = ip_address(self.host_ip, "hostIP")
+        return "" if addr.is_unspecified else str(addr)
 
 
 class Owner(NamedTuple):
@@ -121,23 +124,24 @@ class Firewall(Protocol):
     def needs_route_localnet(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]: ...
 
 
-def open_firewall(cfg: FirewallConfig) -> Firewall:
-    from .core import RuleFirewall
-
-    return RuleFirewall(state_dir=cfg.state_dir)
-
-
 # ------------------------------------------------------------------------------------------- parsing
 
-def _port(item: Mapping[str, object], name: str) -> int:
+_MAPPING_KEYS = ("hostPort", "containerPort", "protocol", "hostIP")
+
+
+def _port(item: Mapping[str, object], name: str, raw: object) -> int:
     value = item.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidConfig(f"invalid port mapping: {name} must be 1-65535", repr(dict(item)))
+        raise InvalidConfig(f"invalid port mapping: {name} must be 1-65535", repr(raw))
     return value
 
 
 def parse_port_mappings(raw: object) -> tuple[PortMapping, ...]:
-    """runtimeConfig.portMappings → PortMapping tuple; bad values raise InvalidConfig (7)."""
+    """runtimeConfig.portMappings → PortMapping tuple; bad values raise InvalidConfig (7).
+
+    Each mapping's keys are found the way Go's encoding/json finds them (exact, else ignoring case):
+    go-cni (containerd's CRI) sends ``HostPort``, ``ContainerPort``, ``Protocol``, ``HostIP``. hostIP is
+    parsed strictly (no ``%zone``, only address characters) and kept as the text of the parsed address."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -146,21 +150,24 @@ def parse_port_mappings(raw: object) -> tuple[PortMapping, ...]:
     for item in raw:
         if not isinstance(item, dict):
             raise InvalidConfig("invalid port mapping: not an object", repr(item))
-        proto = item.get("protocol", "tcp")
+        view = go_view(item, _MAPPING_KEYS)
+        proto = view.get("protocol")
+        proto = "tcp" if proto is None else proto  # Go: a missing or null protocol; the reference default
         if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
             raise InvalidConfig(f"invalid port mapping: protocol must be one of {', '.join(PROTOCOLS)}", repr(item))
-        host_ip = item.get("hostIP", "")
-        if host_ip is None:
+        host_ip = view.get("hostIP")
+        if host_ip is None or host_ip == "":
             host_ip = ""
-        if not isinstance(host_ip, str):
+        elif not isinstance(host_ip, str):
             raise InvalidConfig("invalid port mapping: hostIP must be a string", repr(item))
-        if host_ip:
+        else:
             try:
-                host_ip = str(ipaddress.ip_address(host_ip))
+                host_ip = str(ip_address(host_ip, "hostIP"))
             except ValueError as exc:
-                raise InvalidConfig(f"invalid port mapping: bad hostIP {host_ip!r}", repr(item)) from exc
-        mapping = PortMapping(host_port=_port(item, "hostPort"), container_port=_port(item, "containerPort"),
-                              protocol=proto.lower(), host_ip=host_ip)
+                raise InvalidConfig(f"invalid port mapping: bad hostIP: {exc}", repr(item)) from exc
+        mapping = PortMapping(host_port=_port(view, "hostPort", item),
+                              container_port=_port(view, "containerPort", item),
+                              protocol=PROTOCOLS[PROTOCOLS.index(proto.lower())], host_ip=host_ip)
         if mapping not in out:
             out.append(mapping)
     return tuple(out)
@@ -191,8 +198,9 @@ def conditions_syntax(conditions: tuple[str, ...]) -> str | None:
     return "iptables" if conditions[0][:1] in {"-", "!"} else "nftables"
 
 
-def parse_firewall_config(doc: Mapping[str, Any]) -> FirewallConfig:
-    """The bridge conf's firewall keys → FirewallConfig; bad values raise InvalidConfig (7)."""
+def parse_firewall_config(doc: Mapping[str, Any], runtime: Mapping[str, Any] | None = None) -> FirewallConfig:
+    """The bridge conf's firewall keys and the port mappings of ``runtime`` (the canonical runtime config,
+    ``NetConf.runtime_config``; None = no port mappings) → FirewallConfig; bad values raise InvalidConfig (7)."""
     backend = doc.get("backend", doc.get("ipMasqBackend")) or "auto"
     if backend not in BACKENDS:
         raise InvalidConfig(f"backend must be one of {', '.join(BACKENDS)}", repr(backend))
@@ -214,16 +222,13 @@ def parse_firewall_config(doc: Mapping[str, Any]) -> FirewallConfig:
             raise InvalidConfig(f"{backend} backend was requested but conditions use {syntax} syntax", repr(cond))
     if {conditions_syntax(cond4), conditions_syntax(cond6)} == {"iptables", "nftables"}:
         raise InvalidConfig("conditionsV4 and conditionsV6 use different syntaxes")
-    runtime = doc.get("runtimeConfig")
-    runtime = {} if runtime is None else runtime
-    if not isinstance(runtime, dict):
-        raise InvalidConfig("runtimeConfig must be an object")
     state_dir = doc.get("stateDir") or DEFAULT_STATE_DIR
     if not isinstance(state_dir, str) or not state_dir.startswith("/"):
         raise InvalidConfig("stateDir must be an absolute path", repr(state_dir))
+    maps = parse_port_mappings(runtime.get("portMappings")) if runtime else ()
     return FirewallConfig(
         backend=backend, ip_masq=_bool(doc, "ipMasq", False), forward=_bool(doc, "forward", True),
-        port_mappings=parse_port_mappings(runtime.get("portMappings")), snat=_bool(doc, "snat", True),
+        port_mappings=maps, snat=_bool(doc, "snat", True),
         masq_all=_bool(doc, "masqAll", False), mark_masq_bit=bit, external_set_mark_chain=ext,
         conditions_v4=cond4, conditions_v6=cond6, state_dir=state_dir,
     )
@@ -237,7 +242,6 @@ __all__ = [
     "FirewallConfig",
     "Owner",
     "PortMapping",
-    "open_firewall",
     "parse_firewall_config",
     "parse_port_mappings",
 ]
