@@ -8,6 +8,7 @@ light dependencies (json, re, the error family).
 from __future__ import annotations
 
 import json
+from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from .errors import CniError, InvalidEnvironment, IOFailure
@@ -115,33 +116,64 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         _emit(stdout, version_reply(stdin, supported))
         return 0
     conf_version = CURRENT
+    args: CmdArgs | None = None
+    answer: dict[str, Any] | None = None
+    started = perf_counter()
     try:
         args = read_args(env, stdin)
         conf_version = args.conf.cni_version
         require_verb(command, conf_version)
         if not isinstance(handlers, Handlers):
             handlers = handlers()
-        if command == "ADD":
-            from .result import encode
+        if "logFile" in args.conf.raw:
+            from . import calllog
 
-            _emit(stdout, encode(handlers.add(args), conf_version))
-        elif command == "DEL":
-            handlers.delete(args)
-        elif command == "CHECK":
-            handlers.check(args)
-        elif command == "GC":
-            handlers.gc(args)
-        else:
-            handlers.status(args)
+            calllog.begin(args.conf.raw)
+        answer = _dispatch(handlers, args)
     except CniError as exc:
         _emit(stdout, exc.as_dict(conf_version))
+        _log(args, started, stderr, error=exc.as_dict(conf_version))
         return 1
     except Exception as exc:
         if on_internal_error is not None:
             on_internal_error(exc)
-        _emit(stdout, CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version))
+        error = CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version)
+        _emit(stdout, error)
+        _log(args, started, stderr, error=error)
         return 1
+    if answer is not None:
+        _emit(stdout, answer)
+    _log(args, started, stderr, result=answer)
     return 0
+
+
+def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
+    """Run the verb; ADD's result encoded in the config's version."""
+    if args.command == "ADD":
+        from .result import encode
+
+        return encode(handlers.add(args), args.conf.cni_version)
+    {"DEL": handlers.delete, "CHECK": handlers.check, "GC": handlers.gc, "STATUS": handlers.status}[args.command](args)
+    return None
+
+
+def _log(args: CmdArgs | None, started: float, stderr: IO[str], *, result: dict[str, Any] | None = None,
+         error: dict[str, Any] | None = None) -> None:
+    """One line in the configured per-call log (after the answer is out: never delays or fails it)."""
+    if args is None or "logFile" not in args.conf.raw:
+        return
+    from . import calllog
+    from .identity import owner_of
+
+    cfg = calllog.log_config(args.conf.raw)
+    if cfg is None:
+        stderr.write("cni-ignite: logFile must be an absolute path; no log written\n")
+        return
+    cni = args.conf.args.get("cni")
+    owner = owner_of(args.container_id, args.args, cni if isinstance(cni, dict) else None)
+    text = calllog.line(cfg, args.conf.type or "cni-ignite", args, started, result=result, error=error, owner=owner)
+    if text:
+        calllog.append(cfg, text, stderr)
 
 
 def _emit(stdout: IO[str], doc: dict[str, Any]) -> None:

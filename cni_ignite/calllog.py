@@ -1,0 +1,177 @@
+"""Per-call log: one JSON line per CNI call, appended to the network config's ``logFile``.
+
+Config keys (on the plugin's configuration, names as the reference plugins would spell them):
+
+    logFile       absolute path; default none (no log, as the reference plugins). The shipped
+                  conflists set it.
+    logLevel      "error" (only failed calls), "info" (default: every call) or "debug" (every call
+                  plus the steps taken, with their timings).
+    logMaxBytes   rotation threshold, default 10 MiB: a call that finds the file larger renames it to
+                  ``<logFile>.1`` (replacing the previous one) under a lock, so at most ~2x this is kept.
+
+A line: ``time`` (UTC, RFC 3339 with ms), ``level``, ``plugin``, ``verb``, ``network``, ``containerID``,
+``ifname``, ``netns``, ``owner``, ``ms`` (duration); on success of ADD ``addresses`` and ``hostPorts``;
+on failure ``code``, ``msg`` (and ``details``); at debug ``steps``: ``[[name, ms], ...]``.
+
+Each line is written with one ``write`` on an ``O_APPEND`` descriptor, so concurrent calls never
+interleave. Nothing is written to stdout, and a log that cannot be written never fails the call: a
+one-line note goes to stderr instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .skel import CmdArgs
+
+LEVELS = {"error": 0, "info": 1, "debug": 2}
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+MAX_LINE = 64 * 1024  # a longer line (huge error details) is cut, so one write stays one line
+
+
+class LogConfig(NamedTuple):
+    path: str
+    level: int
+    max_bytes: int
+
+
+def log_config(raw: dict[str, Any]) -> LogConfig | None:
+    """The log keys of a plugin configuration; None when there is no (usable) log. Never raises: a
+    bad log key must not fail a CNI call (it is reported in the line itself, or on stderr)."""
+    path = raw.get("logFile")
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        return None
+    level = raw.get("logLevel", "info")
+    max_bytes = raw.get("logMaxBytes", DEFAULT_MAX_BYTES)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 4096:
+        max_bytes = DEFAULT_MAX_BYTES
+    return LogConfig(path=path, level=LEVELS.get(level, 1) if isinstance(level, str) else 1, max_bytes=max_bytes)
+
+
+class Steps:
+    """What a call did, with timings (recorded only when the log is at debug level)."""
+
+    __slots__ = ("_last", "enabled", "items")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.items: list[tuple[str, float]] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.enabled = True
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        """The step `name` just finished: it took the time since the previous mark."""
+        if self.enabled:
+            now = time.perf_counter()
+            self.items.append((name, round((now - self._last) * 1000, 3)))
+            self._last = now
+
+
+STEPS = Steps()  # one call per process: the plugin code marks steps here
+
+
+def step(name: str) -> None:
+    STEPS.mark(name)
+
+
+def begin(raw: dict[str, Any]) -> LogConfig | None:
+    cfg = log_config(raw)
+    if cfg is not None and cfg.level >= LEVELS["debug"]:
+        STEPS.start()
+    return cfg
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def _addresses(result: dict[str, Any] | None) -> list[str]:
+    if not isinstance(result, dict):
+        return []
+    ips = result.get("ips")
+    if isinstance(ips, list):
+        return [str(ip.get("address")) for ip in ips if isinstance(ip, dict)]
+    return [str(result[k]["ip"]) for k in ("ip4", "ip6") if isinstance(result.get(k), dict)]
+
+
+def _host_ports(args: CmdArgs) -> list[str]:
+    from .netconf import go_get
+
+    out = []
+    for m in args.conf.runtime_config.get("portMappings") or ():
+        if isinstance(m, dict):
+            proto = go_get(m, "protocol") or "tcp"
+            host_ip = go_get(m, "hostIP") or ""
+            out.append(f"{proto}/{f'{host_ip}:' if host_ip else ''}{go_get(m, 'hostPort')}")
+    return out
+
+
+def line(cfg: LogConfig, plugin: str, args: CmdArgs, started: float, *, result: dict[str, Any] | None = None,
+         error: dict[str, Any] | None = None, owner: str = "") -> str | None:
+    """The JSON line of one call, or None when the level says nothing is logged."""
+    if error is None and cfg.level < LEVELS["info"]:
+        return None
+    doc: dict[str, Any] = {
+        "time": _now(), "level": "error" if error else "info", "plugin": plugin, "verb": args.command,
+        "network": args.conf.name, "containerID": args.container_id, "ifname": args.ifname,
+        "netns": args.netns, "owner": owner or args.container_id,
+        "ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    if error is not None:
+        doc.update({k: error[k] for k in ("code", "msg", "details") if k in error})
+    elif args.command == "ADD":
+        doc["addresses"] = _addresses(result)
+        doc["hostPorts"] = _host_ports(args)
+    if cfg.level >= LEVELS["debug"] and STEPS.items:
+        doc["steps"] = [list(s) for s in STEPS.items]
+    text = json.dumps(doc, separators=(",", ":"), default=str)
+    if len(text) >= MAX_LINE:
+        doc.pop("steps", None)
+        doc["details"] = str(doc.get("details", ""))[:1024] + "...(cut)"
+        text = json.dumps(doc, separators=(",", ":"), default=str)[:MAX_LINE - 1]
+    return text + "\n"
+
+
+def append(cfg: LogConfig, text: str, stderr: IO[str]) -> None:
+    """One O_APPEND write; rotate first when the file has grown past max_bytes. Never raises."""
+    data = text.encode("utf-8", errors="replace")
+    try:
+        fd = os.open(cfg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            if os.fstat(fd).st_size >= cfg.max_bytes:
+                os.close(fd)
+                fd = -1
+                _rotate(cfg)
+                fd = os.open(cfg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            os.write(fd, data)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):
+            stderr.write(f"cni-ignite: cannot write log {cfg.path}: {exc}\n")
+
+
+def _rotate(cfg: LogConfig) -> None:
+    """Rename the full log to .1 under a lock, re-checking the size so concurrent callers rotate once."""
+    import fcntl
+
+    lock = os.open(cfg.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.stat(cfg.path).st_size >= cfg.max_bytes:
+                os.replace(cfg.path, cfg.path + ".1")
+        except FileNotFoundError:
+            pass
+    finally:
+        os.close(lock)
