@@ -71,8 +71,12 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Completed:
-    """Run argv (argv[0] must be an absolute path) and collect its output; never raises on exit status."""
+    """Run argv (argv[0] must be an absolute path) and collect its output; never raises on exit status.
+
+    The child is killed when it has not exited `timeout` seconds after it started, whatever it is doing
+    (not reading its stdin, filling its stdout, or running on with its pipes closed)."""
     env = child_env(os.environ if env is None else env)
+    deadline = time.monotonic() + timeout
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -89,44 +93,96 @@ def run(
         raise IOFailure(f"cannot run {argv[0]}", str(exc)) from exc
     for fd in (in_r, out_w, err_w):
         os.close(fd)
-    outputs = _pump(pid, in_w, stdin, {out_r: bytearray(), err_r: bytearray()}, timeout, argv[0])
-    _, status = os.waitpid(pid, 0)
-    return Completed(tuple(argv), os.waitstatus_to_exitcode(status), bytes(outputs[out_r]), bytes(outputs[err_r]))
+    outs = {out_r: bytearray(), err_r: bytearray()}
+    try:
+        _pump(in_w, stdin, outs, deadline)
+        status = _reap(pid, deadline)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise IOFailure(f"{argv[0]} timed out", f"after {timeout:g}s") from None
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return Completed(tuple(argv), os.waitstatus_to_exitcode(status), bytes(outs[out_r]), bytes(outs[err_r]))
 
 
-def _pump(
-    pid: int, in_w: int, data: bytes, outs: dict[int, bytearray], timeout: float, name: str
-) -> dict[int, bytearray]:
-    """Feed stdin and drain stdout/stderr without deadlocking on full pipes."""
-    deadline = time.monotonic() + timeout
+def _wait_ms(deadline: float) -> int:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return int(left * 1000) + 1
+
+
+def _pump(in_w: int, data: bytes, outs: dict[int, bytearray], deadline: float) -> None:
+    """Feed stdin and drain stdout/stderr together (poll, non-blocking writes) until all three are closed.
+
+    A write never blocks: the child may fill its stdout while we still have stdin for it. A child that
+    exits (or closes its stdin) before reading everything ends the feeding (EPIPE), not the call.
+    Closes every fd it was given, also on timeout."""
+    poller = select.poll()
     view = memoryview(data)
-    writers = [in_w] if data else []
-    if not data:
+    if data:
+        os.set_blocking(in_w, False)
+        poller.register(in_w, select.POLLOUT)
+    else:
         os.close(in_w)
-    readers = list(outs)
-    while readers or writers:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            for fd in readers + writers:
-                os.close(fd)
-            raise IOFailure(f"{name} timed out", f"after {timeout:.0f}s")
-        r, w, _ = select.select(readers, writers, [], left)
-        for fd in r:
-            chunk = os.read(fd, 65536)
-            if chunk:
-                outs[fd] += chunk
-            else:
-                readers.remove(fd)
-                os.close(fd)
-        if w:
-            try:
-                n = os.write(in_w, view[:65536])
-            except BrokenPipeError:
-                n = len(view)
-            view = view[n:]
-            if not view:
-                writers.clear()
-                os.close(in_w)
-    return outs
+    for fd in outs:
+        poller.register(fd, select.POLLIN)
+    open_fds = set(outs) | ({in_w} if data else set())
+    try:
+        while open_fds:
+            for fd, events in poller.poll(_wait_ms(deadline)):
+                if fd == in_w:
+                    view = _feed(in_w, view, events)
+                    done = not view
+                else:
+                    chunk = os.read(fd, 65536)
+                    outs[fd] += chunk
+                    done = not chunk
+                if done:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    os.close(fd)
+    finally:
+        for fd in open_fds:
+            os.close(fd)
+
+
+def _feed(in_w: int, view: memoryview, events: int) -> memoryview:
+    """Write what the pipe takes now; an empty view when all is written or the reader has gone."""
+    if events & (select.POLLERR | select.POLLHUP):
+        return view[:0]  # the child closed its stdin
+    try:
+        return view[os.write(in_w, view[:65536]):]
+    except BlockingIOError:
+        return view
+    except BrokenPipeError:
+        return view[:0]
+
+
+def _reap(pid: int, deadline: float) -> int:
+    """The child's wait status once it exits; TimeoutError at the deadline (it may have closed its pipes
+    and run on)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # kernel < 5.3: poll the status instead
+        pidfd = -1
+    if pidfd < 0:
+        delay = 0.001
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            _wait_ms(deadline)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll(_wait_ms(deadline)):
+            pass
+    finally:
+        os.close(pidfd)
+    return os.waitpid(pid, 0)[1]
