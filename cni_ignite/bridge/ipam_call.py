@@ -16,6 +16,20 @@ def _ours(ipam_type: str) -> bool:
     return ipam_type in OUR_IPAM
 
 
+def validate(cmd: CmdArgs, ipam_type: str) -> None:
+    """Parse our own IPAM's block (code 7 on bad values) so ADD can refuse it before changing anything.
+
+    A delegated plugin validates its own configuration when it runs; here it need only be on CNI_PATH."""
+    if _ours(ipam_type):
+        from ..ipam import plugin
+
+        plugin.config_of(cmd)
+        return
+    from ..delegate import find_plugin
+
+    find_plugin(ipam_type, cmd.path)
+
+
 def add(cmd: CmdArgs, ipam_type: str) -> Result:
     if _ours(ipam_type):
         from ..ipam import plugin

@@ -45,6 +45,8 @@ def add(cmd: CmdArgs) -> Result:
 
     prev = decode(cmd.conf.prev_result) if cmd.conf.prev_result else None
     fw_cfg = rules.config(cmd, cfg) if rules.wanted(cmd, cfg) else None  # validated before any change
+    if cfg.ipam_type:
+        ipam_call.validate(cmd, cfg.ipam_type)  # likewise the in-process IPAM's block
     with ExitStack() as undo:
         host = kernel.HostNet()
         undo.callback(host.close)

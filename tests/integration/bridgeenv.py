@@ -42,10 +42,12 @@ class HostEnv:
         return self.spaces.new("cnit-ctr")
 
     def run(self, command: str, conf: dict[str, Any], cid: str, ns: str | None, ifname: str = "eth0",
-            cni_args: str = "", plugin: Path | None = None, cni_path: str = "") -> Call:
+            cni_args: str = "", plugin: Path | None = None, cni_path: str = "", netns_path: str = "",
+            extra_env: dict[str, str] | None = None) -> Call:
+        """Run the plugin in the host namespace; netns_path overrides CNI_NETNS (for odd paths)."""
         return call(plugin or self.plugin, command, conf, host_ns=self.host, container_id=cid,
-                    netns=path(ns) if ns else "", ifname=ifname, cni_args=cni_args,
-                    cni_path=cni_path or str(self.bin_dir))
+                    netns=netns_path or (path(ns) if ns else ""), ifname=ifname, cni_args=cni_args,
+                    cni_path=cni_path or str(self.bin_dir), extra_env=extra_env)
 
     def add(self, conf: dict[str, Any], cid: str, ns: str, **kw: Any) -> dict[str, Any]:
         res = self.run("ADD", conf, cid, ns, **kw).ok()
