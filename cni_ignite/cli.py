@@ -31,6 +31,12 @@ def _bridge_handlers() -> skel.Handlers:
     return HANDLERS
 
 
+def _loopback_handlers() -> skel.Handlers:
+    from .loopback import HANDLERS
+
+    return HANDLERS
+
+
 def ipam_main() -> int:
     from . import skel
 
@@ -47,12 +53,20 @@ def bridge_main() -> int:
                     on_internal_error=_log_internal)
 
 
+def loopback_main() -> int:
+    from . import skel
+
+    return skel.run(_loopback_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+                    about=f"loopback (cni-ignite {__version__}): sets lo up in the container's network namespace",
+                    on_internal_error=_log_internal)
+
+
 def admin_main(argv: list[str] | None = None) -> int:
     from .admin import main
 
     return main(sys.argv[1:] if argv is None else argv)
 
 
-if __name__ == "__main__":  # python -m cni_ignite.cli <ipam|bridge|admin>
+if __name__ == "__main__":  # python -m cni_ignite.cli <ipam|bridge|loopback|admin>
     which = sys.argv.pop(1) if len(sys.argv) > 1 else ""
-    sys.exit({"ipam": ipam_main, "bridge": bridge_main}.get(which, admin_main)())
+    sys.exit({"ipam": ipam_main, "bridge": bridge_main, "loopback": loopback_main}.get(which, admin_main)())

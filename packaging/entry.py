@@ -2,6 +2,7 @@
 
     ignite-bridge  -> cni_ignite.cli.bridge_main      (a CNI plugin)
     ignite-ipam    -> cni_ignite.cli.ipam_main        (a CNI plugin)
+    loopback       -> cni_ignite.cli.loopback_main    (a CNI plugin; installed only where none exists)
     anything else  -> cni_ignite.cli.admin_main       (`cni-ignite install|uninstall|status|leases`)
 
 The runtime exec's ``/opt/cni/bin/ignite-ipam`` (a symlink into the bundle), so argv[0]'s basename
@@ -21,7 +22,7 @@ Nothing here imports more than ``sys``/``os`` before dispatching.
 import os
 import sys
 
-PLUGINS = {"ignite-bridge": "bridge_main", "ignite-ipam": "ipam_main"}
+PLUGINS = {"ignite-bridge": "bridge_main", "ignite-ipam": "ipam_main", "loopback": "loopback_main"}
 
 
 def _dump_modules(stage: str) -> None:
