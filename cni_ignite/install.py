@@ -6,7 +6,12 @@ Layout in ``<bin-dir>`` (default /opt/cni/bin)::
     cni-ignite.d -> cni-ignite-<digest>.d
     ignite-bridge -> cni-ignite.d/cni-ignite
     ignite-ipam   -> cni-ignite.d/cni-ignite
+    loopback      -> cni-ignite.d/cni-ignite    only when the bin dir had no ``loopback`` of its own
     cni-ignite.manifest.json        what install put here (read by uninstall and status)
+
+``loopback`` (containerd's CRI runs it on every pod) is provided when the name is free, and kept up to date
+while it is still our link; an existing ``loopback`` of any kind (a file, a link, a folder: the user's or a
+package's) is never replaced, not even with ``--force``, and uninstall removes only our link.
 
 A runtime may exec a plugin during an upgrade, so nothing it can reach is ever half-written: a
 generation is copied under a temporary name and renamed into place; every link is made under a
@@ -40,6 +45,7 @@ MANIFEST = "cni-ignite.manifest.json"
 CURRENT_LINK = "cni-ignite.d"
 EXECUTABLE = "cni-ignite"
 PLUGIN_LINKS = ("ignite-bridge", "ignite-ipam")
+OPTIONAL_LINKS = ("loopback",)  # provided only where the bin dir has none
 CONFLIST = "10-ignite.conflist"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni reads from a conf dir
 DEFAULT_BIN_DIR = "/opt/cni/bin"
@@ -237,21 +243,37 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
         if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
             raise InstallError(f"{path} exists and was not installed by cni-ignite", "remove it or pass --force")
 
+    plugin_target = f"{CURRENT_LINK}/{EXECUTABLE}"
+    optional = {}  # name -> True: our link is there (update it), False: the name is free (create it)
+    for name in OPTIONAL_LINKS:
+        path = os.path.join(bin_dir, name)
+        if not os.path.lexists(path):
+            optional[name] = False
+        elif _is_ours_now(path, old.get("links", {}).get(name)):
+            optional[name] = True
+        else:
+            out.write(f"{path} exists (not installed by cni-ignite): left alone\n")
+
     generation = _place_generation(bundle, bin_dir, out)
     prev = old.get("current")
-    # Record the new folder before any link points at it, so an install killed from here on leaves
-    # nothing that uninstall does not know about.
+    # Record the new folder (and the links we are about to make) before any link points at it, so an
+    # install killed from here on leaves nothing that uninstall does not know about.
+    kept = {k: v for k, v in old.get("links", {}).items() if k not in OPTIONAL_LINKS}
     man = {"format": 1, "version": old.get("version", version), "installed_at": old.get("installed_at"),
            "source": bundle, "bin_dir": os.path.abspath(bin_dir), "current": prev,
            "generations": list(dict.fromkeys([*old.get("generations", []), generation])),
-           "links": {**old.get("links", {})}, "conflist": old.get("conflist"), "created_dirs": created}
+           "links": {**kept, **dict.fromkeys(optional, plugin_target)}, "conflist": old.get("conflist"),
+           "created_dirs": created}
     _write_manifest(bin_dir, man)
 
-    links = {CURRENT_LINK: generation, **{p: f"{CURRENT_LINK}/{EXECUTABLE}" for p in PLUGIN_LINKS}}
+    links = {CURRENT_LINK: generation, **dict.fromkeys(PLUGIN_LINKS, plugin_target)}
     for name, target in links.items():  # cni-ignite.d first: the plugin links then point at the new one
         replace_symlink(target, os.path.join(bin_dir, name))
         man["links"][name] = target
         out.write(f"{os.path.join(bin_dir, name)} -> {target}\n")
+    for name, ours in optional.items():
+        if _place_optional(plugin_target, os.path.join(bin_dir, name), ours=ours, out=out):
+            links[name] = plugin_target
 
     # Keep the generation we replaced (calls may still run from it); drop older ones.
     keep = [g for g in man["generations"] if g in (generation, prev)] if prev != generation else man["generations"]
@@ -267,6 +289,21 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
     return 0
+
+
+def _place_optional(target: str, path: str, *, ours: bool, out: TextIO) -> bool:
+    """Update our own link at `path`, or create it where the name is free; False if something else got there
+    first (a plain symlink() never replaces: a file a package drops meanwhile wins)."""
+    try:
+        if ours:
+            replace_symlink(target, path)
+        else:
+            os.symlink(target, path)
+    except FileExistsError:
+        out.write(f"{path} appeared meanwhile: left alone\n")
+        return False
+    out.write(f"{path} -> {target}\n")
+    return True
 
 
 def _is_ours_now(path: str, recorded: str | None) -> bool:
@@ -361,7 +398,7 @@ def uninstall(bin_dir: str, out: TextIO) -> int:
 
 def _uninstall(bin_dir: str, man: dict[str, Any], out: TextIO) -> None:
     links: dict[str, str] = man.get("links", {})
-    for name in (*PLUGIN_LINKS, CURRENT_LINK):  # plugins first, so none points at a missing folder
+    for name in (*PLUGIN_LINKS, *OPTIONAL_LINKS, CURRENT_LINK):  # plugins first: none points at a missing folder
         path = os.path.join(bin_dir, name)
         if name in links and _is_ours_now(path, links[name]):
             os.unlink(path)

@@ -325,3 +325,79 @@ def test_reinstall_replaces_our_own_link_even_if_it_was_retargeted_by_a_previous
     do_install(fake_bundle(tmp_path, "a"), tmp_path)
     do_install(fake_bundle(tmp_path, "b"), tmp_path)  # no --force needed: every name is ours
     assert (tmp_path / "bin" / "ignite-ipam").resolve().parent.name == manifest(tmp_path)["current"]
+
+
+def test_install_provides_loopback_when_the_bin_dir_has_none(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    loopback = tmp_path / "bin" / "loopback"
+    assert os.readlink(loopback) == "cni-ignite.d/cni-ignite"
+    assert manifest(tmp_path)["links"]["loopback"] == "cni-ignite.d/cni-ignite"
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)  # an upgrade keeps it, pointing at the new bundle
+    assert loopback.resolve().parent.name == manifest(tmp_path)["current"]
+    inst.uninstall(str(tmp_path / "bin"), io.StringIO())
+    assert not os.path.lexists(loopback)
+
+
+@pytest.mark.parametrize("kind", ["file", "link", "dangling-link", "directory"])
+def test_install_never_replaces_an_existing_loopback_even_with_force(tmp_path: Path, kind: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    loopback = bin_dir / "loopback"
+    if kind == "file":
+        loopback.write_text("go loopback")
+    elif kind == "link":
+        (bin_dir / "loopback-1.4").write_text("go loopback")
+        loopback.symlink_to("loopback-1.4")
+    elif kind == "dangling-link":
+        loopback.symlink_to("/usr/lib/cni/not-there")
+    else:
+        loopback.mkdir()
+
+    def unchanged() -> bool:
+        if kind == "directory":
+            return loopback.is_dir() and not loopback.is_symlink()
+        if kind == "file":
+            return not loopback.is_symlink() and loopback.read_text() == "go loopback"
+        return os.readlink(loopback) == ("loopback-1.4" if kind == "link" else "/usr/lib/cni/not-there")
+
+    out = do_install(fake_bundle(tmp_path, "a"), tmp_path, force=True)
+    assert unchanged()
+    assert "loopback" not in manifest(tmp_path)["links"]
+    assert "loopback exists" in out
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    assert unchanged()
+    inst.uninstall(str(bin_dir), io.StringIO())
+    assert unchanged()
+
+
+def test_our_loopback_replaced_by_the_user_is_left_to_the_user(tmp_path: Path) -> None:
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    loopback = tmp_path / "bin" / "loopback"
+    loopback.unlink()
+    loopback.write_text("distro loopback")  # e.g. a containernetworking-plugins package installed later
+    do_install(fake_bundle(tmp_path, "b"), tmp_path)
+    assert loopback.read_text() == "distro loopback"
+    assert "loopback" not in manifest(tmp_path)["links"]
+    out = io.StringIO()
+    inst.uninstall(str(tmp_path / "bin"), out)
+    assert loopback.read_text() == "distro loopback"
+    assert sorted(os.listdir(tmp_path / "bin")) == ["loopback"]
+
+
+def test_a_loopback_appearing_while_we_install_is_not_replaced(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package may drop its loopback between our look and our link: the link is made exclusively."""
+    (tmp_path / "bin").mkdir()
+    real_lexists = os.path.lexists
+
+    def racing_lexists(p: str) -> bool:
+        seen = real_lexists(p)
+        if os.path.basename(p) == "loopback" and not seen:
+            (tmp_path / "bin" / "loopback").write_text("package's loopback")
+        return seen
+
+    monkeypatch.setattr(inst.os.path, "lexists", racing_lexists)
+    do_install(fake_bundle(tmp_path, "a"), tmp_path)
+    monkeypatch.undo()
+    assert (tmp_path / "bin" / "loopback").read_text() == "package's loopback"
+    assert "loopback" not in manifest(tmp_path)["links"]
