@@ -1,25 +1,32 @@
 """Per-attachment state records and the host port registry, under a caller-given state_dir.
 
     <state_dir>/<network>/<key>              JSON: owner, backend, addresses, the rule-shaping config
-    <state_dir>/ports/lock                   flock held while claiming ports and writing a record
+    <state_dir>/ports/lock                   flock held while claiming ports and writing a record, and
+                                             while releasing ports (every change of the registry)
     <state_dir>/ports/<proto>_<port>/<addr>  "<network>/<key>" of the owner; <addr> is any (no hostIP),
-                                             any4 (0.0.0.0), any6 (::) or the hostIP itself
+                                             any4 (0.0.0.0), any6 (::) or the hostIP itself; written
+                                             whole (temp file + rename)
 
 The kernel rules stay the truth for CHECK; a record lets DEL rebuild the exact rules it must remove
 without listing anything, and GC find the attachments of a network. A port entry whose owner has no
-record (an ADD that died between claiming and writing) is stale and may be reclaimed.
+record (an ADD that died between claiming and writing, or a DEL between removing the record and
+releasing) is stale and may be reclaimed: that judgement and every release happen under the lock, so a
+release never deletes an entry another ADD has just written. A record is input to the rule scripts on
+DEL, so it is read back through the same strict parsing as the config (addresses without ``%zone``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
 import json
 import os
+import re
+from _thread import get_ident
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import CniError, IOFailure
+from ..errors import CniError, InvalidConfig, IOFailure
+from ..ipparse import ip_address, ip_interface
 from .naming import network_dir
 
 if TYPE_CHECKING:
@@ -62,26 +69,47 @@ def write(rec: Record) -> None:
            "config": _config_doc(rec.config), "ports": list(rec.ports)}
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, path)
+        _write_whole(path, json.dumps(doc), f"{path}.tmp{os.getpid()}")
     except OSError as exc:
         raise IOFailure(f"cannot write firewall state {path}", str(exc)) from exc
 
 
-def _decode(doc: dict[str, Any], state_dir: str) -> Record:
-    from .base import FirewallConfig, Owner, parse_port_mappings
+def _write_whole(path: str, text: str, tmp: str) -> None:
+    """Write text to path atomically: readers see the old content or all of the new, never a part."""
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
-    c = doc["config"]
-    cfg = FirewallConfig(
-        ip_masq=bool(c["ipMasq"]), forward=bool(c["forward"]), snat=bool(c["snat"]), masq_all=bool(c["masqAll"]),
-        mark_masq_bit=int(c["markMasqBit"]), external_set_mark_chain=c.get("externalSetMarkChain"),
-        conditions_v4=tuple(c.get("conditionsV4", ())), conditions_v6=tuple(c.get("conditionsV6", ())),
-        port_mappings=parse_port_mappings(c.get("portMappings")), state_dir=state_dir, backend=doc["backend"])
-    owner = Owner(network=doc["network"], container_id=doc["containerID"], ifname=doc["ifname"])
-    return Record(owner=owner, backend=doc["backend"], config=cfg, ports=tuple(doc.get("ports", ())),
-                  addresses=tuple(ipaddress.ip_interface(a) for a in doc.get("addresses", ())))
+
+def _decode(doc: dict[str, Any], state_dir: str) -> Record:
+    """A record's JSON → Record through the config's own parsing (a record feeds DEL's rule scripts);
+    anything malformed raises ValueError / KeyError / TypeError (the callers' "unreadable")."""
+    from .base import Owner, parse_firewall_config
+
+    backend, c = doc["backend"], dict(doc["config"])
+    if backend not in {"iptables", "nftables"}:
+        raise ValueError(f"unknown backend {backend!r}")
+    if c.get("externalSetMarkChain") is not None:
+        c.pop("markMasqBit", None)  # the record holds both; the config allows only one
+    try:
+        cfg = parse_firewall_config({**c, "backend": "auto", "stateDir": state_dir},
+                                    {"portMappings": c.get("portMappings")})._replace(backend=backend)
+    except InvalidConfig as exc:
+        raise ValueError(str(exc)) from exc
+    names = (doc["network"], doc["containerID"], doc["ifname"])
+    if not all(isinstance(v, str) for v in names):
+        raise TypeError("network, containerID and ifname must be strings")
+    owner = Owner(network=names[0], container_id=names[1], ifname=names[2])
+    ports = tuple(doc.get("ports", ()))
+    if not all(isinstance(e, str) and _entry_token(e) for e in ports):
+        raise ValueError(f"bad port registry entries {ports!r}")
+    return Record(owner=owner, backend=backend, config=cfg, ports=ports,
+                  addresses=tuple(ip_interface(a) for a in doc.get("addresses", ())))
 
 
 def load(state_dir: str, owner: Owner) -> Record | None:
@@ -138,18 +166,53 @@ def addr_token(m: PortMapping) -> str:
         return "any"
     if not m.specific_ip():
         return f"any{m.family()}"
-    return m.host_ip
+    return m.specific_ip()
+
+
+_ENTRY = re.compile(r"(tcp|udp|sctp)_([1-9][0-9]{0,4})/([0-9a-f.:]{2,45}|any[46]?)\Z")
+
+
+def _family(token: str) -> int | None:
+    """4 or 6 for a registry address token, None for "any"; ValueError when it is not a token (a temp file)."""
+    if token == "any":
+        return None
+    if token in {"any4", "any6"}:
+        return int(token[3])
+    addr = ip_address(token, "registry entry")
+    if str(addr) != token:
+        raise ValueError(f"registry entry {token!r} is not canonical")
+    return addr.version
+
+
+def _entry_token(entry: str) -> str:
+    """The address token of a registry entry "<proto>_<port>/<token>" ("" when it is not one)."""
+    m = _ENTRY.match(entry)
+    if m is None or int(m[2]) > 65535:
+        return ""
+    try:
+        _family(m[3])
+    except ValueError:
+        return ""
+    return m[3]
 
 
 def _overlaps(a: str, b: str) -> bool:
+    """Do two address tokens share an address (both valid tokens)?"""
     if "any" in {a, b} or a == b:
         return True
-    fam = {t: (int(t[3]) if t.startswith("any") else ipaddress.ip_address(t).version) for t in (a, b)}
-    return fam[a] == fam[b] and (a.startswith("any") or b.startswith("any"))
+    return _family(a) == _family(b) and (a.startswith("any") or b.startswith("any"))
+
+
+_HELD: set[tuple[str, int]] = set()  # (state_dir, thread) holding ports_lock: nesting does not deadlock
 
 
 @contextlib.contextmanager
 def ports_lock(state_dir: str) -> Iterator[None]:
+    """The registry's exclusive lock (flock: every process and thread; re-entrant in one thread)."""
+    held = (state_dir, get_ident())
+    if held in _HELD:
+        yield
+        return
     folder = os.path.join(state_dir, "ports")
     try:
         os.makedirs(folder, mode=0o755, exist_ok=True)
@@ -157,8 +220,15 @@ def ports_lock(state_dir: str) -> Iterator[None]:
     except OSError as exc:
         raise IOFailure(f"cannot open {folder}/lock", str(exc)) from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise IOFailure(f"cannot lock {folder}/lock", str(exc)) from exc
+        _HELD.add(held)
+        try:
+            yield
+        finally:
+            _HELD.discard(held)
     finally:
         os.close(fd)
 
@@ -168,28 +238,38 @@ def _owner_ref(owner: Owner) -> str:
 
 
 def claim_ports(state_dir: str, owner: Owner, mappings: tuple[PortMapping, ...]) -> tuple[str, ...]:
-    """Register each mapping's host port for owner (hold ports_lock); PortConflict if another live
-    attachment holds an overlapping one. Returns the entries (the caller records them)."""
+    """Register each mapping's host port for owner; PortConflict if another live attachment holds an
+    overlapping one. The caller holds ports_lock (it also writes the record under it). Returns the
+    entries (the caller records them). A file-system failure is IOFailure (5)."""
     mine, entries = _owner_ref(owner), []
     for m in mappings:
         folder = os.path.join(state_dir, "ports", f"{m.protocol}_{m.host_port}")
-        os.makedirs(folder, mode=0o755, exist_ok=True)
         token = addr_token(m)
-        for other in os.listdir(folder):
-            if not _overlaps(token, other):
-                continue
-            ref = _read(os.path.join(folder, other))
-            if ref == mine:
-                continue
-            if ref and os.path.exists(os.path.join(state_dir, ref)):
-                raise PortConflict(f"host port {m.protocol}/{m.host_port} ({m.host_ip or 'any address'}) is "
-                                   f"already mapped by attachment {ref}", f"registry entry {folder}/{other}")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, other))  # stale: its owner has no state record
-        path = os.path.join(folder, token)
-        if _read(path) != mine:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(mine + "\n")
+        try:
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+            for other in os.listdir(folder):
+                path = os.path.join(folder, other)
+                try:
+                    _family(other)
+                except ValueError:  # a temp file left by a writer that died (we hold the lock)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    continue
+                if not _overlaps(token, other):
+                    continue
+                ref = _read(path)
+                if ref == mine:
+                    continue
+                if ref and os.path.exists(os.path.join(state_dir, ref)):
+                    raise PortConflict(f"host port {m.protocol}/{m.host_port} ({m.host_ip or 'any address'}) is "
+                                       f"already mapped by attachment {ref}", f"registry entry {path}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # stale: its owner has no state record
+            path = os.path.join(folder, token)
+            if _read(path) != mine:
+                _write_whole(path, mine + "\n", os.path.join(folder, f".{token}.tmp{os.getpid()}"))
+        except OSError as exc:
+            raise IOFailure(f"cannot claim host port {m.protocol}/{m.host_port}", f"{folder}: {exc}") from exc
         entries.append(f"{m.protocol}_{m.host_port}/{token}")
     return tuple(dict.fromkeys(entries))
 
@@ -203,12 +283,20 @@ def _read(path: str) -> str:
 
 
 def release_ports(state_dir: str, owner: Owner, entries: tuple[str, ...]) -> None:
-    """Remove owner's registry entries (only those still naming owner)."""
+    """Remove owner's registry entries (only those still naming owner), under ports_lock: taken here,
+    or already held by this thread. Entries that are not registry entries are ignored."""
+    entries = tuple(e for e in entries if _entry_token(e))
+    if not entries:
+        return
     mine = _owner_ref(owner)
-    for entry in entries:
-        path = os.path.join(state_dir, "ports", entry)
-        if _read(path) == mine:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+    with ports_lock(state_dir):
+        for entry in entries:
+            path = os.path.join(state_dir, "ports", entry)
+            try:
+                if _read(path) == mine:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            except OSError as exc:
+                raise IOFailure(f"cannot release host port entry {entry}", str(exc)) from exc
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))  # only when empty: another address may share the port
