@@ -11,10 +11,10 @@ against ~0.08 ms per NamedTuple (measured in benchmarks/IMPORTS.md).
 
 from __future__ import annotations
 
-import ipaddress
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import NamedTuple, TypeAlias
 
+from . import ipparse
 from .errors import DecodingFailure, IncompatibleVersion
 from .version import at_least
 
@@ -177,7 +177,7 @@ def decode(doc: object) -> Result:
             routes=tuple(_decode_route(r) for r in _list(doc, "routes")),
             dns=_decode_dns(doc.get("dns")),
         )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise DecodingFailure("malformed result", str(exc)) from exc
 
 
@@ -197,19 +197,24 @@ def _decode_iface(d: dict[str, object]) -> Interface:
 def _decode_ip(d: dict[str, object]) -> IPConfig:
     gw = d.get("gateway")
     iface = d.get("interface")
-    return IPConfig(address=ipaddress.ip_interface(str(d["address"])),
-                    gateway=ipaddress.ip_address(str(gw)) if gw else None,
+    return IPConfig(address=ipparse.ip_interface(d["address"], "ips[].address"),
+                    gateway=_opt_addr(gw, "ips[].gateway"),
                     interface=int(iface) if isinstance(iface, int) else None)
 
 
 def _decode_route(d: dict[str, object]) -> Route:
     gw = d.get("gw")
     table, scope = d.get("table"), d.get("scope")
-    return Route(dst=ipaddress.ip_network(str(d["dst"]), strict=False),
-                 gw=ipaddress.ip_address(str(gw)) if gw else None,
+    return Route(dst=ipparse.ip_network(d["dst"], "routes[].dst"),
+                 gw=_opt_addr(gw, "routes[].gw"),
                  mtu=_int(d.get("mtu")), advmss=_int(d.get("advmss")), priority=_int(d.get("priority")),
                  table=table if isinstance(table, int) else None,
                  scope=scope if isinstance(scope, int) else None)
+
+
+def _opt_addr(value: object, what: str) -> IPAddress | None:
+    """An optional address: missing, null and "" are absent (as Go's empty net.IP); anything else must parse."""
+    return None if value is None or value == "" else ipparse.ip_address(value, what)
 
 
 def _int(value: object) -> int:
@@ -238,7 +243,7 @@ def _decode_020(doc: dict[str, object]) -> Result:
         if not isinstance(block, dict):
             continue
         gw = block.get("gateway")
-        ips.append(IPConfig(address=ipaddress.ip_interface(str(block["ip"])),
-                            gateway=ipaddress.ip_address(str(gw)) if gw else None))
+        ips.append(IPConfig(address=ipparse.ip_interface(block["ip"], f"{key}.ip"),
+                            gateway=_opt_addr(gw, f"{key}.gateway")))
         routes.extend(_decode_route(r) for r in _list(block, "routes"))
     return Result(ips=tuple(ips), routes=tuple(routes), dns=_decode_dns(doc.get("dns")))

@@ -23,28 +23,34 @@ class Store(Protocol):
 
 
 def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[IPAddress]:
-    """Every address of the set once, starting after `last` (or at the first range's start), wrapping."""
+    """Every address of the set once, starting after `last` (or at the first range's start), wrapping.
+
+    The walk counts in integers and makes an address only of a number inside a range, so a range that ends
+    at the top of the address space (ffff:…:ffff, or an IPv4 range just below 255.255.255.255) wraps to
+    its start instead of overflowing."""
     gateways = {r.gateway for r in rs}
-    start_range, start_ip = 0, rs[0].start
+    start_range, start = 0, int(rs[0].start)
     if last is not None:
         for i, r in enumerate(rs):
             if r.contains(last):
-                start_range, start_ip = i, last + 1
-                if start_ip > r.end:  # type: ignore[operator]
+                if last == r.end:
                     start_range = (i + 1) % len(rs)
-                    start_ip = rs[start_range].start
+                    start = int(rs[start_range].start)
+                else:
+                    start_range, start = i, int(last) + 1
                 break
     # Walk: the tail of the start range, the other ranges in order (wrapping), then the head of the start range.
-    order: list[tuple[IPAddress, IPAddress]] = [(start_ip, rs[start_range].end)]
-    order += [(r.start, r.end) for r in (rs[(start_range + k) % len(rs)] for k in range(1, len(rs)))]
-    if start_ip > rs[start_range].start:  # type: ignore[operator]
-        order.append((rs[start_range].start, start_ip - 1))
-    for lo, end in order:
-        ip = lo
-        while ip <= end:  # type: ignore[operator]
+    first = rs[start_range]
+    spans = [(start, int(first.end))]
+    spans += [(int(r.start), int(r.end)) for r in (rs[(start_range + k) % len(rs)] for k in range(1, len(rs)))]
+    if start > int(first.start):
+        spans.append((int(first.start), start - 1))
+    make = type(first.start)
+    for lo, hi in spans:
+        for n in range(lo, hi + 1):
+            ip = make(n)
             if ip not in gateways:
                 yield ip
-            ip += 1
 
 
 def allocate(store: Store, rs: RangeSet, range_id: int, requested: IPAddress | None) -> IPAddress:

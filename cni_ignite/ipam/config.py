@@ -9,11 +9,11 @@ With no range at all, addresses come from 10.61.0.0/16.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, NamedTuple
 
+from .. import ipparse
 from ..errors import InvalidConfig
-from ..netconf import NetConf, list_field, obj_field, str_field
+from ..netconf import NetConf, go_get, go_view, list_field, obj_field, str_field
 from ..result import IPAddress, IPNetwork, Route
 from ..version import at_least
 
@@ -45,8 +45,15 @@ class IpamConfig(NamedTuple):
     requested: tuple[IPAddress, ...]
 
 
+# The keys of host-local's IPAMConfig, Range and types.Route. Go's encoding/json matches them ignoring
+# case, and go-cni sends runtimeConfig.ipRanges with the Go field names ("Subnet", "RangeStart", ...).
+IPAM_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "routes", "dataDir", "resolvConf")
+RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
+ROUTE_KEYS = ("dst", "gw")
+
+
 def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
-    ipam = obj_field(conf.raw, "ipam")
+    ipam = go_view(obj_field(conf.raw, "ipam"), IPAM_KEYS)
     where = "ipam."
     sets: list[RangeSet] = []
     for raw_set in list_field(conf.runtime_config, "ipRanges", where="runtimeConfig."):
@@ -66,7 +73,7 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
         range_sets=tuple(sets),
         routes=tuple(_parse_route(r) for r in list_field(ipam, "routes", where=where)),
         data_dir=_data_dir(str_field(ipam, "dataDir", default=DEFAULT_DATA_DIR, where=where)),
-        resolv_conf=str_field(ipam, "resolvConf", where=where),
+        resolv_conf=_resolv_conf(str_field(ipam, "resolvConf", where=where)),
         requested=_requested(conf, cni_args),
     )
 
@@ -74,14 +81,28 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
 def _data_dir(path: str) -> str:
     if not path.startswith("/") or ".." in path.split("/"):
         raise InvalidConfig("ipam.dataDir must be an absolute path without '..'", path)
+    if "\0" in path:
+        raise InvalidConfig("ipam.dataDir must not contain a NUL byte", repr(path))
     return path.rstrip("/") or "/"
+
+
+def _resolv_conf(path: str) -> str:
+    if "\0" in path:
+        raise InvalidConfig("ipam.resolvConf must not contain a NUL byte", repr(path))
+    return path
 
 
 def _addr(value: object, what: str) -> IPAddress:
     try:
-        return ipaddress.ip_address(str(value))
+        return ipparse.ip_address(value, what)
     except ValueError as exc:
-        raise InvalidConfig(f"invalid {what}", str(value)) from exc
+        raise InvalidConfig(f"invalid {what}", repr(value)) from exc
+
+
+def _opt_addr(raw: dict[str, Any], key: str, what: str) -> IPAddress | None:
+    """An optional address: missing, null and "" (Go's empty net.IP) are absent; anything else must parse."""
+    value = raw.get(key)
+    return None if value is None or value == "" else _addr(value, what)
 
 
 def _parse_set(raw: object, index: int) -> RangeSet:
@@ -96,21 +117,27 @@ def _parse_set(raw: object, index: int) -> RangeSet:
 def _parse_range(raw: object, index: int) -> Range:
     if not isinstance(raw, dict):
         raise InvalidConfig(f"range set {index}: a range must be an object", repr(raw))
+    raw = go_view(raw, RANGE_KEYS)
     subnet_text = raw.get("subnet")
-    if not isinstance(subnet_text, str):
+    if subnet_text is None or subnet_text == "":
         raise InvalidConfig(f"range set {index}: missing subnet")
     try:
-        subnet = ipaddress.ip_network(subnet_text)
+        subnet = ipparse.ip_network(subnet_text, "subnet", strict=True)
     except ValueError as exc:
-        raise InvalidConfig(f"range set {index}: invalid subnet {subnet_text}", str(exc)) from exc
+        raise InvalidConfig(f"range set {index}: invalid subnet {subnet_text!r}", str(exc)) from exc
     max_prefix = 30 if subnet.version == 4 else 126
     if subnet.prefixlen > max_prefix:
         raise InvalidConfig(f"network {subnet} too small to allocate from")
     first = subnet.network_address + 1
     last = subnet.broadcast_address - 1 if subnet.version == 4 else subnet.broadcast_address
-    gateway = _addr(raw["gateway"], "gateway") if raw.get("gateway") else first
-    start = _addr(raw["rangeStart"], "rangeStart") if raw.get("rangeStart") else first
-    end = _addr(raw["rangeEnd"], "rangeEnd") if raw.get("rangeEnd") else last
+    gateway = _opt_addr(raw, "gateway", "gateway")
+    start = _opt_addr(raw, "rangeStart", "rangeStart")
+    end = _opt_addr(raw, "rangeEnd", "rangeEnd")
+    gateway = first if gateway is None else gateway
+    start = first if start is None else start
+    end = last if end is None else end
+    if gateway.version != subnet.version:
+        raise InvalidConfig(f"gateway {gateway} is not of the family of network {subnet}")
     for name, ip in (("rangeStart", start), ("rangeEnd", end)):
         if ip not in subnet or not first <= ip <= last:  # type: ignore[operator]
             raise InvalidConfig(f"{name} {ip} not in network {subnet}")
@@ -130,25 +157,32 @@ def _check_overlaps(sets: list[RangeSet]) -> None:
 
 
 def _parse_route(raw: object) -> Route:
-    if not isinstance(raw, dict) or not isinstance(raw.get("dst"), str):
+    if not isinstance(raw, dict):
+        raise InvalidConfig("ipam.routes entries need a dst", repr(raw))
+    raw = go_view(raw, ROUTE_KEYS)
+    if raw.get("dst") is None or raw.get("dst") == "":
         raise InvalidConfig("ipam.routes entries need a dst", repr(raw))
     try:
-        dst = ipaddress.ip_network(raw["dst"], strict=False)
+        dst = ipparse.ip_network(raw["dst"], "route dst")
     except ValueError as exc:
-        raise InvalidConfig("invalid route dst", str(raw["dst"])) from exc
-    gw = _addr(raw["gw"], "route gw") if raw.get("gw") else None
-    return Route(dst=dst, gw=gw)
+        raise InvalidConfig("invalid route dst", repr(raw["dst"])) from exc
+    return Route(dst=dst, gw=_opt_addr(raw, "gw", "route gw"))
 
 
 def _requested(conf: NetConf, cni_args: dict[str, str]) -> tuple[IPAddress, ...]:
     texts: list[Any] = list(list_field(conf.runtime_config, "ips", where="runtimeConfig."))
-    cni = obj_field(conf.args, "cni", where="args.")
-    texts += list_field(cni, "ips", where="args.cni.")
+    cni = go_get(conf.args, "cni")
+    if cni is not None and not isinstance(cni, dict):
+        raise InvalidConfig("args.cni must be an object", repr(cni))
+    texts += list_field(go_view(cni or {}, ("ips",)), "ips", where="args.cni.")
     if cni_args.get("IP"):
         texts += cni_args["IP"].split(",")
     out: list[IPAddress] = []
     for t in texts:
-        ip = _addr(str(t).split("/")[0], "requested IP")  # the prefix, if any, is ignored (host-local)
+        try:  # an address, or one with a prefix that is ignored (host-local)
+            ip = ipparse.ip_interface(t, "requested IP").ip
+        except ValueError as exc:
+            raise InvalidConfig("invalid requested IP", repr(t)) from exc
         if ip not in out:
             out.append(ip)
     return tuple(out)

@@ -5,6 +5,7 @@ The bridge plugin calls these same functions in-process when ``ipam.type`` is ``
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
@@ -38,23 +39,20 @@ def add(cmd: CmdArgs) -> Result:
     wanted = _assign_requests(cfg)
     dns = read_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
     store = store_of(cfg, cmd)
-    with store.locked():
+    with store.locked(), contextlib.ExitStack() as undo:
         store.owner = owner
         held = store.find(owner)
         got: list[IPAddress] = []
-        try:
-            for i, rs in enumerate(cfg.range_sets):
-                mine = next((ip for ip in held if any(r.contains(ip) for r in rs)), None)
-                if mine is not None and wanted[i] in (None, mine):
-                    got.append(mine)  # a repeated ADD returns the lease it already holds
-                    continue
-                got.append(allocate(store, rs, i, wanted[i]))
-        except CniError:
-            for ip in got:
-                if ip not in held:
-                    store.release(ip)
-            raise
+        for i, rs in enumerate(cfg.range_sets):
+            mine = next((ip for ip in held if any(r.contains(ip) for r in rs)), None)
+            if mine is not None and wanted[i] in (None, mine):
+                got.append(mine)  # a repeated ADD returns the lease it already holds
+                continue
+            ip = allocate(store, rs, i, wanted[i])
+            undo.callback(_release_quietly, store, ip)  # whatever fails next, this lease goes back
+            got.append(ip)
         store.set_index(owner, sorted(set(got) | set(held), key=lambda a: (a.version, a)))
+        undo.pop_all()
     ips = tuple(_ip_config(ip, rs) for ip, rs in zip(got, cfg.range_sets, strict=True))
     return Result(ips=ips, routes=cfg.routes, dns=dns)
 
@@ -121,6 +119,14 @@ def valid_attachments(doc: dict[str, Any]) -> set[Owner]:
             raise InvalidConfig("invalid entry in cni.dev/valid-attachments", repr(item))
         out.add((item["containerID"], str(item.get("ifname") or "")))
     return out
+
+
+def _release_quietly(store: DiskStore, ip: IPAddress) -> None:
+    """Roll back one lease of a failed ADD. A failure here must not hide the ADD's own error; the lease
+    then stays on disk, and the store, which does not stamp its index on an error path, lets the next
+    command rebuild the index from the leases, so DEL and GC still see it."""
+    with contextlib.suppress(CniError, OSError):
+        store.release(ip)
 
 
 def _assign_requests(cfg: IpamConfig) -> list[IPAddress | None]:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import ipaddress
 import os
 import signal
 import time
 from typing import TYPE_CHECKING
 
+from .. import ipparse
 from .._sha import sha256
 from ..errors import CniError, IOFailure, TryAgainLater
 
@@ -86,10 +86,14 @@ def parse_lease(data: bytes) -> Owner | None:
 
 
 def lease_name(name: str) -> IPAddress | None:
+    """The address a lease file (or last_reserved_ip) names, or None unless `name` is exactly the canonical
+    text of an address, as host-local and we write it: ``fd00::2%1`` or ``FD00::2`` is another file than
+    ``fd00::2``, so trusting it would let one address be leased twice."""
     try:
-        return ipaddress.ip_address(name)
+        ip = ipparse.ip_address(name)
     except ValueError:
         return None
+    return ip if str(ip) == name else None
 
 
 class DiskStore:
@@ -112,13 +116,17 @@ class DiskStore:
             raise IOFailure(f"cannot create IPAM data folder {self.dir}", str(exc)) from exc
         with flocked(os.path.join(self.dir, "lock"), self.lock_timeout):
             self._dirty = False
-            if not self._index_fresh():
-                self.rebuild_index()
             try:
+                if not self._index_fresh():
+                    self.rebuild_index()
                 yield self
-            finally:
-                if self._dirty:
-                    self._stamp()
+            except BaseException:
+                # Whatever was done before the failure may not be in the index: never vouch for it, and
+                # make sure no earlier stamp does either (the next command rebuilds from the leases).
+                self._invalidate()
+                raise
+            if self._dirty:
+                self._stamp()
 
     def _index_fresh(self) -> bool:
         try:
@@ -126,6 +134,10 @@ class DiskStore:
                 return int(f.read() or b"-1") == os.stat(self.dir).st_mtime_ns
         except (OSError, ValueError):
             return False
+
+    def _invalidate(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.idx, "stamp"))
 
     def _stamp(self) -> None:
         """Give the lease folder an mtime that only we could have set, and record it."""
@@ -166,12 +178,23 @@ class DiskStore:
 
     def find(self, owner: Owner) -> list[IPAddress]:
         """The addresses leased to `owner`, from the index, each confirmed against its lease file."""
+        listed = self._read_index(owner)
+        if listed is None:  # not written by us: rebuild it from the lease files
+            self.rebuild_index()
+            listed = self._read_index(owner) or []
+        return [ip for ip in listed if self.holder(ip) == owner]
+
+    def _read_index(self, owner: Owner) -> list[IPAddress] | None:
+        """The addresses listed for `owner` ([] when none), or None when the entry holds anything else."""
         try:
             with open(os.path.join(self.idx, owner_key(owner)), "rb") as f:
-                listed = [ipaddress.ip_address(x) for x in f.read().decode().split()]
+                words = f.read().decode(errors="replace").split()
         except FileNotFoundError:
             return []
-        return [ip for ip in listed if self.holder(ip) == owner]
+        except OSError as exc:
+            raise IOFailure("cannot read the IPAM index", str(exc)) from exc
+        listed = [lease_name(w) for w in words]
+        return None if None in listed else [ip for ip in listed if ip is not None]
 
     def holder(self, ip: IPAddress) -> Owner | None:
         try:
@@ -206,7 +229,12 @@ class DiskStore:
         finally:
             os.unlink(tmp)
         self._dirty = True
-        self._write_atomic(os.path.join(self.dir, f"{LAST_RESERVED}{range_id}"), str(ip).encode())
+        try:
+            self._write_atomic(os.path.join(self.dir, f"{LAST_RESERVED}{range_id}"), str(ip).encode())
+        except BaseException:
+            with contextlib.suppress(OSError):  # the caller never learns of this lease: do not leave it
+                os.unlink(os.path.join(self.dir, str(ip)))
+            raise
         return True
 
     def release(self, ip: IPAddress) -> None:
@@ -214,6 +242,8 @@ class DiskStore:
             os.unlink(os.path.join(self.dir, str(ip)))
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise IOFailure(f"cannot release lease {ip}", str(exc)) from exc
         self._dirty = True
 
     def set_index(self, owner: Owner, ips: list[IPAddress]) -> None:

@@ -73,7 +73,7 @@ def test_capabilities_and_unknown_keys_are_tolerated() -> None:
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"subnet": "10.1.0.1/24"}, "invalid subnet"),
     ({"subnet": "banana"}, "invalid subnet"),
-    ({"subnet": 10}, "missing subnet"),
+    ({"subnet": 10}, "invalid subnet"),
     ({"subnet": "10.1.0.0/31"}, "too small"),
     ({"subnet": "fd00::/127"}, "too small"),
     ({"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.5"}, "rangeStart 10.2.0.5 not in network 10.1.0.0/24"),
