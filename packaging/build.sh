@@ -5,6 +5,8 @@
 #   dist/cni-ignite/_internal/      libpython, extension modules, conf/10-ignite.conflist
 #   dist/ignite-bridge -> cni-ignite/cni-ignite
 #   dist/ignite-ipam   -> cni-ignite/cni-ignite
+#   (started as `loopback`, the executable is also the loopback plugin: `cni-ignite install` links it
+#   only into a bin dir that has none)
 #
 # Install with `dist/cni-ignite/cni-ignite install` (see cni_ignite/admin.py). Skips the build when
 # its inputs are unchanged since the last one (dist/.build-stamp). Options:
@@ -47,12 +49,16 @@ else
     --distpath dist --workpath build/pyinstaller packaging/cni-ignite.spec
   ln -s cni-ignite/cni-ignite dist/ignite-bridge
   ln -s cni-ignite/cni-ignite dist/ignite-ipam
-  # Smoke test: both plugin names answer VERSION from the frozen binary.
-  for plugin in ignite-bridge ignite-ipam; do
-    out=$(cd / && env -i CNI_COMMAND=VERSION "$OLDPWD/dist/$plugin" </dev/null)
+  # Smoke test: every plugin name answers VERSION from the frozen binary (loopback through argv[0] only:
+  # no dist/loopback, so that dist/ on a CNI_PATH never shadows the host's own loopback).
+  smoke=$(mktemp -d)
+  trap 'rm -rf "$smoke"' EXIT
+  ln -s "$PWD/dist/cni-ignite/cni-ignite" "$smoke/loopback"
+  for exe in "$PWD/dist/ignite-bridge" "$PWD/dist/ignite-ipam" "$smoke/loopback"; do
+    out=$(cd / && env -i CNI_COMMAND=VERSION "$exe" </dev/null)
     case "$out" in
       *supportedVersions*) ;;
-      *) echo "build: dist/$plugin VERSION failed: $out" >&2; exit 1 ;;
+      *) echo "build: $(basename "$exe") VERSION failed: $out" >&2; exit 1 ;;
     esac
   done
   echo "$want" >"$stamp"

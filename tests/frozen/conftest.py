@@ -28,9 +28,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    """A folder like /opt/cni/bin: ignite-bridge and ignite-ipam as symlinks to the frozen executable."""
+    """A folder like /opt/cni/bin: ignite-bridge, ignite-ipam and loopback as symlinks to the frozen executable."""
     d = tmp_path / "cni-bin"
     d.mkdir()
-    for name in ("ignite-bridge", "ignite-ipam"):
+    for name in ("ignite-bridge", "ignite-ipam", "loopback"):
         (d / name).symlink_to(EXE)
     return d

@@ -35,7 +35,7 @@ def test_no_runtime_hook_in_the_executable() -> None:
     assert not scripts & DROPPED_HOOKS, sorted(scripts)
 
 
-@pytest.mark.parametrize("name", ["ignite-bridge", "ignite-ipam"])
+@pytest.mark.parametrize("name", ["ignite-bridge", "ignite-ipam", "loopback"])
 def test_entry_and_version_path_import_nothing_heavy(plugin_dir: Path, name: str) -> None:
     dumps = module_dumps([str(plugin_dir / name)], {"CNI_COMMAND": "VERSION", "PATH": MINIMAL_PATH})
     assert sorted(dumps["entry"] & HEAVY_AT_ENTRY) == []

@@ -29,7 +29,8 @@ def test_install_run_status_uninstall(tmp_path: Path) -> None:
 
     conflist = json.loads((conf_dir / "10-ignite.conflist").read_text())
     assert conflist["name"] == "ignite-cni-bridge"
-    for name in ("ignite-bridge", "ignite-ipam"):
+    assert os.readlink(bin_dir / "loopback") == "cni-ignite.d/cni-ignite"  # the bin dir had none
+    for name in ("ignite-bridge", "ignite-ipam", "loopback"):
         res = subprocess.run(["env", "-i", "CNI_COMMAND=VERSION", str(bin_dir / name)], capture_output=True,
                              timeout=30, check=True, cwd="/")
         assert "1.1.0" in json.loads(res.stdout)["supportedVersions"]
@@ -48,6 +49,7 @@ def test_install_run_status_uninstall(tmp_path: Path) -> None:
     status = admin("status", "--bin-dir", str(bin_dir), "--conf-dir", str(conf_dir), "--data-dir", str(data),
                    "--state-dir", str(tmp_path / "state"), exe=installed_exe)
     assert "ignite-ipam -> cni-ignite.d/cni-ignite  ok" in status
+    assert "loopback -> cni-ignite.d/cni-ignite  ok" in status
     assert "default network: ignite-cni-bridge" in status
     assert "10.61.0.2" in status and "ctr-frozen" in status
 
@@ -56,3 +58,14 @@ def test_install_run_status_uninstall(tmp_path: Path) -> None:
     admin("uninstall", "--bin-dir", str(bin_dir))
     assert sorted(os.listdir(bin_dir)) == ["bridge"]
     assert not conf_dir.exists()  # created by install, empty again
+
+
+def test_install_leaves_the_hosts_own_loopback_alone(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "opt-cni-bin"
+    bin_dir.mkdir()
+    (bin_dir / "loopback").write_text("stand-in for the Go loopback")
+    out = admin("install", "--bin-dir", str(bin_dir), "--conf-dir", str(tmp_path / "net.d"), "--force")
+    assert "loopback exists (not installed by cni-ignite): left alone" in out
+    assert (bin_dir / "loopback").read_text() == "stand-in for the Go loopback"
+    admin("uninstall", "--bin-dir", str(bin_dir))
+    assert sorted(os.listdir(bin_dir)) == ["loopback"]

@@ -14,6 +14,7 @@ from bundle import EXE, MINIMAL_PATH
 
 SUPPORTED = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 PLUGINS = ("ignite-bridge", "ignite-ipam")
+ALL_PLUGINS = (*PLUGINS, "loopback")  # loopback: the same executable, linked by install where none exists
 
 
 def version(argv: list[str], *, env: dict[str, str], cwd: str = "/", stdin: bytes = b"") -> dict[str, object]:
@@ -24,13 +25,13 @@ def version(argv: list[str], *, env: dict[str, str], cwd: str = "/", stdin: byte
     return doc
 
 
-@pytest.mark.parametrize("name", PLUGINS)
+@pytest.mark.parametrize("name", ALL_PLUGINS)
 def test_version_from_other_cwd_through_symlink_with_empty_env(plugin_dir: Path, tmp_path: Path, name: str) -> None:
     doc = version([str(plugin_dir / name)], env={"CNI_COMMAND": "VERSION"}, cwd=str(tmp_path))
     assert doc == {"cniVersion": "1.1.0", "supportedVersions": SUPPORTED}
 
 
-@pytest.mark.parametrize("name", PLUGINS)
+@pytest.mark.parametrize("name", ALL_PLUGINS)
 def test_version_with_env_i_and_relative_symlink(plugin_dir: Path, name: str) -> None:
     # exec'd by a relative path from the plugin folder, with env -i: no HOME, no PATH, no LANG.
     res = subprocess.run(["env", "-i", "CNI_COMMAND=VERSION", f"./{name}"], input=b'{"cniVersion":"0.4.0"}',
@@ -39,7 +40,7 @@ def test_version_with_env_i_and_relative_symlink(plugin_dir: Path, name: str) ->
     assert json.loads(res.stdout) == {"cniVersion": "0.4.0", "supportedVersions": SUPPORTED}
 
 
-@pytest.mark.parametrize("name", PLUGINS)
+@pytest.mark.parametrize("name", ALL_PLUGINS)
 def test_version_with_minimal_path_through_symlink_chain(plugin_dir: Path, tmp_path: Path, name: str) -> None:
     # /opt/cni/bin/ignite-ipam -> cni-ignite.d/cni-ignite, and cni-ignite.d -> a generation folder.
     chain = tmp_path / "chain"
@@ -62,7 +63,7 @@ def test_frozen_version_answer_equals_the_source_plugins(plugin_dir: Path, name:
 
 
 def test_plugins_without_cni_command_print_about_to_stderr(plugin_dir: Path) -> None:
-    for name in PLUGINS:
+    for name in ALL_PLUGINS:
         res = subprocess.run([str(plugin_dir / name)], capture_output=True, env={}, timeout=30, check=False)
         assert res.returncode == 0
         assert res.stdout == b""
