@@ -63,6 +63,29 @@ def make_plugin_dir(dest: Path, flavour: str) -> Path:
     return dest
 
 
+def add_loopback(dest: Path, flavour: str) -> Path:
+    """Put a ``loopback`` plugin beside the others (containerd's CRI runs it on every pod): Debian's for
+    ``reference``, ours otherwise: the bundle's name link for ``frozen``, ``$CNI_IGNITE_BIN_DIR/loopback``
+    if there is one, else a console-script-like launcher of ``cni_ignite.cli.loopback_main`` on this Python."""
+    target = dest / "loopback"
+    if target.exists() or target.is_symlink():
+        return target
+    own = ignite_bin_dir() / "loopback"
+    if flavour == "reference":
+        shutil.copy2(GO_PLUGINS / "loopback", target)
+    elif flavour == "frozen":
+        target.symlink_to(frozen_exe())
+    elif own.is_symlink():  # frozen builds: keep the name link absolute
+        target.symlink_to(own.resolve())
+    elif own.exists():
+        shutil.copy2(own, target)
+    else:
+        target.write_text(f"#!{sys.executable}\nimport sys\nfrom cni_ignite.cli import loopback_main\n"
+                          "sys.exit(loopback_main())\n")
+        target.chmod(0o755)
+    return target
+
+
 @dataclass
 class Network:
     """One conflist and where its plugins keep state."""
