@@ -154,3 +154,17 @@ def test_runtime_config_from_netconf_carries_go_cni_keys_to_the_firewall_config(
                                             "HostIP": ""}]}}).encode())
     cfg = parse_firewall_config(conf.raw, conf.runtime_config)
     assert cfg.port_mappings == (PortMapping(host_port=8080, container_port=80, protocol="udp"),)
+
+
+def test_base_does_not_import_core() -> None:
+    """No import circle base <-> core: core imports base; base (types, parsing) imports neither core nor
+    a backend, not even lazily inside a function."""
+    import ast
+    from pathlib import Path
+
+    from cni_ignite.firewall import base
+
+    tree = ast.parse(Path(base.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"core", "iptables", "nftables", "rules", "state"}, imported
+    assert not hasattr(base, "open_firewall")
