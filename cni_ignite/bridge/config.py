@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from .._sha import sha256
 from ..errors import InvalidConfig
 from ..netconf import NetConf, bool_field, int_field, list_field, obj_field, parse_cni_args, str_field
+from ..netlink.ops import TAP_MAX_ID, TAP_MAX_MTU
 
 # CNI_ARGS keys ignite-bridge understands (MAC as the reference bridge; IP goes to the IPAM;
 # TC_REDIRECT_TAP_* as awslabs/tc-redirect-tap takes them).
@@ -73,13 +74,17 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
     dns = doc.get("dns")
     if dns is not None and not isinstance(dns, dict):
         raise InvalidConfig("dns must be an object", repr(dns))
+    mtu = int_field(doc, "mtu", default=0, lo=0, hi=65535)
+    vm = _vm(doc, cni_args)
+    if vm.mode != "none" and mtu > TAP_MAX_MTU:
+        raise InvalidConfig(f"mtu {mtu} is too large for VM mode", f"a tap's MTU is at most {TAP_MAX_MTU}")
     return BridgeConfig(
         bridge=bridge,
         is_gateway=bool_field(doc, "isGateway") or is_default_gw,
         is_default_gateway=is_default_gw,
         force_address=bool_field(doc, "forceAddress"),
         ip_masq=bool_field(doc, "ipMasq") and bool(ipam_type),
-        mtu=int_field(doc, "mtu", default=0, lo=0, hi=65535),
+        mtu=mtu,
         hairpin_mode=hairpin,
         promisc_mode=promisc,
         vlan=int_field(doc, "vlan", default=0, lo=0, hi=4094),
@@ -92,7 +97,7 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
         ipam_type=ipam_type,
         mac=_mac(conf, cni_args),
         dns=dns,
-        vm=_vm(doc, cni_args),
+        vm=vm,
     )
 
 
@@ -147,11 +152,12 @@ def _vm(doc: dict[str, Any], cni_args: dict[str, str]) -> VmConfig:
 
 
 def _id(from_args: str | None, raw: dict[str, Any], key: str) -> int:
+    """The tap's owner/group: 0..2**32-2 (a uid_t; -1 means the plugin's own, as tc-redirect-tap)."""
     if from_args:
-        if not from_args.isdigit():
-            raise InvalidConfig(f"invalid TC_REDIRECT_TAP_{key.upper()}", from_args)
+        if not from_args.isascii() or not from_args.isdigit() or int(from_args) > TAP_MAX_ID:
+            raise InvalidConfig(f"invalid TC_REDIRECT_TAP_{key.upper()}", f"{from_args!r} (0..{TAP_MAX_ID})")
         return int(from_args)
-    value = int_field(raw, key, default=-1, lo=-1, where="vm.")
+    value = int_field(raw, key, default=-1, lo=-1, hi=TAP_MAX_ID, where="vm.")
     if value >= 0:
         return value
     return os.geteuid() if key == "uid" else os.getegid()
@@ -159,6 +165,12 @@ def _id(from_args: str | None, raw: dict[str, Any], key: str) -> int:
 
 def attachment_hash(network: str, container_id: str, ifname: str) -> str:
     return sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+
+
+def attachment_tag(network: str, container_id: str, ifname: str) -> str:
+    """The alias (IFLA_IFALIAS) ADD gives the links it makes, so DEL deletes only links that are this
+    attachment's, never another's that happens to hold the same (32-bit hashed) name."""
+    return "cni-ignite:" + attachment_hash(network, container_id, ifname)
 
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:

@@ -7,7 +7,7 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import CniError, InvalidConfig, PluginUnavailable, UnknownContainer
+from ..errors import CniError, InvalidConfig, InvalidNetns, PluginUnavailable, UnknownContainer
 from ..netlink import sysctl
 from ..netlink.netns import entered, open_netns
 from ..netlink.ops import NetlinkError, NetnsGone
@@ -66,9 +66,10 @@ class HostNet:
     def create_veth(self, name: str, peer: str, cont: ContainerNet, *, mtu: int, peer_mac: str) -> LinkInfo:
         return self.nl.create_veth(name, peer, peer_netns_fd=cont.fd, mtu=mtu, mac_of_peer=peer_mac or None)
 
-    def attach_port(self, veth: LinkInfo, bridge: LinkInfo, cfg: BridgeConfig) -> None:
+    def attach_port(self, veth: LinkInfo, bridge: LinkInfo, cfg: BridgeConfig, *, tag: str) -> None:
+        """Enslave the host veth and mark it as the attachment's (its alias is ``tag``) in one message."""
         _set(f"net/ipv6/conf/{veth.name}/accept_ra", "0", missing_ok=True)
-        self.nl.set_link(veth.index, master=bridge.index, up=True)
+        self.nl.set_link(veth.index, master=bridge.index, up=True, alias=tag)
         if cfg.hairpin_mode or cfg.port_isolation:
             self.nl.set_brport(veth.index, hairpin=cfg.hairpin_mode or None, isolated=cfg.port_isolation or None)
         if cfg.vlan or cfg.vlan_trunk:
@@ -120,6 +121,18 @@ class HostNet:
     def delete_link(self, name: str) -> bool:
         return self.nl.delete_link(name)
 
+    def owner_of(self, name: str) -> str | None:
+        """The alias of link name ("" when it has none), None when there is no such link."""
+        link = self.nl.link(name)
+        return None if link is None else link.alias
+
+    def delete_own_link(self, name: str, tag: str) -> bool:
+        """Delete link name only when its alias is tag (it is the attachment's); False otherwise."""
+        link = self.nl.link(name)
+        if link is None or link.alias != tag:
+            return False
+        return self.nl.delete_link(link.index)
+
     def wait_oper_up(self, index: int) -> None:
         self.nl.wait_oper_up(index)
 
@@ -130,7 +143,11 @@ class ContainerNet:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = open_netns(path)
-        self.nl = Rtnl(self.fd)
+        try:
+            self.nl = Rtnl(self.fd)
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def close(self) -> None:
         self.nl.close()
@@ -181,6 +198,17 @@ def open_container(path: str) -> ContainerNet:
         return ContainerNet(path)
     except NetnsGone as exc:
         raise UnknownContainer(f"container network namespace {path} does not exist", str(exc)) from exc
+
+
+def open_container_for_del(path: str) -> ContainerNet | None:
+    """DEL's view of CNI_NETNS: None when it is empty, gone, or not a network namespace at all (a leftover
+    file): the container side is then unreachable and DEL cleans what the host side holds."""
+    if not path:
+        return None
+    try:
+        return ContainerNet(path)
+    except (NetnsGone, InvalidNetns):
+        return None
 
 
 def bridge_usable(name: str) -> None:

@@ -15,7 +15,7 @@ from ..errors import CniError, NotFound, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
 from ..skel import Handlers
 from . import ipam_call
-from .config import BridgeConfig, derived_mac, host_veth_name, parse_bridge_config
+from .config import BridgeConfig, attachment_tag, derived_mac, host_veth_name, parse_bridge_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
     from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
+    from .kernel import ContainerNet
 
 DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
 DEFAULT_V6 = ipaddress.ip_network("::/0")
@@ -56,10 +57,11 @@ def add(cmd: CmdArgs) -> Result:
             raise CniError(f"container veth name provided ({cmd.ifname}) already exists")
         bridge = host.ensure_bridge(cfg)
         veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+        tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
         mtu = cfg.mtu or bridge.mtu
         host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=cfg.mac)
         undo.callback(_quietly(lambda: host.delete_link(veth_name)))
-        host.attach_port(host_veth, bridge, cfg)
+        host.attach_port(host_veth, bridge, cfg, tag=tag)
 
         ipam = Result()
         if cfg.ipam_type:
@@ -74,11 +76,7 @@ def add(cmd: CmdArgs) -> Result:
 
         vm_ifaces: tuple[Interface, ...] = ()
         if cfg.vm.mode != "none":
-            from . import vm
-
-            guest_mac = cfg.vm.guest_mac or derived_mac(cmd.conf.name, cmd.container_id, cmd.ifname, "vm")
-            vm_ifaces = vm.setup(cont, cmd, cfg, container_link, ips, guest_mac)
-            undo.callback(_quietly(lambda: vm.teardown(cont, cmd, cfg)))
+            vm_ifaces = _vm(cont, cmd, cfg, container_link, ips, tag, undo)
 
         if cfg.mac_spoof_check:
             _spoofcheck(veth_name, [container_link.mac or "", vm_ifaces[1].mac if vm_ifaces else ""], undo)
@@ -101,11 +99,21 @@ def add(cmd: CmdArgs) -> Result:
     return result
 
 
+def _vm(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips: list[IPConfig], tag: str,
+        undo: ExitStack) -> tuple[Interface, ...]:
+    from . import vm
+
+    guest_mac = cfg.vm.guest_mac or derived_mac(cmd.conf.name, cmd.container_id, cmd.ifname, "vm")
+    made: list[int] = []  # the links vm.setup makes, for the undo registered before it starts
+    undo.callback(_quietly(lambda: vm.undo(cont, made)))
+    return vm.setup(cont, cmd, cfg, veth, ips, guest_mac, tag=tag, made=made)
+
+
 def _spoofcheck(port: str, macs: list[str], undo: ExitStack) -> None:
     from . import spoofcheck
 
+    undo.callback(_quietly(lambda: spoofcheck.teardown(port)))  # idempotent, so registered first
     spoofcheck.setup(port, sorted({m for m in macs if m}))
-    undo.callback(_quietly(lambda: spoofcheck.teardown(port)))
 
 
 def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[IPInterface]]:
@@ -158,6 +166,10 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
 # ------------------------------------------------------------------------------------------------ DEL
 
 def delete(cmd: CmdArgs) -> None:
+    """Undo ADD in reverse: rules, macspoofchk, VM tap, links, and the address last. Every step runs even
+    when another fails, except the release of the address: an incomplete DEL keeps the lease, so the
+    address is not handed out while rules or links made for it may remain, and the runtime's retry
+    finishes the job. Links are deleted only when they are this attachment's (tagged at ADD)."""
     cfg = parse_bridge_config(cmd.conf, cmd.args)
     from . import kernel
     from .firewall_glue import delete_rules
@@ -174,35 +186,58 @@ def delete(cmd: CmdArgs) -> None:
         except OSError as exc:
             failures.append(f"{what}: {exc}")
 
+    veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+    tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
     addresses = _prev_addresses(cmd)
-    if cmd.netns:
-        def in_container() -> None:
-            cont = kernel.open_container(cmd.netns)
-            try:
-                if cfg.vm.mode != "none":
-                    from . import vm
-
-                    vm.teardown(cont, cmd, cfg)
-                addresses.extend(a for a in cont.addresses_of(cmd.ifname) if a not in addresses)
-                cont.delete_link(cmd.ifname)
-            finally:
-                cont.close()
-
-        attempt("container interface", in_container)
-    host = kernel.HostNet()
+    cont = kernel.open_container_for_del(cmd.netns)  # None: no netns, gone, or not a netns
     try:
-        attempt("host veth", lambda: host.delete_link(host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)))
+        if cont is not None:
+            attempt("container addresses", lambda: _add_new(addresses, cont.addresses_of(cmd.ifname)))
+        attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses))
+        if cont is not None:
+            _del_container_side(cont, cmd, cfg, tag, attempt)
     finally:
-        host.close()
-    if cfg.ipam_type:
-        attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
-    if cfg.mac_spoof_check:
+        if cont is not None:
+            cont.close()
+    theirs: list[bool] = []  # the host veth name is held by a link that is not this attachment's
+    attempt("host veth", lambda: theirs.append(_del_host_veth(veth_name, tag)))
+    if cfg.mac_spoof_check and not any(theirs):  # the port's entry is keyed by name: not another's
         from . import spoofcheck
 
-        attempt("macspoofchk", lambda: spoofcheck.teardown(host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)))
-    attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses))
+        attempt("macspoofchk", lambda: spoofcheck.teardown(veth_name))
+    if failures:
+        raise CniError("DEL incomplete (the address stays leased until a DEL succeeds)", "; ".join(failures))
+    if cfg.ipam_type:
+        attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
     if failures:
         raise CniError("DEL incomplete", "; ".join(failures))
+
+
+def _add_new(to: list[IPInterface], found: list[IPInterface]) -> None:
+    to.extend(a for a in found if a not in to)
+
+
+def _del_container_side(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag: str,
+                        attempt: Callable[[str, Callable[[], object]], None]) -> None:
+    if cfg.vm.mode != "none":
+        from . import vm
+
+        attempt("VM tap", lambda: vm.teardown(cont, cmd, cfg, tag))
+    attempt("container interface", lambda: cont.delete_link(cmd.ifname))
+
+
+def _del_host_veth(name: str, tag: str) -> bool:
+    """Delete the host veth when it is this attachment's; True when the name is another link's."""
+    from .kernel import HostNet
+
+    host = HostNet()
+    try:
+        alias = host.owner_of(name)
+        if alias == tag:
+            host.delete_own_link(name, tag)
+        return alias is not None and alias != tag
+    finally:
+        host.close()
 
 
 def _prev_addresses(cmd: CmdArgs) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

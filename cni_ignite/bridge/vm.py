@@ -8,12 +8,19 @@ taken off the veth and belongs to the guest, which gets its own stable MAC.
 The result gains tc-redirect-tap's two entries — the tap ``{name, mac, sandbox: CNI_NETNS}`` and the
 "VM" interface ``{name: tap, mac: guest MAC, sandbox: CNI_CONTAINERID}`` — so firecracker-go-sdk's
 ``vmconf`` reads it unchanged.
+
+Ownership: ADD never adopts an existing tap or in-namespace bridge (the tap is made with IFF_TUN_EXCL)
+and gives what it makes the attachment's tag as alias; DEL removes only links carrying that tag (or,
+made before tags, a tap that is joined to this attachment's veth), so the DEL of one attachment never
+takes another's tap.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import InvalidConfig
+from ..netlink.ops import TAP_MAX_MTU, LinkExists
 from ..result import Interface
 
 if TYPE_CHECKING:
@@ -29,15 +36,30 @@ def inner_bridge_name(tap: str) -> str:
 
 
 def setup(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips: list[IPConfig],
-          guest_mac: str) -> tuple[Interface, ...]:
+          guest_mac: str, *, tag: str, made: list[int]) -> tuple[Interface, ...]:
+    """Build the VM side; every link made is appended to ``made`` at once, for the caller's undo."""
     vm = cfg.vm
-    tap = cont.nl.create_tap(vm.tap, uid=vm.uid, gid=vm.gid, vnet_hdr=True, multi_queue=False, mtu=veth.mtu)
+    if veth.mtu > TAP_MAX_MTU:
+        raise InvalidConfig(f"VM mode cannot use MTU {veth.mtu} (the MTU of bridge {cfg.bridge})",
+                            f"a tap's MTU is at most {TAP_MAX_MTU}: set mtu in the network configuration")
+    try:
+        tap = cont.nl.create_tap(vm.tap, uid=vm.uid, gid=vm.gid, vnet_hdr=True, multi_queue=False, mtu=veth.mtu,
+                                 alias=tag, exclusive=True)
+    except LinkExists as exc:
+        raise LinkExists(f"VM tap {vm.tap} already exists in {cmd.netns} (another attachment's VM?); "
+                         "choose another vm.tap or TC_REDIRECT_TAP_NAME", exc.details) from exc
+    made.append(tap.index)
     if vm.mode == "tc-redirect":
         cont.nl.add_tc_redirect(veth.index, tap.index)
         mac = veth.mac or ""
     else:
-        br = cont.nl.create_bridge(inner_bridge_name(vm.tap), mtu=veth.mtu, forward_delay=0)
-        cont.nl.set_link(br.index, mac=_bridge_mac(guest_mac), up=True)
+        br_name = inner_bridge_name(vm.tap)
+        if cont.nl.link(br_name) is not None:
+            raise LinkExists(f"cannot create the VM bridge {br_name}: a device of that name already exists in "
+                             f"{cmd.netns}")
+        br = cont.nl.create_bridge(br_name, mtu=veth.mtu, forward_delay=0)
+        made.append(br.index)
+        cont.nl.set_link(br.index, mac=_bridge_mac(guest_mac), up=True, alias=tag)
         for port in (veth, tap):
             cont.nl.set_link(port.index, master=br.index, up=True)
         cont.nl.set_brport(veth.index, learning=False)
@@ -54,13 +76,37 @@ def _bridge_mac(guest_mac: str) -> str:
     return f"{head}:{int(last, 16) ^ 0xFF:02x}"
 
 
-def teardown(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig) -> None:
-    """Remove the tap and what joins it to the veth; each part may already be gone."""
+def undo(cont: ContainerNet, made: list[int]) -> None:
+    """ADD's rollback: delete exactly the links this ADD made (newest first)."""
+    for index in reversed(made):
+        cont.nl.delete_link(index)
+
+
+def teardown(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag: str) -> None:
+    """Remove the attachment's tap and what joins it to the veth; each part may already be gone, and a
+    tap or bridge of that name that is not this attachment's is left alone."""
     veth = cont.nl.link(cmd.ifname)
+    tap = cont.nl.link(cfg.vm.tap)
+    br = cont.nl.link(inner_bridge_name(cfg.vm.tap))
+    tap_ours = tap is not None and (tap.alias == tag or (not tap.alias and _joined(cont, cfg, veth, tap, br)))
+    br_ours = br is not None and (br.alias == tag or (not br.alias and tap_ours and tap is not None
+                                                       and br.kind == "bridge" and tap.master == br.index))
     if veth is not None:
         cont.nl.del_ingress_qdisc(veth.index)
-    cont.nl.delete_link(inner_bridge_name(cfg.vm.tap))
-    cont.nl.delete_link(cfg.vm.tap)
+    if br_ours and br is not None:
+        cont.nl.delete_link(br.index)
+    if tap_ours and tap is not None:
+        cont.nl.delete_link(tap.index)
+
+
+def _joined(cont: ContainerNet, cfg: BridgeConfig, veth: LinkInfo | None, tap: LinkInfo,
+            br: LinkInfo | None) -> bool:
+    """Is tap (made before ADD tagged its links) joined to this attachment's veth?"""
+    if veth is None or tap.kind != "tun":
+        return False
+    if cfg.vm.mode == "tc-redirect":
+        return cont.nl.has_tc_redirect(veth.index, tap.index)
+    return br is not None and tap.master == br.index and veth.master == br.index
 
 
 def problems(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig) -> list[str]:

@@ -40,7 +40,7 @@ IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_AF_SPEC = 12, 16, 18, 26
+IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_AF_SPEC = 12, 16, 18, 20, 26
 IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_LINK_NETNSID = 28, 29, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
@@ -112,7 +112,7 @@ def new_veth(
 
 def set_link(
     index: int, *, up: bool | None, master: int | None, mtu: int | None, mac: str | None,
-    promisc: bool | None, name: str | None = None,
+    promisc: bool | None, name: str | None = None, alias: str | None = None,
 ) -> bytes:
     flags = change = 0
     if up is not None:
@@ -125,6 +125,7 @@ def set_link(
     out += _str(IFLA_IFNAME, name) if name is not None else b""
     out += _u32(IFLA_MTU, mtu) if mtu is not None else b""
     out += _mac(IFLA_ADDRESS, mac) if mac is not None else b""
+    out += _str(IFLA_IFALIAS, alias) if alias is not None else b""
     return out + (_u32(IFLA_MASTER, master) if master is not None else b"")
 
 
@@ -195,6 +196,7 @@ def parse_link(raw: bytes) -> LinkInfo:
         oper_up=IFLA_OPERSTATE in attrs and _int(attrs[IFLA_OPERSTATE]) == IF_OPER_UP,
         promisc=bool(flags & IFF_PROMISC),
         peer_index=link or None, netns_id=netnsid, port=port, bridge=bridge,
+        alias=_text(attrs[IFLA_IFALIAS]) if IFLA_IFALIAS in attrs else "",
     )
 
 

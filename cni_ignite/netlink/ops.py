@@ -34,6 +34,8 @@ RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255  # in a delete: match any scope
 RTPROT_BOOT = 3
 RTPROT_STATIC = 4
+TAP_MAX_MTU = 65535 - 14  # the tun driver's max_mtu for a tap: MAX_MTU - ETH_HLEN
+TAP_MAX_ID = 2**32 - 2  # TUNSETOWNER/TUNSETGROUP take a uid_t/gid_t; (uid_t)-1 is "invalid"
 
 
 class LinkExists(CniError):
@@ -95,6 +97,7 @@ class LinkInfo(NamedTuple):
     netns_id: int | None  # IFLA_LINK_NETNSID: the peer's netns as an id local to this netns
     port: BridgePort | None = None  # set when the link is a bridge port
     bridge: BridgeAttrs | None = None  # set when the link is a bridge
+    alias: str = ""  # IFLA_IFALIAS ("" when unset); the plugins mark what they made with it
 
 
 class Addr(NamedTuple):
@@ -141,7 +144,7 @@ class NetlinkOps(Protocol):
     ) -> LinkInfo: ...
     def set_link(
         self, index: int, *, up: bool | None = None, master: int | None = None, nomaster: bool = False,
-        mtu: int | None = None, mac: str | None = None, promisc: bool | None = None,
+        mtu: int | None = None, mac: str | None = None, promisc: bool | None = None, alias: str | None = None,
     ) -> None: ...
     def set_brport(
         self, index: int, *, hairpin: bool | None = None, learning: bool | None = None,
@@ -177,7 +180,8 @@ class NetlinkOps(Protocol):
     def wait_dad(self, index: int, timeout: float = 5.0) -> list[Addr]: ...
     def create_tap(
         self, name: str, *, uid: int | None = None, gid: int | None = None, vnet_hdr: bool = True,
-        multi_queue: bool = False, mtu: int = 0, up: bool = True,
+        multi_queue: bool = False, mtu: int = 0, up: bool = True, alias: str | None = None,
+        exclusive: bool = True,
     ) -> LinkInfo: ...
     def add_tc_redirect(self, a_index: int, b_index: int) -> None: ...
     def has_tc_redirect(self, a_index: int, b_index: int) -> bool: ...

@@ -158,9 +158,11 @@ class Rtnl:
     def set_link(
         self, index: int, *, up: bool | None = None, master: int | None = None, nomaster: bool = False,
         mtu: int | None = None, mac: str | None = None, promisc: bool | None = None, name: str | None = None,
+        alias: str | None = None,
     ) -> None:
+        """Change a link; ``alias`` sets IFLA_IFALIAS ("" clears it)."""
         body = _msg.set_link(
-            index, up=up, master=0 if nomaster else master, mtu=mtu, mac=mac, promisc=promisc, name=name
+            index, up=up, master=0 if nomaster else master, mtu=mtu, mac=mac, promisc=promisc, name=name, alias=alias
         )
         self._change(RTM_NEWLINK, body, index, f"set link #{index}")
 
@@ -345,15 +347,25 @@ class Rtnl:
 
     def create_tap(
         self, name: str, *, uid: int | None = None, gid: int | None = None, vnet_hdr: bool = True,
-        multi_queue: bool = False, mtu: int = 0, up: bool = True,
+        multi_queue: bool = False, mtu: int = 0, up: bool = True, alias: str | None = None,
+        exclusive: bool = True,
     ) -> LinkInfo:
-        """A persistent tap in this socket's netns, then MTU and up over netlink."""
+        """A persistent tap in this socket's netns, then MTU, alias and up over netlink.
+
+        ``exclusive`` (IFF_TUN_EXCL): LinkExists when the name is taken, even by an identical tap, so a
+        caller never adopts someone else's. A tap made here that cannot be configured is deleted again.
+        """
         actual = call_in(self.netns_fd, lambda: _create_tap(name, uid=uid, gid=gid, vnet_hdr=vnet_hdr,
-                                                            multi_queue=multi_queue))
-        found = self.require(actual)
-        if (mtu and found.mtu != mtu) or (up and not found.up):
-            self.set_link(found.index, mtu=mtu or None, up=True if up else None)
-            found = self.require(found.index)
+                                                            multi_queue=multi_queue, exclusive=exclusive))
+        try:
+            found = self.require(actual)
+            if (mtu and found.mtu != mtu) or (up and not found.up) or (alias is not None and found.alias != alias):
+                self.set_link(found.index, mtu=mtu or None, up=True if up else None, alias=alias)
+                found = self.require(found.index)
+        except BaseException:
+            if exclusive:  # it is ours: do not leave a half-made tap for the next caller to trip over
+                self.delete_link(actual)
+            raise
         return found
 
     def has_ingress_qdisc(self, index: int) -> bool:

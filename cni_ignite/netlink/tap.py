@@ -14,7 +14,7 @@ import os
 import struct
 
 from ..errors import CniError
-from .ops import LinkExists
+from .ops import TAP_MAX_ID, LinkExists
 
 TUN_DEV = "/dev/net/tun"
 IFNAMSIZ = 16
@@ -27,6 +27,7 @@ IFF_TAP = 0x0002
 IFF_MULTI_QUEUE = 0x0100
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000
 
 
 class TapFailed(CniError):
@@ -41,36 +42,52 @@ def ifreq(name: str, flags: int) -> bytes:
     return struct.pack("16sH22x", raw, flags)
 
 
-def tap_flags(*, vnet_hdr: bool = True, multi_queue: bool = False) -> int:
-    return IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0) | (IFF_MULTI_QUEUE if multi_queue else 0)
+def tap_flags(*, vnet_hdr: bool = True, multi_queue: bool = False, exclusive: bool = False) -> int:
+    return (IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0) | (IFF_MULTI_QUEUE if multi_queue else 0)
+            | (IFF_TUN_EXCL if exclusive else 0))
+
+
+def _id_arg(value: int, what: str) -> int:
+    """The ioctl's int argument for a uid/gid: values of 2**31 and above travel as their 32-bit two's
+    complement (fcntl.ioctl takes a C int; the kernel reads the low 32 bits as uid_t)."""
+    if not 0 <= value <= TAP_MAX_ID:
+        raise TapFailed(f"invalid tap {what} {value}", f"must be 0..{TAP_MAX_ID}")
+    return value - 2**32 if value >= 2**31 else value
 
 
 def create_tap(
-    name: str, *, uid: int | None = None, gid: int | None = None, vnet_hdr: bool = True, multi_queue: bool = False
+    name: str, *, uid: int | None = None, gid: int | None = None, vnet_hdr: bool = True, multi_queue: bool = False,
+    exclusive: bool = False,
 ) -> str:
-    """Create (or re-attach to an identical) persistent tap in the current netns; return its name.
+    """Create a persistent tap in the current netns (or, unless exclusive, re-attach to an identical one);
+    return its name.
 
     A name with ``%d`` lets the kernel choose (``tap%d``). Raises LinkExists when the name is taken by a
-    device that is not a tap with the same flags, or a tap that another process holds open.
+    device that is not a tap with the same flags, a tap that another process holds open, or (exclusive,
+    IFF_TUN_EXCL) any device at all. An exclusive tap that cannot be configured is not left persistent.
     """
+    owner = _id_arg(uid, "owner") if uid is not None else None
+    group = _id_arg(gid, "group") if gid is not None else None
+    flags = tap_flags(vnet_hdr=vnet_hdr, multi_queue=multi_queue, exclusive=exclusive)
     try:
         fd = os.open(TUN_DEV, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         raise TapFailed(f"cannot open {TUN_DEV}", str(exc)) from exc
     try:
         try:
-            res = fcntl.ioctl(fd, TUNSETIFF, ifreq(name, tap_flags(vnet_hdr=vnet_hdr, multi_queue=multi_queue)))
+            res = fcntl.ioctl(fd, TUNSETIFF, ifreq(name, flags))
         except OSError as exc:
             if exc.errno in (errno.EBUSY, errno.EINVAL, errno.EEXIST):
-                raise LinkExists(f"cannot create tap {name}: the name is in use", str(exc)) from exc
+                raise LinkExists(f"cannot create tap {name}: a device of that name already exists in the "
+                                 "network namespace", str(exc)) from exc
             raise TapFailed(f"cannot create tap {name}", str(exc)) from exc
         actual = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
         try:
-            if uid is not None:
-                fcntl.ioctl(fd, TUNSETOWNER, uid)
-            if gid is not None:
-                fcntl.ioctl(fd, TUNSETGROUP, gid)
-            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            if owner is not None:
+                fcntl.ioctl(fd, TUNSETOWNER, owner)
+            if group is not None:
+                fcntl.ioctl(fd, TUNSETGROUP, group)
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)  # last: a failure before it lets the device go with our fd
         except OSError as exc:
             raise TapFailed(f"cannot configure tap {actual}", str(exc)) from exc
         return actual

@@ -21,9 +21,9 @@ import pytest
 from nsutil import in_ns, path
 
 from cni_ignite.netlink.netns import entered, open_netns, socket_in
-from cni_ignite.netlink.ops import LinkExists
+from cni_ignite.netlink.ops import TAP_MAX_ID, TAP_MAX_MTU, LinkExists, NetlinkError
 from cni_ignite.netlink.rtnl import Rtnl
-from cni_ignite.netlink.tap import IFF_NO_PI, IFF_TAP, TUNSETIFF, ifreq
+from cni_ignite.netlink.tap import IFF_NO_PI, IFF_TAP, TUNSETIFF, TapFailed, ifreq
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -78,14 +78,47 @@ def test_tap_is_created_in_the_container_netns_with_owner_group_mtu_and_flags(pa
         assert h.link(TAP) is None
 
 
-def test_tap_creation_reuses_an_identical_tap_and_refuses_a_conflicting_name(pair: Pair) -> None:
+def test_tap_creation_reuses_an_identical_tap_only_when_not_exclusive_and_refuses_a_conflicting_name(
+        pair: Pair) -> None:
     first = pair.rtnl.create_tap(TAP, uid=0, gid=0)
-    assert pair.rtnl.create_tap(TAP, uid=0, gid=0).index == first.index
+    assert pair.rtnl.create_tap(TAP, uid=0, gid=0, exclusive=False).index == first.index
     with pytest.raises(LinkExists):
-        pair.rtnl.create_tap(TAP, multi_queue=True)
+        pair.rtnl.create_tap(TAP, multi_queue=True, exclusive=False)
+    with pytest.raises(LinkExists):
+        pair.rtnl.create_tap("eth0", exclusive=False)
+    assert pair.rtnl.delete_link(TAP) is True
+
+
+def test_exclusive_tap_creation_refuses_an_existing_identical_tap_and_leaves_it_untouched(pair: Pair) -> None:
+    first = pair.rtnl.create_tap(TAP, uid=0, gid=0, mtu=1400, alias="first")
+    with pytest.raises(LinkExists):
+        pair.rtnl.create_tap(TAP, uid=0, gid=0, mtu=1300, alias="second")
     with pytest.raises(LinkExists):
         pair.rtnl.create_tap("eth0")
-    assert pair.rtnl.delete_link(TAP) is True
+    again = pair.rtnl.require(TAP)
+    assert (again.index, again.mtu, again.alias) == (first.index, 1400, "first")
+    assert pair.rtnl.require("eth0").kind == "veth"
+
+
+def test_a_tap_that_cannot_be_configured_is_deleted_again(pair: Pair) -> None:
+    with pytest.raises(NetlinkError):
+        pair.rtnl.create_tap(TAP, mtu=65535)  # above the tap maximum (65521)
+    assert pair.rtnl.link(TAP) is None
+    assert pair.rtnl.create_tap(TAP, mtu=TAP_MAX_MTU).mtu == TAP_MAX_MTU
+
+
+@pytest.mark.parametrize("owner", [2**31, TAP_MAX_ID])
+def test_tap_owner_and_group_of_2_31_and_above_are_passed_to_the_kernel(pair: Pair, owner: int) -> None:
+    pair.rtnl.create_tap(TAP, uid=owner, gid=owner)
+    assert in_ns(pair.cont, ["cat", f"/sys/class/net/{TAP}/owner"]).stdout.strip() == str(owner).encode()
+    assert in_ns(pair.cont, ["cat", f"/sys/class/net/{TAP}/group"]).stdout.strip() == str(owner).encode()
+
+
+@pytest.mark.parametrize("owner", [-2, TAP_MAX_ID + 1, 2**40])
+def test_tap_owner_out_of_range_is_refused_before_anything_is_made(pair: Pair, owner: int) -> None:
+    with pytest.raises(TapFailed):
+        pair.rtnl.create_tap(TAP, uid=owner)
+    assert pair.rtnl.link(TAP) is None
 
 
 def test_tc_redirect_is_installed_once_both_ways_and_removed(pair: Pair) -> None:

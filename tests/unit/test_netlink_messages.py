@@ -64,6 +64,23 @@ def test_set_link_sets_only_the_flags_it_changes() -> None:
     assert (nomaster["change"], nomaster.get("master")) == (0, 0)
 
 
+def test_set_link_carries_the_alias_that_marks_an_attachments_links() -> None:
+    msg = ifinfmsg(whole(16, _msg.set_link(3, up=True, master=5, mtu=None, mac=None, promisc=None,
+                                          alias="cni-ignite:abc")))
+    msg.decode()
+    assert (msg.get("ifalias"), msg.get("master")) == ("cni-ignite:abc", 5)
+
+
+def test_link_reply_alias_is_parsed_and_empty_when_absent() -> None:
+    for attrs, alias in (([("IFLA_IFNAME", "tap0"), ("IFLA_IFALIAS", "cni-ignite:abc")], "cni-ignite:abc"),
+                         ([("IFLA_IFNAME", "tap0")], "")):
+        reply = ifinfmsg()
+        reply["index"] = 4
+        reply["attrs"] = attrs
+        reply.encode()
+        assert _msg.parse_link(bytes(reply.data)).alias == alias
+
+
 def test_link_reply_is_parsed_and_a_same_numbered_veth_peer_is_recognised() -> None:
     reply = ifinfmsg()
     reply["index"] = 2
