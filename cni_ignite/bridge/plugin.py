@@ -166,10 +166,11 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
 # ------------------------------------------------------------------------------------------------ DEL
 
 def delete(cmd: CmdArgs) -> None:
-    """Undo ADD in reverse: rules, macspoofchk, VM tap, links, and the address last. Every step runs even
-    when another fails, except the release of the address: an incomplete DEL keeps the lease, so the
-    address is not handed out while rules or links made for it may remain, and the runtime's retry
-    finishes the job. Links are deleted only when they are this attachment's (tagged at ADD)."""
+    """Remove what ADD made: rules, VM tap, container interface, host veth, macspoofchk entry, and the
+    address last. Every step runs even when another fails, except the release of the address: an
+    incomplete DEL keeps the lease, so the address is not handed out while rules or links made for it may
+    remain, and the runtime's retry finishes the job. Links are deleted only when they are this
+    attachment's (tagged at ADD). A CNI_NETNS that is gone or not a namespace leaves the host side."""
     cfg = parse_bridge_config(cmd.conf, cmd.args)
     from . import kernel
     from .firewall_glue import delete_rules
