@@ -86,6 +86,41 @@ def add_loopback(dest: Path, flavour: str) -> Path:
     return target
 
 
+
+RECORD_FIELDS = ("plugin", "command", "container_id", "ifname", "netns", "args", "stdin")
+
+
+def wrap_plugins(real: Path, dest: Path, record: Path) -> Path:
+    """A folder of recording wrappers, one per plugin in ``real``: each appends one tab-separated line
+    (plugin, CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_ARGS, its stdin on one line) to
+    ``record``, then execs the real plugin with the same stdin. What a runtime passed, as it passed it.
+    The wrappers point into ``real``, never into ``dest`` itself."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for plugin in sorted(real.iterdir()):
+        wrapper = dest / plugin.name
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            "conf=$(cat)\n"
+            "printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' \"${0##*/}\" \"$CNI_COMMAND\" \"$CNI_CONTAINERID\" "
+            "\"$CNI_IFNAME\" \"$CNI_NETNS\" \"$CNI_ARGS\" \"$(printf '%s' \"$conf\" | tr '\\n\\t' '  ')\" "
+            f">> '{record}'\n"
+            f"exec '{plugin}' \"$@\" <<CNI_IGNITE_STDIN\n$conf\nCNI_IGNITE_STDIN\n")
+        wrapper.chmod(0o755)
+    return dest
+
+
+def recorded_calls(record: Path) -> list[dict[str, Any]]:
+    """The lines ``wrap_plugins`` wrappers wrote, as dicts; ``stdin`` parsed as JSON, ``args`` also as
+    ``cni_args`` (a dict of the CNI_ARGS pairs)."""
+    calls = []
+    text = record.read_text() if record.exists() else ""
+    for line in text.splitlines():
+        call: dict[str, Any] = dict(zip(RECORD_FIELDS, line.split("\t"), strict=True))
+        call["stdin"] = json.loads(call["stdin"]) if call["stdin"].strip() else None
+        call["cni_args"] = dict(item.partition("=")[::2] for item in call["args"].split(";") if item)
+        calls.append(call)
+    return calls
+
 @dataclass
 class Network:
     """One conflist and where its plugins keep state."""

@@ -86,6 +86,7 @@ class RuntimeHost:
         self.spawned: list[subprocess.Popen[bytes]] = []
         self.netns_made = False
         self.mounts: list[str] = []
+        self.mount_argv: dict[str, list[str]] = {}  # how each of self.mounts was made, to re-apply it
 
     # -- life cycle -------------------------------------------------------------------------------------
     def __enter__(self) -> RuntimeHost:
@@ -192,6 +193,7 @@ class RuntimeHost:
         for target in reversed(self.mounts):
             self.run(["umount", "-l", target], check=False, timeout=10)
         self.mounts.clear()
+        self.mount_argv.clear()
         self.run(["umount", "-R", "-l", "/sys/fs/cgroup"], check=False, timeout=10)
 
     # -- mounts (all inside the holder's private mount namespace) ------------------------------------------
@@ -209,22 +211,31 @@ class RuntimeHost:
         upper, workdir = self.work / "overlay" / key / "upper", self.work / "overlay" / key / "work"
         upper.mkdir(parents=True, exist_ok=True)
         workdir.mkdir(parents=True, exist_ok=True)
-        self.sh("mount", "-t", "overlay", "-o", f"lowerdir={target},upperdir={upper},workdir={workdir}",
-                "rt-overlay", target)
-        self.mounts.append(target)
+        self._mount(target, ["mount", "-t", "overlay", "-o", f"lowerdir={target},upperdir={upper},workdir={workdir}",
+                             "rt-overlay", target])
+        # An overlay shows its lower folder without the mounts below it (e.g. the private /run/netns under
+        # an overlay on /run made for a missing /run/containerd): make them again on top, in order.
+        below = target.rstrip("/") + "/"
+        for earlier in list(self.mounts):
+            if earlier.startswith(below):
+                self.sh(*self.mount_argv[earlier])
 
     def bind(self, source: Path | str, target: str) -> None:
         """Shadow ``target`` with ``source``. A missing target is made inside an overlay on its nearest
         existing parent, so the real file system never gets it."""
         self._make_missing(target)
-        self.sh("mount", "--bind", str(source), target)
-        self.mounts.append(target)
+        self._mount(target, ["mount", "--bind", str(source), target])
 
     def private_dir(self, target: str) -> None:
-        """A fresh tmpfs at ``target`` (made inside an overlay on its nearest existing parent if missing)."""
+        """A fresh tmpfs at ``target`` (made inside an overlay on its nearest existing parent if missing).
+        A later overlay on a parent mounts a fresh one again: make these before anything is put in them."""
         self._make_missing(target)
-        self.sh("mount", "-t", "tmpfs", "-o", "mode=755", "rt-tmpfs", target)
+        self._mount(target, ["mount", "-t", "tmpfs", "-o", "mode=755", "rt-tmpfs", target])
+
+    def _mount(self, target: str, argv: list[str]) -> None:
+        self.sh(*argv)
         self.mounts.append(target)
+        self.mount_argv[target] = argv
 
     def _make_missing(self, target: str) -> None:
         if self.exists(target):
