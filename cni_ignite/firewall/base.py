@@ -222,6 +222,8 @@ def parse_firewall_config(doc: Mapping[str, Any], runtime: Mapping[str, Any] | N
             raise InvalidConfig(f"{backend} backend was requested but conditions use {syntax} syntax", repr(cond))
     if {conditions_syntax(cond4), conditions_syntax(cond6)} == {"iptables", "nftables"}:
         raise InvalidConfig("conditionsV4 and conditionsV6 use different syntaxes")
+    if ext is not None and "nftables" in {conditions_syntax(cond4), conditions_syntax(cond6)}:
+        raise InvalidConfig("externalSetMarkChain is iptables-specific but conditions use nftables syntax")
     state_dir = doc.get("stateDir") or DEFAULT_STATE_DIR
     if not isinstance(state_dir, str) or not state_dir.startswith("/"):
         raise InvalidConfig("stateDir must be an absolute path", repr(state_dir))

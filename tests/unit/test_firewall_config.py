@@ -81,6 +81,7 @@ def test_error_when_a_port_mapping_is_invalid(raw: object) -> None:
     {"snat": 1},
     {"stateDir": "relative"},
     {"externalSetMarkChain": "KUBE-MARK-MASQ\n"},
+    {"externalSetMarkChain": "KUBE-MARK-MASQ", "conditionsV4": ["ip", "saddr", "192.0.2.0/24"]},
 ])
 def test_error_when_a_firewall_key_is_invalid(doc: dict[str, Any]) -> None:
     with pytest.raises(InvalidConfig) as info:
