@@ -18,6 +18,8 @@ from .config import IpamConfig, RangeSet, parse_ipam
 from .store import DiskStore, Owner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..result import IPAddress
     from ..skel import CmdArgs
 
@@ -48,8 +50,11 @@ def add(cmd: CmdArgs) -> Result:
             if mine is not None and wanted[i] in (None, mine):
                 got.append(mine)  # a repeated ADD returns the lease it already holds
                 continue
+            last = store.last_reserved(i)
             ip = allocate(store, rs, i, wanted[i])
-            undo.callback(_release_quietly, store, ip)  # whatever fails next, this lease goes back
+            # Whatever fails next, this lease goes back and the set's last reserved address is as it was.
+            undo.callback(_quietly, store.set_last_reserved, i, last)
+            undo.callback(_quietly, store.release, ip)
             got.append(ip)
         store.set_index(owner, sorted(set(got) | set(held), key=lambda a: (a.version, a)))
         undo.pop_all()
@@ -121,12 +126,12 @@ def valid_attachments(doc: dict[str, Any]) -> set[Owner]:
     return out
 
 
-def _release_quietly(store: DiskStore, ip: IPAddress) -> None:
-    """Roll back one lease of a failed ADD. A failure here must not hide the ADD's own error; the lease
-    then stays on disk, and the store, which does not stamp its index on an error path, lets the next
-    command rebuild the index from the leases, so DEL and GC still see it."""
+def _quietly(undo: Callable[..., None], *args: Any) -> None:
+    """One step of a failed ADD's rollback. Its failure must not hide the ADD's own error; a lease that
+    stays on disk is still found by DEL and GC, because the store does not stamp its index on an error
+    path and the next command rebuilds the index from the lease files."""
     with contextlib.suppress(CniError, OSError):
-        store.release(ip)
+        undo(*args)
 
 
 def _assign_requests(cfg: IpamConfig) -> list[IPAddress | None]:

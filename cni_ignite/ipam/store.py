@@ -237,6 +237,19 @@ class DiskStore:
             raise
         return True
 
+    def set_last_reserved(self, range_id: int, ip: IPAddress | None) -> None:
+        """Put back a set's last reserved address (None: there was none), as a failed ADD's rollback."""
+        path = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
+        if ip is not None:
+            self._write_atomic(path, str(ip).encode())
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise IOFailure(f"cannot remove {path}", str(exc)) from exc
+
     def release(self, ip: IPAddress) -> None:
         try:
             os.unlink(os.path.join(self.dir, str(ip)))

@@ -72,6 +72,24 @@ CASES: list[tuple[str, object, dict[str, str], int]] = [
     ("STATUS at 1.0.0", conf(), {"CNI_COMMAND": "STATUS"}, 1),
     ("GC bad attachments", {**conf(cniVersion="1.1.0"), "cni.dev/valid-attachments": "all"}, {"CNI_COMMAND": "GC"}, 7),
     ("DEL name traversal", conf(name="../escape"), {"CNI_COMMAND": "DEL"}, 7),
+    # scoped addresses (a lease file distinct from the plain address) and hostile values
+    ("scoped subnet", conf({"subnet": "fd00:96::%1/64"}), {}, 7),
+    ("scoped gateway", conf({"subnet": "fd00:96::/64", "gateway": "fd00:96::1%eth0"}), {}, 7),
+    ("scoped route gw", conf({"subnet": "fd00:96::/64", "routes": [{"dst": "::/0", "gw": "fd00:96::1%1"}]}), {}, 7),
+    ("scoped requested ip", conf({"subnet": "fd00:96::/64"}, runtimeConfig={"ips": ["fd00:96::2%1"]}), {}, 7),
+    ("scoped args.cni ip", conf({"subnet": "fd00:96::/64"}, args={"cni": {"ips": ["fd00:96::2%1"]}}), {}, 7),
+    ("scoped CNI_ARGS IP", conf({"subnet": "fd00:96::/64"}), {"CNI_ARGS": "IP=fd00:96::2%1"}, 7),
+    ("CNI_ARGS IP garbage", conf({"subnet": "10.1.0.0/24"}), {"CNI_ARGS": "IP=10.1.0.x"}, 7),
+    ("scoped ipRanges", conf(runtimeConfig={"ipRanges": [[{"Subnet": "fd00:96::%1/64"}]]}), {}, 7),
+    ("huge number as subnet", conf({"subnet": 10**400}), {}, 7),
+    ("infinity as requested ip", conf({"subnet": "10.1.0.0/24"}, runtimeConfig={"ips": [float("inf")]}), {}, 7),
+    ("bool as gateway", conf({"subnet": "10.1.0.0/24", "gateway": False}), {}, 7),
+    ("gateway of the other family", conf({"subnet": "10.1.0.0/24", "gateway": "fd00::1"}), {}, 7),
+    ("list as rangeEnd", conf({"subnet": "10.1.0.0/24", "rangeEnd": ["10.1.0.9"]}), {}, 7),
+    ("object as route dst", conf({"routes": [{"dst": {"ip": "0.0.0.0"}}]}), {}, 7),
+    ("dataDir with NUL", {**conf(), "ipam": {"dataDir": DATA + "/x\u0000y"}}, {}, 7),
+    ("resolvConf with NUL", conf({"resolvConf": "/etc/resolv\u0000conf"}), {}, 7),
+    ("ipRanges set of strings", conf(runtimeConfig={"ipRanges": [["10.1.0.0/24"]]}), {}, 7),
 ]
 
 

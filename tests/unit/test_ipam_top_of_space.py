@@ -103,13 +103,13 @@ def test_multi_range_add_with_a_range_at_the_top_leaks_nothing(ipam: Ipam) -> No
     conf = ipam.conf(TWO_SETS)
     for i in range(3):
         assert ipam("ADD", conf, cid=f"c{i}").rc == 0
-    before = ipam.leases()
+    before = ipam.files()
     out = ipam("ADD", conf, cid="late")
     assert out.doc is not None and out.doc["msg"].startswith("no IP addresses available in range set")
-    assert ipam.leases() == before
+    assert ipam.files() == before  # leases and last_reserved_ip.* as they were
     assert ipam("DEL", conf, cid="late").rc == 0
     assert ipam("DEL", conf, cid="c0").rc == 0
-    assert ipam("ADD", conf, cid="late").ips == ["10.88.0.6/24", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd/64"]
+    assert ipam("ADD", conf, cid="late").ips == ["10.88.0.5/24", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd/64"]
 
 
 class Boom(Exception):
@@ -152,16 +152,16 @@ def test_failed_multi_range_add_rolls_back_whatever_the_failure(ipam: Ipam, monk
             real_write(self, path, data)
 
         monkeypatch.setattr(DiskStore, "_write_atomic", write_atomic)
-    before = ipam.leases()
+    before = ipam.files()
     if fault == "second set full":
         assert ipam("ADD", conf, cid="b").rc != 0
     else:
         with pytest.raises((Boom, OSError)):  # the harness re-raises what skel reports as 999
             ipam("ADD", conf, cid="b")
-    assert ipam.leases() == before
+    assert ipam.files() == before  # leases and last_reserved_ip.* as they were
     monkeypatch.undo()
     assert ipam("DEL", conf, cid="b").rc == 0
-    assert ipam.leases() == before
+    assert ipam.files() == before
     assert ipam("CHECK", conf, cid="b").rc != 0
 
 
@@ -212,3 +212,18 @@ def test_an_error_in_a_later_command_does_not_stamp_an_index_it_changed(ipam: Ip
     assert not (index_dir(ipam) / "stamp").exists()
     assert ipam("CHECK", conf, cid="a").rc != 0
     assert ipam("ADD", conf, cid="b").ips == ["10.1.0.3/29"]
+
+
+def test_a_failed_first_add_leaves_only_the_lock_file(ipam: Ipam, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = ipam.conf(TWO_SETS)
+    real = plugin.allocate
+
+    def allocate_then_boom(store: Any, rs: Any, i: int, wanted: Any) -> IPAddress:
+        if i == 1:
+            raise Boom("second range broke")
+        return real(store, rs, i, wanted)
+
+    monkeypatch.setattr(plugin, "allocate", allocate_then_boom)
+    with pytest.raises(Boom):
+        ipam("ADD", conf, cid="a")
+    assert ipam.files() == {"lock": b""}  # no lease, no last_reserved_ip.0
