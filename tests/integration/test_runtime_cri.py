@@ -31,14 +31,15 @@ from runtimes.common import (
     SUBNET,
     Network,
     add_loopback,
-    make_plugin_dir,
     recorded_calls,
     wrap_plugins,
 )
 from runtimes.host import HostError
 from runtimes.support import (
     assert_nothing_left,
+    flavour_params,
     need,
+    plugin_dir,
     remove_workdir,
     short_workdir,
     start_host,
@@ -81,8 +82,9 @@ def shipped_conflist(net: Network, log: Path) -> dict[str, Any]:
     return conf
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
+@pytest.fixture(scope="module", params=[f for f in flavour_params() if f.values[0] != "reference"])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    flavour = request.param
     need("containerd", "ctr", "crun", "busybox", "nsenter", "unshare")
     try:
         import grpc  # noqa: F401
@@ -95,11 +97,11 @@ def env() -> Iterator[Env]:
 
     work = short_workdir()
     api = load_api(work / "stubs")
-    real = make_plugin_dir(work / "cni-real", "ignite")
-    add_loopback(real, "ignite")
+    real = plugin_dir(flavour, work / "cni-real")
+    add_loopback(real, flavour)
     record = work / "cni-calls.tsv"
     plugins = wrap_plugins(real, work / "cni-bin", record)
-    net = Network("ignite", json.loads(CONFLIST.read_text())["name"], work / "ipam")
+    net = Network(flavour, json.loads(CONFLIST.read_text())["name"], work / "ipam")
     log = work / "cni-ignite.log"
     (work / "net.d").mkdir()
     (work / "net.d" / CONFLIST.name).write_text(json.dumps(shipped_conflist(net, log), indent=2))
@@ -232,11 +234,16 @@ def test_pod_with_host_port_lifecycle_and_what_containerd_passes(env: Env):
     assert logged_add["hostPorts"] == ["tcp/18080"], logged_add
 
     remove_pod(env, pod)
-    dels = calls(env, pod, command="DEL")
-    assert dels, "no DEL reached ignite-bridge"
-    assert dels[0]["netns"] == add["netns"], dels  # StopPodSandbox: while the netns still exists
-    assert dels[0]["cni_args"] == add["cni_args"]
-    assert dels[0]["stdin"]["runtimeConfig"] == add["stdin"]["runtimeConfig"]
+    # StopPodSandbox: DEL while the netns exists, with the cached result; RemovePodSandbox stops the pod
+    # again: a second DEL, with CNI_NETNS="" and no prevResult (libcni dropped its cache after the first).
+    bridge_calls = calls(env, pod)
+    assert [c["command"] for c in bridge_calls] == ["ADD", "DEL", "DEL"], bridge_calls
+    first, second = bridge_calls[1:]
+    assert (first["netns"], first["cni_args"]) == (add["netns"], add["cni_args"]), first
+    assert first["stdin"]["runtimeConfig"] == add["stdin"]["runtimeConfig"]
+    assert [ip["address"] for ip in first["stdin"]["prevResult"]["ips"]] == [f"{address}/16"], first["stdin"]
+    assert (second["netns"], second["cni_args"]) == ("", add["cni_args"]), second
+    assert "prevResult" not in second["stdin"], second["stdin"]
     logged = log_lines(env, pod)
     assert [line["level"] for line in logged] == ["info"] * len(logged), logged  # no DEL failed
     assert refused(env, "http://127.0.0.1:18080/")
