@@ -22,7 +22,8 @@ import uuid
 
 
 def inner(backend: str, reps: int, fill: int) -> dict[str, float]:
-    from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping, open_firewall
+    from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping
+    from cni_ignite.firewall.core import RuleFirewall
 
     state_dir = tempfile.mkdtemp(prefix="fwbench-")
 
@@ -30,7 +31,7 @@ def inner(backend: str, reps: int, fill: int) -> dict[str, float]:
         return FirewallConfig(backend=backend, ip_masq=True, state_dir=state_dir,
                               port_mappings=(PortMapping(host_port=port, container_port=80, protocol="tcp"),))
 
-    fw = open_firewall(cfg(1))
+    fw = RuleFirewall(state_dir=state_dir)
 
     def att(i: int) -> Attachment:
         addr = ipaddress.ip_interface(f"{ipaddress.ip_address('10.100.0.2') + i}/16")
