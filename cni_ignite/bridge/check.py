@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from .config import host_veth_name
+from .config import attachment_tag, host_veth_name
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -56,13 +56,7 @@ def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> 
     if cfg.promisc_mode and not bridge.promisc:
         found.append(f"bridge {cfg.bridge} is not in promiscuous mode")
     veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
-    veth = nl.link(veth_name)
-    if veth is None:
-        found.append(f"host veth {veth_name} is missing")
-    elif veth.master != bridge.index:
-        found.append(f"host veth {veth_name} is not attached to {cfg.bridge}")
-    elif cfg.hairpin_mode and veth.port is not None and not veth.port.hairpin:
-        found.append(f"hairpin mode is off on {veth_name}")
+    found += _host_veth(cmd, cfg, host, veth_name, bridge.index)
     if cfg.mac_spoof_check:
         from .spoofcheck import present
 
@@ -77,6 +71,19 @@ def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> 
             if gw not in have:
                 found.append(f"gateway address {gw} is missing on {cfg.bridge}")
     return found
+
+
+def _host_veth(cmd: CmdArgs, cfg: BridgeConfig, host: HostNet, veth_name: str, bridge_index: int) -> list[str]:
+    veth = host.nl.link(veth_name)
+    if veth is None:
+        return [f"host veth {veth_name} is missing"]
+    if veth.alias and veth.alias != attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname):
+        return [f"host veth {veth_name} belongs to another attachment ({veth.alias})"]
+    if veth.master != bridge_index:
+        return [f"host veth {veth_name} is not attached to {cfg.bridge}"]
+    if cfg.hairpin_mode and veth.port is not None and not veth.port.hairpin:
+        return [f"hairpin mode is off on {veth_name}"]
+    return []
 
 
 def _container_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, cont: ContainerNet, index: int | None) -> list[str]:

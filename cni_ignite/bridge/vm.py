@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidConfig
 from ..netlink.ops import TAP_MAX_MTU, LinkExists
 from ..result import Interface
+from .config import attachment_tag
 
 if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
@@ -117,6 +118,8 @@ def problems(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig) -> list[str]:
         return [f"VM tap {cfg.vm.tap} is missing in {cmd.netns}"]
     if tap.kind != "tun":
         found.append(f"{cfg.vm.tap} is a {tap.kind}, not a tap")
+    if tap.alias and tap.alias != attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname):
+        found.append(f"VM tap {cfg.vm.tap} belongs to another attachment ({tap.alias})")
     if veth is None:
         return found
     if cfg.vm.mode == "tc-redirect":

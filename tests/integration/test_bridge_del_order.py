@@ -98,3 +98,15 @@ def test_del_removes_the_host_veth_it_made_even_when_the_namespace_still_holds_i
     assert name not in env.links()
     assert "eth0" not in env.ns_sh(c1, "ip", "-o", "link")
     assert env.leases() == []
+
+
+def test_check_reports_a_host_veth_that_carries_another_attachments_tag(netns):
+    env = HostEnv(netns)
+    conf = masq_conf(env)
+    c1 = env.container()
+    result = env.add(conf, "tagged", c1)
+    env.run("CHECK", {**conf, "prevResult": result}, "tagged", c1).ok()
+    name = host_veth_name("testnet", "tagged", "eth0")
+    env.host_sh("ip", "link", "set", "dev", name, "alias", "cni-ignite:someone-else")
+    res = env.run("CHECK", {**conf, "prevResult": result}, "tagged", c1)
+    assert res.rc != 0 and res.out is not None and "another attachment" in res.stdout, res
