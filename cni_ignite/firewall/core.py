@@ -9,6 +9,7 @@ from ..errors import CniError
 from . import state
 from ._exec import ToolMissing, run
 from .base import Attachment, conditions_syntax
+from .rules import needs_localnet
 
 if TYPE_CHECKING:
     from .base import Address, AttachmentInfo, FirewallConfig, Owner
@@ -100,10 +101,7 @@ class RuleFirewall:
 
     def needs_route_localnet(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
         """127.0.0.1:hostPort reaches the container only with route_localnet=1 on the bridge (IPv4)."""
-        v4_maps = [m for m in cfg.port_mappings if m.family() in {None, 4}]
-        if cfg.snat and v4_maps and att.of_family(4) and att.host_iface:
-            return (att.host_iface,)
-        return ()
+        return (att.host_iface,) if needs_localnet(att, cfg) else ()
 
     # -------------------------------------------------------------------------------------------- DEL
     def _remove(self, rec: state.Record) -> None:

@@ -1,8 +1,12 @@
 """The iptables backend: one ``iptables-restore --noflush --wait`` (``ip6tables-restore`` for IPv6)
-per family per verb; its input holds the nat and filter tables. Shared chains are assumed to exist;
-when the batch fails they are created (under a lock, tolerating a concurrent creator) and the batch is
-retried once. DEL removes exactly the rules a state record describes, or, without one (or if that
-fails), what our own shared chains reference for the attachment's key (``iptables -S <our chain>``).
+per family per verb; its input holds the nat and filter tables. Before it, an ADD lists the built-in
+chains whose entry rules it needs (``iptables -S <chain>``, side by side; flat in the number of
+attachments, unlike a ``-C`` line in the batch, which makes iptables-nft fetch every rule of the table).
+When one is missing, or the batch fails (shared chains absent: first ADD), the missing shared chains
+and entry rules are created (one ``iptables-save -t`` per table, under a lock, tolerating a concurrent
+creator, never flushing a shared chain) and the batch is retried once. DEL removes exactly the rules a
+state record describes, or, without one (or if that fails), what our own shared chains reference for
+the attachment's key (``iptables -S <our chain>``).
 """
 
 from __future__ import annotations
@@ -10,19 +14,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shlex
 from typing import TYPE_CHECKING
 
 from ..errors import CniError
 from . import naming as n
-from ._exec import RuleToolFailed, checked, run
+from ._exec import RuleToolFailed, checked, run, run_all
 from .rules import (
     IPT_BOOTSTRAP_CHAINS,
     SHARED_IPT,
+    entries_missing,
+    entry_listings,
     iptables_add_text,
-    iptables_bootstrap_text,
     iptables_delete_text,
     iptables_plan,
+    iptables_repair_text,
+    norm_spec,
+    saved_rules,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +39,6 @@ if TYPE_CHECKING:
     from .rules import IptPlan
 
 NAME = "iptables"
-ENTRY = {n.IPT_POSTROUTING: "POSTROUTING", n.IPT_DNAT: "PREROUTING", n.IPT_FORWARD: "FORWARD"}
 
 
 def _tool(family: int, what: str) -> str:
@@ -50,10 +56,12 @@ class IptablesBackend:
         self.state_dir = state_dir
 
     def apply(self, att: Attachment, cfg: FirewallConfig) -> None:
-        for family in (4, 6):
-            plan = iptables_plan(att, cfg, family)
-            if not plan.rules:
-                continue
+        plans = [p for p in (iptables_plan(att, cfg, 4), iptables_plan(att, cfg, 6)) if p.rules]
+        listed = _list_chains([(p.family, table, chain) for p in plans for table, chain in entry_listings(p)])
+        for plan in plans:
+            family = plan.family
+            if entries_missing(plan, {(t, c): text for (f, t, c), text in listed.items() if f == family}):
+                self.bootstrap(family)  # first ADD on the host, or someone flushed a built-in chain
             text = "".join(iptables_add_text(plan, t) for t in plan.tables())
             try:
                 _restore(family, text)
@@ -77,15 +85,11 @@ class IptablesBackend:
             os.close(fd)
 
     def bootstrap(self, family: int) -> None:
-        """Create whichever shared chains are missing, with their entry jumps; never flush one."""
+        """Create whichever shared chains and entry rules are missing; never flush a shared chain."""
         with self._lock():
             for attempt in range(3):
-                text = ""
-                for table, chains in IPT_BOOTSTRAP_CHAINS.items():
-                    existing = self._chains(family, table)
-                    missing = [c for c in chains if c not in existing]
-                    if missing:
-                        text += iptables_bootstrap_text(family, table, missing)
+                text = "".join(iptables_repair_text(family, table, self._save(family, table))
+                               for table in IPT_BOOTSTRAP_CHAINS)
                 if not text:
                     return
                 try:
@@ -95,9 +99,9 @@ class IptablesBackend:
                     if attempt == 2:
                         raise
 
-    def _chains(self, family: int, table: str) -> set[str]:
-        res = checked(NAME, [_tool(family, "-save"), "-t", table], what=f"{_tool(family, '-save')} -t {table}")
-        return {line[1:].split()[0] for line in res.stdout.decode().splitlines() if line.startswith(":")}
+    def _save(self, family: int, table: str) -> str:
+        tool = _tool(family, "-save")
+        return checked(NAME, [tool, "-t", table], what=f"{tool} -t {table}").stdout.decode(errors="replace")
 
     # ------------------------------------------------------------------------------------------- delete
     def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None:
@@ -143,13 +147,19 @@ class IptablesBackend:
         return out
 
 
+def _list_chains(chains: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], str | None]:
+    """``iptables -S`` / ``ip6tables -S`` of each (family, table, chain), run side by side. The chains
+    are constant-size, so the cost does not grow with attachments (iptables-nft fetches only the listed
+    chain; a ``-C`` line in the restore batch would fetch every rule of the table: +20 ms at 500
+    attachments, measured). None when a listing fails (absent chain, or any failure: the repair that
+    follows lists again and reports real errors)."""
+    done = run_all(NAME, [[_tool(f, ""), "-w", "-t", t, "-S", c] for f, t, c in chains])
+    return {key: res.stdout.decode(errors="replace") if res.ok else None for key, res in zip(chains, done, strict=True)}
+
+
 def _shared_specs(plan: IptPlan, table: str) -> list[str]:
     shared = SHARED_IPT[table]
     return [f"{r.chain} {r.spec}" for r in plan.rules if r.table == table and r.chain in shared]
-
-
-def _norm(spec: str) -> tuple[str, ...]:
-    return tuple(sorted(shlex.split(spec)))
 
 
 def _table_problems(family: int, table: str, plan: IptPlan) -> list[str]:
@@ -158,18 +168,10 @@ def _table_problems(family: int, table: str, plan: IptPlan) -> list[str]:
         res = checked(NAME, [tool, "-t", table], what=f"{tool} -t {table}")
     except CniError as exc:
         return [f"cannot list {table} ({tool}): {exc}"]
-    have: set[tuple[str, tuple[str, ...]]] = set()
-    raw: list[tuple[str, str]] = []
-    for line in res.stdout.decode().splitlines():
-        if line.startswith("-A "):
-            chain, _, spec = line[3:].partition(" ")
-            have.add((chain, _norm(spec)))
-            raw.append((chain, spec + " "))
+    _, have = saved_rules(res.stdout.decode(errors="replace"))
     fam = f"IPv{family}"
     out = [f"missing {r.desc} ({NAME}, {fam})" for r in plan.rules
-           if r.table == table and (r.chain, _norm(r.spec)) not in have]
-    for chain, builtin in ENTRY.items():
-        needed = any(r.chain == chain for r in plan.rules if r.table == table)
-        if needed and not any(c == builtin and f"-j {chain} " in s for c, s in raw):
-            out.append(f"missing jump {builtin} -> {chain} ({NAME}, {fam})")
+           if r.table == table and (r.chain, norm_spec(r.spec)) not in have]
+    out += [f"missing {e.desc} ({NAME}, {fam})" for e in plan.entries
+            if e.table == table and (e.chain, norm_spec(e.spec)) not in have]
     return out

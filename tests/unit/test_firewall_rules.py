@@ -7,10 +7,12 @@ import ipaddress
 
 from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping
 from cni_ignite.firewall.rules import (
+    entries_missing,
+    entry_listings,
     iptables_add_text,
-    iptables_bootstrap_text,
     iptables_delete_text,
     iptables_plan,
+    iptables_repair_text,
     nft_add_text,
     nft_delete_text,
     nft_plan,
@@ -110,19 +112,58 @@ def test_iptables_delete_text_removes_shared_rules_then_our_chains() -> None:
         "*nat\n:X - [0:0]\n-D CNI-IGNITE-POSTRT -s 10.61.0.2/32 -j X\n-X X\nCOMMIT\n"
 
 
-def test_iptables_bootstrap_creates_admin_before_forward_jumps_to_it() -> None:
-    text = iptables_bootstrap_text(4, "filter", ["CNI-IGNITE-ADMIN", "CNI-IGNITE-FWD", "CNI-IGNITE-INPUT"])
+def test_iptables_repair_creates_admin_before_forward_jumps_to_it() -> None:
+    text = iptables_repair_text(4, "filter", "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
     assert text == """*filter
 -N CNI-IGNITE-ADMIN
 -N CNI-IGNITE-FWD
 -N CNI-IGNITE-INPUT
--I FORWARD 1 -j CNI-IGNITE-FWD
 -I CNI-IGNITE-FWD 1 -j CNI-IGNITE-ADMIN
+-I FORWARD 1 -j CNI-IGNITE-FWD
 -I INPUT 1 -j CNI-IGNITE-INPUT
 -A CNI-IGNITE-INPUT -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
 COMMIT
 """
     assert ":" not in text.replace("127.0.0.0/8", "")  # shared chains are never declared (that flushes them)
+
+
+def test_iptables_repair_adds_only_the_missing_entry_rules() -> None:
+    saved = """*nat
+:PREROUTING ACCEPT [0:0]
+:CNI-IGNITE-POSTRT - [0:0]
+:CNI-IGNITE-DNAT - [0:0]
+-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
+-A POSTROUTING -j CNI-IGNITE-POSTRT
+COMMIT
+"""
+    assert iptables_repair_text(6, "nat", saved) == \
+        "*nat\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\nCOMMIT\n"
+    full = saved + "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n"
+    assert iptables_repair_text(4, "nat", full) == ""
+
+
+def test_iptables_add_verifies_the_entry_rules_it_needs_by_listing_constant_chains() -> None:
+    plan = iptables_plan(att(V4), CFG, 4)
+    assert entry_listings(plan) == [("nat", "POSTROUTING"), ("nat", "PREROUTING"), ("nat", "OUTPUT"),
+                                    ("filter", "FORWARD"), ("filter", "INPUT")]
+    listed = {
+        ("nat", "POSTROUTING"): "-P POSTROUTING ACCEPT\n-A POSTROUTING -j CNI-IGNITE-POSTRT\n",
+        ("nat", "PREROUTING"): "-P PREROUTING ACCEPT\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n",
+        ("nat", "OUTPUT"): "-P OUTPUT ACCEPT\n-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n",
+        ("filter", "FORWARD"): "-P FORWARD DROP\n-A FORWARD -j OTHER\n-A FORWARD -j CNI-IGNITE-FWD\n",
+        ("filter", "INPUT"): "-P INPUT ACCEPT\n-A INPUT -j CNI-IGNITE-INPUT\n",
+        ("filter", "CNI-IGNITE-INPUT"): "-N CNI-IGNITE-INPUT\n-A CNI-IGNITE-INPUT -d 127.0.0.0/8 ! -i lo -m conntrack "
+                                        "! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n",
+    }
+    assert not entries_missing(plan, listed)
+    assert entries_missing(plan, {**listed, ("filter", "INPUT"): "-P INPUT ACCEPT\n"})
+    assert entries_missing(plan, {**listed, ("nat", "OUTPUT"): None})
+    # the guard only where route_localnet is asked for: IPv4 with port mappings, snat and a bridge
+    assert not any(e.serves == "CNI-IGNITE-INPUT" for e in iptables_plan(att(V4, V6), CFG, 6).entries)
+    assert not any(e.serves == "CNI-IGNITE-INPUT" for e in iptables_plan(att(V4), CFG._replace(snat=False), 4).entries)
+    no_maps = iptables_plan(att(V4), CFG._replace(port_mappings=(), forward=False), 4)
+    assert entry_listings(no_maps) == [("nat", "POSTROUTING")]
+    assert no_maps.tables() == ["nat"]
 
 
 def test_nft_attachment_chains_and_elements() -> None:
