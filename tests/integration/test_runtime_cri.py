@@ -133,6 +133,16 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
             remove_workdir(work)
 
 
+@pytest.fixture(autouse=True)
+def no_pods_after(env: Env) -> Iterator[None]:
+    """A test that failed half-way leaves no pods to the next one (its own asserts have run by then)."""
+    yield
+    if env.ctrd.daemon is None or env.ctrd.daemon.poll() is not None:
+        return
+    for pod in env.cri.list_pod_sandboxes():
+        remove_pod(env, pod.id)
+
+
 # -- helpers -----------------------------------------------------------------------------------------------
 def run_pod(env: Env, name: str, ports: Sequence[tuple[int, int]] = ()) -> tuple[str, Any, str]:
     """RunPodSandbox + an httpd container in it: (pod id, sandbox config, container id)."""
