@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import CniError
+from ..errors import CniError, TryAgainLater
 from . import state
 from ._exec import ToolMissing, run
 from .base import Attachment, conditions_syntax
@@ -135,7 +135,8 @@ class RuleFirewall:
             except CniError as exc:
                 failures.append(f"{name}: {exc}")
         if failures:
-            raise CniError("firewall DEL incomplete", "; ".join(notes + failures))
+            # 11: the record (if any) is kept, so a retried DEL finishes the job
+            raise TryAgainLater("firewall DEL incomplete", "; ".join(notes + failures))
         if rec is not None:
             state.remove(cfg.state_dir, owner)
             state.release_ports(cfg.state_dir, owner, rec.ports)
@@ -160,7 +161,7 @@ class RuleFirewall:
             except CniError as exc:
                 failures.append(f"{o.container_id}/{o.ifname}: {exc}")
         if failures:
-            raise CniError("firewall GC incomplete", "; ".join(failures))
+            raise TryAgainLater("firewall GC incomplete", "; ".join(failures))
 
     def attachments(self, network: str | None = None) -> list[AttachmentInfo]:
         return state.list_attachments(self.state_dir, network)

@@ -127,7 +127,10 @@ class IptablesBackend:
                 for chain in shared:
                     res = run(NAME, [_tool(family, ""), "-w", "-t", table, "-S", chain])
                     if not res.ok:
-                        continue
+                        err = res.stderr.decode(errors="replace").strip()
+                        if chain_absent(err):
+                            continue
+                        raise RuleToolFailed(f"{_tool(family, '')} -t {table} -S {chain} failed ({NAME})", err)
                     any_chain = True
                     for line in res.stdout.decode().splitlines():
                         if line.startswith("-A ") and (cmt in line or any(f"-j {c}" in line for c in own)):
@@ -145,6 +148,16 @@ class IptablesBackend:
             for table in plan.tables():
                 out += _table_problems(family, table, plan)
         return out
+
+
+# What iptables says when a chain (or its table) does not exist: legacy "No chain/target/match by that
+# name" ("Table does not exist" without the table), iptables-nft 1.8.x "chain `X' in table `t' is
+# incompatible, use 'nft' tool." Any other failure (permission, lock, missing module) is an error.
+_ABSENT = ("No chain/target/match by that name", "Table does not exist", "' is incompatible, use 'nft' tool")
+
+
+def chain_absent(stderr: str) -> bool:
+    return any(text in stderr for text in _ABSENT)
 
 
 def _list_chains(chains: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], str | None]:

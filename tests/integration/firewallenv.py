@@ -91,9 +91,11 @@ class Topo:
         return self
 
     # ----------------------------------------------------------------------------------- firewall
-    def fw(self, *reqs: dict[str, Any], check: bool = True) -> list[dict[str, Any]]:
+    def fw(self, *reqs: dict[str, Any], check: bool = True, path: str = "/usr/bin:/bin") -> list[dict[str, Any]]:
+        """Run requests through the firewall layer in the host namespace; path: its PATH (a folder of
+        fake tools first on it simulates a failing iptables/nft)."""
         res = sh(["ip", "netns", "exec", self.host, PY, "-m", "cni_ignite.firewall"],
-                 input=json.dumps(list(reqs)).encode(), check=False, env={**os.environ, "PATH": "/usr/bin:/bin"})
+                 input=json.dumps(list(reqs)).encode(), check=False, env={**os.environ, "PATH": path})
         out = [json.loads(line) for line in res.stdout.decode().splitlines()]
         if check:
             assert all("error" not in o for o in out), (out, res.stderr.decode())
