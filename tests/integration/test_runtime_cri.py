@@ -13,11 +13,13 @@ The conflist is the shipped ``conf/10-ignite.conflist`` with only the paths chan
 ``stateDir`` and ``logFile`` in the work dir). The plugin folder holds recording wrappers around ours (and
 our ``loopback``, which go-cni runs on every pod), so the tests assert what containerd passed, exactly.
 
-One containerd serves the module (its start is most of the cost); each test leaves nothing behind.
+Flavours ``ignite`` and ``frozen`` (``common.py``); one containerd per flavour serves the module's tests,
+each of which leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import time
@@ -95,52 +97,42 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     from runtimes.cri.daemon import CriContainerd, DaemonError
     from runtimes.cri.images import PAUSE, write_archive
 
-    work = short_workdir()
-    api = load_api(work / "stubs")
-    real = plugin_dir(flavour, work / "cni-real")
-    add_loopback(real, flavour)
-    record = work / "cni-calls.tsv"
-    plugins = wrap_plugins(real, work / "cni-bin", record)
-    net = Network(flavour, json.loads(CONFLIST.read_text())["name"], work / "ipam")
-    log = work / "cni-ignite.log"
-    (work / "net.d").mkdir()
-    (work / "net.d" / CONFLIST.name).write_text(json.dumps(shipped_conflist(net, log), indent=2))
-    archive = write_archive(work / "images.tar")
-    host = start_host(work / "host")
-    ctrd = CriContainerd(host, work / "containerd", cni_bin=plugins, cni_conf=work / "net.d", sandbox_image=PAUSE)
-    cri = CriClient(api, ctrd.sock)
-    try:
+    with contextlib.ExitStack() as undo:  # runs even when a step below skips or fails
+        work = short_workdir()
+        undo.callback(remove_workdir, work)
+        api = load_api(work / "stubs")
+        real = plugin_dir(flavour, work / "cni-real")
+        add_loopback(real, flavour)
+        record = work / "cni-calls.tsv"
+        plugins = wrap_plugins(real, work / "cni-bin", record)
+        net = Network(flavour, json.loads(CONFLIST.read_text())["name"], work / "ipam")
+        log = work / "cni-ignite.log"
+        (work / "net.d").mkdir()
+        (work / "net.d" / CONFLIST.name).write_text(json.dumps(shipped_conflist(net, log), indent=2))
+        archive = write_archive(work / "images.tar")
+        host = start_host(work / "host")
+        undo.callback(host.close)
         host.private_dir("/run/containerd")  # shim sockets
+        ctrd = CriContainerd(host, work / "containerd", cni_bin=plugins, cni_conf=work / "net.d",
+                             sandbox_image=PAUSE)
+        undo.callback(ctrd.kill)
+        cri = CriClient(api, ctrd.sock)
+        undo.callback(cri.close)
         try:
             ctrd.start(ready=lambda: cri.status().get("NetworkReady"))
             ctrd.import_images(archive)
         except (DaemonError, HostError) as exc:
             unavailable(f"containerd's CRI plugin cannot run here: {exc}")
-        yield Env(host, ctrd, cri, net, work, record, log)
-    finally:
-        try:
-            if ctrd.daemon is not None and ctrd.daemon.poll() is None:
-                for pod in cri.list_pod_sandboxes():  # best effort, so that DELs run through the host
-                    try:
-                        cri.stop_pod_sandbox(pod.id, timeout=15)
-                        cri.remove_pod_sandbox(pod.id, timeout=15)
-                    except Exception:  # the host goes next anyway
-                        pass
-        finally:
-            cri.close()
-            ctrd.kill()
-            host.close()
-            remove_workdir(work)
+        env = Env(host, ctrd, cri, net, work, record, log)
+        undo.callback(remove_pods, env, best_effort=True)  # so that their DELs still run through the host
+        yield env
 
 
 @pytest.fixture(autouse=True)
 def no_pods_after(env: Env) -> Iterator[None]:
     """A test that failed half-way leaves no pods to the next one (its own asserts have run by then)."""
     yield
-    if env.ctrd.daemon is None or env.ctrd.daemon.poll() is not None:
-        return
-    for pod in env.cri.list_pod_sandboxes():
-        remove_pod(env, pod.id)
+    remove_pods(env)
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -183,6 +175,18 @@ def log_lines(env: Env, pod: str) -> list[dict[str, Any]]:
 def remove_pod(env: Env, pod: str) -> None:
     env.cri.stop_pod_sandbox(pod)
     env.cri.remove_pod_sandbox(pod)
+
+
+def remove_pods(env: Env, *, best_effort: bool = False) -> None:
+    """Stop and remove every pod containerd still has (while it runs)."""
+    if env.ctrd.daemon is None or env.ctrd.daemon.poll() is not None:
+        return
+    try:
+        for pod in env.cri.list_pod_sandboxes():
+            remove_pod(env, pod.id)
+    except Exception:
+        if not best_effort:
+            raise
 
 
 def assert_pods_gone(env: Env, *addresses: str) -> None:
