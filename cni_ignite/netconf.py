@@ -31,8 +31,8 @@ class NetConf(NamedTuple):
 def load_object(raw: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodingFailure("failed to decode network configuration", str(exc)) from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise DecodingFailure("failed to decode network configuration", str(exc)[:200]) from exc
     if not isinstance(doc, dict):
         raise DecodingFailure("network configuration is not a JSON object", type(doc).__name__)
     return doc

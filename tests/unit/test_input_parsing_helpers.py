@@ -50,3 +50,10 @@ def test_plain_addresses_parse_to_their_canonical_text() -> None:
     assert str(ipparse.ip_address("FD00:96:0::2")) == "fd00:96::2"
     assert str(ipparse.ip_interface("10.0.0.2/24")) == "10.0.0.2/24"
     assert str(ipparse.ip_network("10.0.0.0/255.255.255.0")) == "10.0.0.0/24"
+
+
+def test_absurdly_nested_json_is_a_decoding_error_not_an_internal_one() -> None:
+    from cni_ignite.errors import DecodingFailure
+
+    with pytest.raises(DecodingFailure):
+        parse_netconf(b"[" * 100_000)
