@@ -11,7 +11,7 @@ import ipaddress
 from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING
 
-from ..errors import CniError, NotFound, UnknownContainer
+from ..errors import CniError, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
 from ..skel import Handlers
 from . import ipam_call
@@ -176,16 +176,19 @@ def delete(cmd: CmdArgs) -> None:
     from .firewall_glue import delete_rules
 
     failures: list[str] = []
+    transient: list[bool] = []  # per failure: a TryAgainLater (a retry may well succeed)
 
     def attempt(what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
         except (NotFound, UnknownContainer):
             pass  # already gone: that is what DEL wants
-        except CniError as exc:
+        except (CniError, OSError) as exc:
             failures.append(f"{what}: {exc}")
-        except OSError as exc:
-            failures.append(f"{what}: {exc}")
+            transient.append(isinstance(exc, TryAgainLater))
+
+    def incomplete(msg: str) -> CniError:
+        return (TryAgainLater if all(transient) else CniError)(msg, "; ".join(failures))
 
     veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
     tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
@@ -207,11 +210,11 @@ def delete(cmd: CmdArgs) -> None:
 
         attempt("macspoofchk", lambda: spoofcheck.teardown(veth_name))
     if failures:
-        raise CniError("DEL incomplete (the address stays leased until a DEL succeeds)", "; ".join(failures))
+        raise incomplete("DEL incomplete (the address stays leased until a DEL succeeds)")
     if cfg.ipam_type:
         attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
     if failures:
-        raise CniError("DEL incomplete", "; ".join(failures))
+        raise incomplete("DEL incomplete")
 
 
 def _add_new(to: list[IPInterface], found: list[IPInterface]) -> None:
