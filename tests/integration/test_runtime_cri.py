@@ -61,6 +61,7 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 CONFLIST = REPO / "conf" / "10-ignite.conflist"
 HTTPD = ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
 K8S_NS = "cni-test"
+NODE_IP = "192.0.2.10"  # the throwaway host's own "node" address (TEST-NET-1)
 
 
 class Env(NamedTuple):
@@ -113,6 +114,7 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         host = start_host(work / "host")
         undo.callback(host.close)
         host.private_dir("/run/containerd")  # shim sockets
+        host.sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")  # no dummy links in this kernel
         ctrd = CriContainerd(host, work / "containerd", cni_bin=plugins, cni_conf=work / "net.d",
                              sandbox_image=PAUSE)
         undo.callback(ctrd.kill)
@@ -219,6 +221,7 @@ def test_pod_with_host_port_lifecycle_and_what_containerd_passes(env: Env):
     assert code == 0 and f"default via {GATEWAY}" in out, (out, err)
 
     assert fetch(env, f"http://{address}:80/") == PAGE
+    assert fetch(env, f"http://{NODE_IP}:18080/") == PAGE  # the node's address
     assert fetch(env, f"http://{GATEWAY}:18080/") == PAGE  # the host's address on the pod network
     assert fetch(env, "http://127.0.0.1:18080/") == PAGE
     assert len(env.net.leases()) == 1, env.net.leases()
@@ -260,7 +263,7 @@ def test_pod_with_host_port_lifecycle_and_what_containerd_passes(env: Env):
     assert "prevResult" not in second["stdin"], second["stdin"]
     logged = log_lines(env, pod)
     assert [line["level"] for line in logged] == ["info"] * len(logged), logged  # no DEL failed
-    assert refused(env, "http://127.0.0.1:18080/")
+    assert refused(env, "http://127.0.0.1:18080/") and refused(env, f"http://{NODE_IP}:18080/")
     assert_pods_gone(env, address)
     assert time.monotonic() - t0 < 30
 

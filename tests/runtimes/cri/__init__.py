@@ -1,8 +1,10 @@
 """A small CRI v1 client: what kubelet says to a container runtime, for the calls the tests need.
 
 ``api.proto`` is CRI v1 as containerd 1.6 serves it (kubernetes/cri-api v0.25.0, vendored here with the
-gogoproto options stripped). ``load_api(dest)`` compiles it with grpcio-tools into ``dest`` (a temp folder,
-never the source tree) and imports the generated modules; ``CriClient`` wraps the RuntimeService and
+gogoproto options stripped; Debian's containerd 1.6.20 carries v0.25's CheckpointContainer and
+GetContainerEvents, not v0.26's ListMetricDescriptors; all v0.25.x tags have this same file).
+``load_api(dest)`` compiles it with grpcio-tools into ``dest`` (a temp folder, never the source tree) and
+imports the generated modules; ``CriClient`` wraps the RuntimeService and
 ImageService stubs over the runtime's unix socket.
 
 Only what kubelet does on a pod's way through the network is here: Version/Status, RunPodSandbox with port
