@@ -3,13 +3,17 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build test lint unit-test demo vm-demo bench conformance clean
+.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean
 
 setup:
 	@bash packaging/setup-host.sh
 
 build: setup
 	@VENV=$(VENV) bash packaging/build.sh
+
+# dist/cni-ignite-<version>-linux-amd64.tar.gz (+ .sha256): the bundle, conf/, README.md, LICENSE
+release: build
+	@bash packaging/release.sh
 
 lint: setup
 	$(VENV)/bin/ruff check cni_ignite tests benchmarks conformance packaging demo
