@@ -36,6 +36,9 @@ from runtimes.common import (
     recorded_calls,
     wrap_plugins,
 )
+from runtimes.cri import CriClient, load_api  # grpc itself is imported only when used
+from runtimes.cri.daemon import CriContainerd, DaemonError
+from runtimes.cri.images import BUSYBOX, PAUSE, write_archive
 from runtimes.host import HostError
 from runtimes.support import (
     assert_nothing_left,
@@ -53,8 +56,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
-    from runtimes.cri import CriClient
-    from runtimes.cri.daemon import CriContainerd
     from runtimes.host import RuntimeHost
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -94,10 +95,6 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         import grpc_tools  # noqa: F401
     except ImportError as exc:
         unavailable(f"grpcio / grpcio-tools missing ({exc}): `pip install -e '.[test]'` (packaging/setup-host.sh)")
-    from runtimes.cri import CriClient, load_api
-    from runtimes.cri.daemon import CriContainerd, DaemonError
-    from runtimes.cri.images import PAUSE, write_archive
-
     with contextlib.ExitStack() as undo:  # runs even when a step below skips or fails
         work = short_workdir()
         undo.callback(remove_workdir, work)
@@ -142,8 +139,6 @@ def run_pod(env: Env, name: str, ports: Sequence[tuple[int, int]] = ()) -> tuple
     """RunPodSandbox + an httpd container in it: (pod id, sandbox config, container id)."""
     config = env.cri.sandbox_config(name, K8S_NS, port_mappings=ports)
     pod = env.cri.run_pod_sandbox(config)
-    from runtimes.cri.images import BUSYBOX
-
     cid = env.cri.create_container(pod, config, "httpd", BUSYBOX, HTTPD)
     env.cri.start_container(cid)
     return pod, config, cid
