@@ -20,7 +20,7 @@ XTABLES_NFT = ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 fi
 class Backend(Protocol):
     name: str
 
-    def apply(self, att: Attachment, cfg: FirewallConfig) -> None: ...
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None: ...
     def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None: ...
     def remove_by_key(self, key: str) -> None: ...
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
@@ -89,7 +89,7 @@ class RuleFirewall:
             record = state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg, ports=entries)
             state.write(record)
         try:
-            self.backend(name).apply(att, cfg)
+            self.backend(name).apply(att, cfg, fresh=old is None)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.backend(name).remove_exact(att, cfg)

@@ -55,11 +55,19 @@ class IptablesBackend:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
 
-    def apply(self, att: Attachment, cfg: FirewallConfig) -> None:
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
+        """fresh: no state record named earlier rules of this key. Then the attachment's first own chain
+        is listed too (flat); if it exists, rules of an ADD whose record was lost are still in the shared
+        chains and are removed by key first (appending them again would duplicate them)."""
         plans = [p for p in (iptables_plan(att, cfg, 4), iptables_plan(att, cfg, 6)) if p.rules]
-        listed = _list_chains([(p.family, table, chain) for p in plans for table, chain in entry_listings(p)])
+        wanted = [(p.family, table, chain) for p in plans for table, chain in entry_listings(p)]
+        if fresh:
+            wanted += [(p.family, "nat", p.own_chains["nat"][0]) for p in plans]
+        listed = _list_chains(wanted)
         for plan in plans:
             family = plan.family
+            if fresh and listed[(family, "nat", plan.own_chains["nat"][0])] is not None:
+                self.remove_by_key(att.owner.key, families=(family,))
             if entries_missing(plan, {(t, c): text for (f, t, c), text in listed.items() if f == family}):
                 self.bootstrap(family)  # first ADD on the host, or someone flushed a built-in chain
             text = "".join(iptables_add_text(plan, t) for t in plan.tables())

@@ -67,8 +67,10 @@ class NftablesBackend:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
 
-    def apply(self, att: Attachment, cfg: FirewallConfig) -> None:
-        """Fast path: the table exists. Else one transaction that also declares it (safe to race)."""
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
+        """Fast path: the table exists. Else one transaction that also declares it (safe to race).
+        Idempotent (own chains flushed and refilled, elements added), so fresh changes nothing here."""
+        del fresh
         plan = nft_plan(att, cfg)
         try:
             _apply(nft_add_text(plan, bootstrap=False), f"nft ADD for {att.owner.key}")

@@ -63,7 +63,7 @@ class IptPlan:
         self.entries: list[IptEntry] = []
 
     def tables(self) -> list[str]:
-        used = {r.table for r in self.rules} | {e.table for e in self.entries}
+        used = {r.table for r in self.rules} | {e.table for e in self.entries} | set(self.own_chains)
         return [t for t in ("nat", "filter") if t in used]
 
 
@@ -143,6 +143,8 @@ def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
                                           f"{cmt} -j ACCEPT", f"forward accept of DNAT to {a.ip}"))
             plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-s {_host(a)} {cmt} -j ACCEPT",
                                       f"forward accept from {a.ip}"))
+    if plan.rules and not plan.own_chains:  # an empty marker: an ADD without a state record can tell
+        plan.own_chains["nat"] = [masq]      # (one flat listing) whether rules of this key exist already
     used = {r.chain for r in plan.rules}
     if family == 4 and needs_localnet(att, cfg):
         used.add(n.IPT_INPUT)
