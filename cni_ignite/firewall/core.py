@@ -59,6 +59,20 @@ def _probe_nft_tables() -> str:
     return "iptables" if tables.intersection(XTABLES_NFT) else "nftables"
 
 
+def _forget_udp_flows(att: Attachment, cfg: FirewallConfig) -> None:
+    """Delete conntrack entries of newly mapped UDP host ports (as the reference portmap): a client that
+    was sending before the mapping existed has an entry without DNAT and would keep missing the container.
+    Only ADDs with UDP mappings pay for it; a failure is not the ADD's (the reference only logs it)."""
+    ports = {m.host_port for m in cfg.port_mappings if m.protocol == "udp"}
+    if not ports:
+        return
+    from ..netlink.conntrack import delete_by_dst_port
+
+    families = tuple(f for f in (4, 6) if att.of_family(f))
+    with contextlib.suppress(CniError, OSError):
+        delete_by_dst_port("udp", ports, families)
+
+
 class RuleFirewall:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
@@ -96,7 +110,7 @@ class RuleFirewall:
             state.remove(cfg.state_dir, att.owner)
             state.release_ports(cfg.state_dir, att.owner, entries)
             raise
-        # UDP conntrack entries of the host ports are not flushed: no conntrack tool here (see README note).
+        _forget_udp_flows(att, cfg)
         return self.needs_route_localnet(att, cfg)
 
     def needs_route_localnet(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
