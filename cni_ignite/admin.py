@@ -1,6 +1,7 @@
 """`cni-ignite`: the operator's command (not on any plugin's hot path, so it may use filelock and netaddr).
 
     cni-ignite install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--from dist/] [--no-conf] [--force]
+                       [--take-over-ignite]         replace Ignite's own default 10-ignite.conflist (kept, restored)
     cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
     cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
                                                     installed version, the default network, leases, attachments
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="dist/ or the bundle folder (default: the bundle running this, else ./dist)")
     p_inst.add_argument("--no-conf", action="store_true", help="do not write 10-ignite.conflist")
     p_inst.add_argument("--force", action="store_true", help="replace ignite-* names not installed by us")
+    p_inst.add_argument("--take-over-ignite", action="store_true",
+                        help="replace 10-ignite.conflist when it is exactly Ignite's default network (Go bridge, "
+                             "host-local, portmap, firewall); kept as 10-ignite.conflist.cni-ignite-backup, "
+                             "restored by uninstall. Any other content is refused")
     p_uninst = sub.add_parser("uninstall", help="remove exactly what install put there")
     p_uninst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
     p_status = sub.add_parser("status", help="what is installed, the default network, its leases and attachments")
@@ -55,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         return print_leases(args.data_dir, args.network, sys.stdout)
     if args.cmd == "install":
         return install(args.source, args.bin_dir, args.conf_dir, write_conf=not args.no_conf, force=args.force,
-                       out=sys.stdout)
+                       out=sys.stdout, take_over_ignite=args.take_over_ignite)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
     if args.cmd == "status":

@@ -22,6 +22,15 @@ the next install. A plugin started through a link runs from the generation it re
 ``<conf-dir>/10-ignite.conflist`` is written only when the conf dir holds no network config
 (``*.conf``, ``*.conflist``, ``*.json``): a user's network is never overwritten. A later install updates
 it only while it is still byte-identical to what we wrote; uninstall removes it under the same rule.
+
+Taking over an Ignite host (``take_over_ignite``, ``install --take-over-ignite``): Ignite (v0.6.1 to v0.10.0,
+``pkg/network/cni/cni.go``) writes ``10-ignite.conflist`` itself, its default network on the Go ``bridge`` +
+``host-local`` -> ``portmap`` -> ``firewall`` chain. Exactly that file is replaced by ours when, and only when,
+its JSON equals Ignite's default (whitespace and key order aside, types strict); the original bytes and mode
+are kept as ``10-ignite.conflist.cni-ignite-backup`` (not a name libcni reads) and uninstall puts them back.
+Anything else in that file is the user's: install refuses and changes nothing. Same network name, bridge and
+subnet, and ignite-ipam reads host-local's leases, so attachments the Go chain made are released by our DEL;
+their iptables rules are not ours (see ``go_rules``: ``cni-ignite ignite-gc`` removes them once released).
 """
 
 from __future__ import annotations
@@ -50,6 +59,32 @@ CONFLIST = "10-ignite.conflist"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni reads from a conf dir
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
+BACKUP_SUFFIX = ".cni-ignite-backup"
+
+# What Ignite v0.6.1..v0.10.0 writes to /etc/cni/net.d/10-ignite.conflist (weaveworks/ignite
+# pkg/network/cni/cni.go `defaultCNIConf`, with defaultNetworkName, defaultBridgeName, defaultSubnet filled in;
+# the exact bytes are tests/unit/fixtures/ignite-default-10-ignite.conflist).
+IGNITE_DEFAULT: dict[str, Any] = {
+    "cniVersion": "0.4.0",
+    "name": "ignite-cni-bridge",
+    "plugins": [
+        {"type": "bridge", "bridge": "ignite0", "isGateway": True, "isDefaultGateway": True, "promiscMode": True,
+         "ipMasq": True, "ipam": {"type": "host-local", "subnet": "10.61.0.0/16"}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+        {"type": "firewall"},
+    ],
+}
+# Ignite v0.6.0 wrote another default (network ignite-containerd-bridge on cni0, 172.18.0.0/16): recognised only
+# to say why it is not taken over (our network differs in name, bridge and subnet: its attachments would not match).
+IGNITE_V060_DEFAULT: dict[str, Any] = {
+    "cniVersion": "0.4.0",
+    "name": "ignite-containerd-bridge",
+    "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True, "promiscMode": True,
+         "ipMasq": True, "ipam": {"type": "host-local", "subnet": "172.18.0.0/16"}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ],
+}
 
 
 class InstallError(CniError):
@@ -221,23 +256,113 @@ def conf_files(conf_dir: str) -> list[str]:
     return sorted(n for n in names if n.endswith(CONF_EXTENSIONS) and os.path.isfile(os.path.join(conf_dir, n)))
 
 
+# ---------------------------------------------------------------------------------- Ignite's network
+
+def json_difference(doc: Any, want: Any, where: str = "") -> str | None:
+    """The first place where `doc` differs from `want` as JSON values (key order aside; true is not 1), else None."""
+    here = where or "the document"
+    if type(doc) is not type(want):
+        return f"{here}: {json.dumps(doc)} (expected {json.dumps(want)})"
+    children: list[tuple[Any, Any, str]]
+    if isinstance(want, dict):
+        odd = [f"{k!r} not in Ignite's default" for k in sorted(set(doc) - set(want))]
+        odd += [f"{k!r} missing" for k in sorted(set(want) - set(doc))]
+        if odd:
+            return f"{here}: {', '.join(odd)}"
+        children = [(doc[k], want[k], f"{where}.{k}" if where else k) for k in sorted(want)]
+    elif isinstance(want, list):
+        if len(doc) != len(want):
+            return f"{here}: {len(doc)} entries (expected {len(want)})"
+        children = [(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(doc, want, strict=True))]
+    else:
+        return None if doc == want else f"{here}: {json.dumps(doc)} (expected {json.dumps(want)})"
+    return next((d for d in (json_difference(*c) for c in children) if d), None)
+
+
+def ignite_default_difference(data: bytes) -> str | None:
+    """None when `data` is Ignite's default network (10-ignite.conflist as Ignite writes it), else why not."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return f"not JSON ({exc})"
+    if json_difference(doc, IGNITE_V060_DEFAULT) is None:
+        return ("Ignite v0.6.0's default network (ignite-containerd-bridge on cni0, 172.18.0.0/16), not the "
+                "ignite-cni-bridge network cni-ignite provides")
+    return json_difference(doc, IGNITE_DEFAULT)
+
+
+def _check_take_over(conf_dir: str, old: dict[str, Any]) -> None:
+    """Refuse before anything changes when the file to take over is not Ignite's default (nor already ours)."""
+    path = os.path.join(os.path.abspath(conf_dir), CONFLIST)
+    conf = old.get("conflist")
+    if conf and conf["path"] == path and file_sha256(path) == conf["sha256"]:
+        return  # taken over (or written) by an earlier install: updated as ours
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    diff = ignite_default_difference(data)
+    if diff:
+        raise InstallError(f"{path} is not Ignite's default network ({diff}): it is yours and is left alone",
+                           "install without --take-over-ignite, or change that file yourself")
+    backup = path + BACKUP_SUFFIX
+    if os.path.lexists(backup):
+        try:
+            with open(backup, "rb") as f:
+                prev = f.read()
+        except OSError:
+            prev = b""
+        if ignite_default_difference(prev) is not None:
+            raise InstallError(f"{backup} exists and is not Ignite's default network: not overwritten",
+                               "move it away, then install again")
+
+
+def _take_over(data: bytes, path: str, out: TextIO) -> dict[str, str] | None:
+    """Back Ignite's default up and put our network in its place (each step atomic: the name always holds one of
+    the two). None (nothing changed) when the file is gone or no longer Ignite's default."""
+    try:
+        with open(path, "rb") as f:
+            original = f.read()
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+    if ignite_default_difference(original) is not None:
+        out.write(f"{path} changed meanwhile: left alone\n")
+        return None
+    backup = path + BACKUP_SUFFIX
+    write_file(backup, original, exclusive=False)
+    os.chmod(backup, mode)  # restored as it was (Ignite writes mode 644 decimal: 0o1204)
+    write_file(path, data, exclusive=False)
+    out.write(f"{path}: Ignite's default network (Go bridge, host-local, portmap, firewall) replaced by "
+              f"cni-ignite's; original kept as {backup}\n")
+    return {"path": path, "backup": backup, "sha256": sha256(original)}
+
+
 # ------------------------------------------------------------------------------------------- install
 
-def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO) -> int:
+def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO,
+             take_over_ignite: bool = False) -> int:
+    if take_over_ignite and not write_conf:
+        raise InstallError("--take-over-ignite writes the network config: it cannot go with --no-conf")
     bundle = bundle_dir(source)
     version = bundle_version(bundle)
+    if take_over_ignite:
+        _check_take_over(conf_dir, read_manifest(bin_dir) or {})  # before anything changes
     created: list[str] = []
     makedirs(bin_dir, created)
     with locked(bin_dir):
         old = read_manifest(bin_dir) or {}
+        if take_over_ignite:
+            _check_take_over(conf_dir, old)  # again under the lock: what another install did meanwhile counts
         created = [*old.get("created_dirs", []), *created]
         remove_stale_temporaries(bin_dir, out)
         return _install(bundle, version, bin_dir, conf_dir, old, created, write_conf=write_conf, force=force,
-                        out=out)
+                        out=out, take_over_ignite=take_over_ignite)
 
 
 def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[str, Any], created: list[str], *,
-             write_conf: bool, force: bool, out: TextIO) -> int:
+             write_conf: bool, force: bool, out: TextIO, take_over_ignite: bool = False) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
         if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
@@ -263,7 +388,7 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
            "source": bundle, "bin_dir": os.path.abspath(bin_dir), "current": prev,
            "generations": list(dict.fromkeys([*old.get("generations", []), generation])),
            "links": {**kept, **dict.fromkeys(optional, plugin_target)}, "conflist": old.get("conflist"),
-           "created_dirs": created}
+           "ignite_backup": old.get("ignite_backup"), "created_dirs": created}
     _write_manifest(bin_dir, man)
 
     links = {CURRENT_LINK: generation, **dict.fromkeys(PLUGIN_LINKS, plugin_target)}
@@ -285,7 +410,7 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
     man.update(version=version, installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), current=generation,
                generations=sorted(keep, key=lambda g: g != generation), links=links)
     man["conflist"] = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf,
-                                        out=out)
+                                        out=out, take_over_ignite=take_over_ignite, man=man)
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
     return 0
@@ -347,7 +472,8 @@ def _write_manifest(bin_dir: str, man: dict[str, Any]) -> None:
 
 
 def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, created: list[str], *,
-                      write_conf: bool, out: TextIO) -> dict[str, str] | None:
+                      write_conf: bool, out: TextIO, take_over_ignite: bool = False,
+                      man: dict[str, Any] | None = None) -> dict[str, str] | None:
     if old and file_sha256(old["path"]) != old["sha256"]:
         old = None  # changed or removed by the user since: no longer ours
     if not write_conf:
@@ -359,9 +485,14 @@ def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, cr
             write_file(path, data, exclusive=False)
             out.write(f"{path}: updated (unchanged since our install)\n")
         return {"path": path, "sha256": sha256(data)}
+    if take_over_ignite and os.path.lexists(path):
+        backup = _take_over(data, path, out)
+        if backup is not None and man is not None:
+            man["ignite_backup"] = backup
+        return old if backup is None else {"path": path, "sha256": sha256(data)}
     existing = conf_files(conf_dir)
     if existing:
-        out.write(f"{conf_dir} already has network config ({', '.join(existing)}): {CONFLIST} not written\n")
+        _not_written(conf_dir, existing, out)
         return old
     makedirs(conf_dir, created)
     try:
@@ -371,6 +502,16 @@ def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, cr
         return old
     out.write(f"{path}: written (default network ignite-cni-bridge)\n")
     return {"path": path, "sha256": sha256(data)}
+
+
+def _not_written(conf_dir: str, existing: list[str], out: TextIO) -> None:
+    out.write(f"{conf_dir} already has network config ({', '.join(existing)}): {CONFLIST} not written\n")
+    if CONFLIST in existing:
+        path = os.path.join(conf_dir, CONFLIST)
+        with open(path, "rb") as f:
+            if ignite_default_difference(f.read()) is None:
+                out.write(f"{path} is Ignite's default network on the Go plugins: install --take-over-ignite "
+                          "replaces it with cni-ignite's (kept as a backup, restored by uninstall)\n")
 
 
 # ----------------------------------------------------------------------------------------- uninstall
@@ -412,9 +553,33 @@ def _uninstall(bin_dir: str, man: dict[str, Any], out: TextIO) -> None:
             out.write(f"{path}: removed\n")
     conf = man.get("conflist")
     if conf:
-        if file_sha256(conf["path"]) == conf["sha256"]:
+        ours = file_sha256(conf["path"]) == conf["sha256"]
+        backup = man.get("ignite_backup")
+        if ours and backup and backup["path"] == conf["path"] and file_sha256(backup["backup"]) == backup["sha256"]:
+            os.replace(backup["backup"], conf["path"])  # one rename: the name never goes missing
+            out.write(f"{conf['path']}: Ignite's default network restored from {backup['backup']}\n")
+            man["ignite_backup"] = None
+        elif ours:
             os.unlink(conf["path"])
             out.write(f"{conf['path']}: removed\n")
         elif os.path.exists(conf["path"]):
             out.write(f"{conf['path']}: left alone (changed since install)\n")
+    _restore_ignite_backup(man.get("ignite_backup"), out)
     os.unlink(os.path.join(bin_dir, MANIFEST))
+
+
+def _restore_ignite_backup(backup: dict[str, str] | None, out: TextIO) -> None:
+    """Ignite's original where our conflist no longer is (the user removed it); never over someone else's file."""
+    if not backup or not os.path.exists(backup["backup"]):
+        return
+    if file_sha256(backup["backup"]) != backup["sha256"]:
+        out.write(f"{backup['backup']}: changed since install: not restored\n")
+        return
+    try:
+        os.link(backup["backup"], backup["path"])
+    except FileExistsError:
+        out.write(f"{backup['path']}: changed since install, left alone; Ignite's original is kept as "
+                  f"{backup['backup']}\n")
+        return
+    os.unlink(backup["backup"])
+    out.write(f"{backup['path']}: Ignite's default network restored from {backup['backup']}\n")
