@@ -6,6 +6,9 @@
     cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
                                                     installed version, the default network, leases, attachments
     cni-ignite leases [--data-dir D] [NETWORK]      a table of leases: address, container, ifname, age
+    cni-ignite ignite-gc [--network N] [--data-dir D] [--dry-run]
+                                                    after --take-over-ignite: remove the Go chain's iptables rules
+                                                    of attachments our DEL released
     cni-ignite version
 """
 
@@ -47,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"IPAM dataDir (default: the network's ipam.dataDir, else {DEFAULT_DATA_DIR})")
     p_status.add_argument("--state-dir", default=None,
                           help=f"firewall rule state (default: the network's stateDir, else {DEFAULT_STATE_DIR})")
+    p_gc = sub.add_parser("ignite-gc", help="remove the Go bridge/portmap/firewall rules of released attachments "
+                                             "(made before install --take-over-ignite)")
+    p_gc.add_argument("--network", default="ignite-cni-bridge")
+    p_gc.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p_gc.add_argument("--dry-run", action="store_true", help="print what would be removed")
     sub.add_parser("version", help="print the cni-ignite version")
     return parser
 
@@ -63,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
                        out=sys.stdout, take_over_ignite=args.take_over_ignite)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
+    if args.cmd == "ignite-gc":
+        from .leases import gc_go_rules
+
+        return gc_go_rules(args.network, args.data_dir, sys.stdout, dry_run=args.dry_run)
     if args.cmd == "status":
         return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
     sys.stdout.write(f"{__version__}\n")  # version
