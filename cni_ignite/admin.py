@@ -9,16 +9,24 @@
     cni-ignite ignite-gc [--network N] [--data-dir D] [--dry-run]
                                                     after --take-over-ignite: remove the Go chain's iptables rules
                                                     of attachments our DEL released
+    cni-ignite log [--file PATH] [--container ID | --owner OWNER | --network NAME] [--errors] [--follow]
+                                                    one readable line per call from the per-call log (and its .1)
     cni-ignite version
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TextIO
 
+from .errors import CniError
 from .ipam.config import DEFAULT_DATA_DIR
 from .leases import print_leases
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     p_gc.add_argument("--network", default="ignite-cni-bridge")
     p_gc.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     p_gc.add_argument("--dry-run", action="store_true", help="print what would be removed")
+    p_log = sub.add_parser("log", help="one container's / owner's / network's calls from the per-call log")
+    p_log.add_argument("--file", default=None, help="the log (default: logFile of the default network in --conf-dir)")
+    p_log.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    which = p_log.add_mutually_exclusive_group()
+    which.add_argument("--container", default="", help="a container ID or a prefix of one")
+    which.add_argument("--owner", default="", help="IGNITE_OWNER / k8s:<namespace>/<pod>")
+    which.add_argument("--network", default="")
+    p_log.add_argument("--errors", action="store_true", help="failed calls only")
+    p_log.add_argument("--follow", "-f", action="store_true", help="keep printing new calls (across rotations)")
     sub.add_parser("version", help="print the cni-ignite version")
     return parser
 
@@ -71,19 +88,30 @@ def _run(args: argparse.Namespace) -> int:
                        out=sys.stdout, take_over_ignite=args.take_over_ignite)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
-    if args.cmd == "ignite-gc":
-        from .leases import gc_go_rules
-
-        return gc_go_rules(args.network, args.data_dir, sys.stdout, dry_run=args.dry_run)
+    if args.cmd in ("log", "ignite-gc"):
+        return _run_more(args)
     if args.cmd == "status":
         return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
     sys.stdout.write(f"{__version__}\n")  # version
     return 0
 
 
-def main(argv: list[str]) -> int:
-    from .errors import CniError
+def _run_more(args: argparse.Namespace) -> int:
+    if args.cmd == "ignite-gc":
+        from .leases import gc_go_rules
 
+        return gc_go_rules(args.network, args.data_dir, sys.stdout, dry_run=args.dry_run)
+    path = args.file or default_log_file(args.conf_dir)  # log
+    if not path:
+        raise CniError(f"no --file given and the default network in {args.conf_dir} sets no logFile")
+    flt = LogFilter(container=args.container, owner=args.owner, network=args.network, errors=args.errors)
+    try:
+        return print_log(path, flt, sys.stdout, follow=args.follow)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
@@ -92,3 +120,136 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         sys.stderr.write(f"cni-ignite {args.cmd}: {exc}\n")
     return 1
+
+
+# ------------------------------------------------------------------------------------------------- log
+
+class LogFilter(NamedTuple):
+    container: str = ""  # a full ID or a prefix of one
+    owner: str = ""
+    network: str = ""
+    errors: bool = False
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        return ((not self.container or str(doc.get("containerID", "")).startswith(self.container))
+                and (not self.owner or doc.get("owner") == self.owner)
+                and (not self.network or doc.get("network") == self.network)
+                and (not self.errors or doc.get("level") == "error" or "code" in doc))
+
+
+def default_log_file(conf_dir: str) -> str | None:
+    """The ``logFile`` of the default network (the conf dir's first config, as libcni picks it): its plugins',
+    or their ``ipam`` section's."""
+    from .status import _plugins, default_network
+
+    found = default_network(conf_dir)
+    if found is None:
+        return None
+    for plugin in _plugins(found[1]):
+        for section in (plugin, plugin.get("ipam")):
+            if isinstance(section, dict) and isinstance(section.get("logFile"), str):
+                return str(section["logFile"])
+    return None
+
+
+def _short(cid: str) -> str:
+    return cid[:12] if len(cid) == 64 and all(c in "0123456789abcdef" for c in cid) else cid
+
+
+def format_call(doc: dict[str, Any]) -> str:
+    """One readable line: time verb network container ifname owner ms result-or-error."""
+    cid = str(doc.get("containerID", ""))
+    owner = str(doc.get("owner", ""))
+    cells = [str(doc.get("time", "?")), f"{doc.get('plugin', '?')}", f"{doc.get('verb', '?'):<6}",
+             str(doc.get("network", "")), _short(cid) or "-", str(doc.get("ifname", "")) or "-",
+             f"owner={owner}" if owner and owner != cid else "", f"{doc.get('ms', '?')}ms"]
+    if doc.get("level") == "error" or "code" in doc:
+        details = doc.get("details")
+        result = f"ERROR {doc.get('code', '?')}: {doc.get('msg', '')}{f' ({details})' if details else ''}"
+    else:
+        result = "ok"
+        if doc.get("addresses"):
+            result += " " + ",".join(map(str, doc["addresses"]))
+        if doc.get("hostPorts"):
+            result += " ports " + ",".join(map(str, doc["hostPorts"]))
+    return " ".join(c for c in cells if c) + "  " + result
+
+
+def _emit(text: str, flt: LogFilter, out: TextIO) -> None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        out.write(f"(unreadable line) {text.strip()[:200]}\n")
+        return
+    if isinstance(doc, dict) and flt.matches(doc):
+        out.write(format_call(doc) + "\n")
+
+
+class _Tail:
+    """Reads whole lines appended to a file, from its start; notices when the file was renamed away (rotated)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: BinaryIO | None = None
+        self.pending = b""
+
+    def lines(self) -> list[bytes]:
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")  # noqa: SIM115  (kept open across calls; close() closes it)
+            except FileNotFoundError:
+                return []
+        self.pending += self.file.read()
+        *done, self.pending = self.pending.split(b"\n")
+        return done
+
+    def rotated(self) -> bool:
+        """The name now holds another file (or none): what was left in ours has been read; start again."""
+        import os
+
+        if self.file is None:
+            return False
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                return False
+        except FileNotFoundError:
+            pass
+        self.close()
+        self.pending = b""
+        return True
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def print_log(path: str, flt: LogFilter, out: TextIO, *, follow: bool = False,
+              stop: Callable[[], bool] | None = None, poll: float = 0.2) -> int:
+    """Print the calls in ``<path>.1`` (the rotated generation) then ``<path>``; with `follow`, keep printing
+    calls as they are appended, across rotations, until `stop()` (or forever: interrupt with Ctrl-C)."""
+    import os
+    import time
+
+    if not follow and not os.path.exists(path) and not os.path.exists(path + ".1"):
+        raise CniError(f"no log at {path}", "is logFile set in the network config, and has a call run yet?")
+    try:
+        with open(path + ".1", "rb") as f:
+            for raw in f:
+                _emit(raw.decode("utf-8", errors="replace"), flt, out)
+    except FileNotFoundError:
+        pass
+    tail = _Tail(path)
+    try:
+        while True:
+            lines = tail.lines()
+            for raw in lines:
+                _emit(raw.decode("utf-8", errors="replace"), flt, out)
+            if not follow or (stop is not None and stop()):
+                return 0
+            out.flush()
+            if not lines and tail.rotated():
+                continue
+            time.sleep(poll)
+    finally:
+        tail.close()
