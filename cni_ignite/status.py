@@ -93,6 +93,11 @@ def _installed(bin_dir: str, out: TextIO) -> None:
         out.write(f"  conflist: {conf['path']} ({state})\n")
     else:
         out.write("  conflist: none written (the conf dir already had a network, or --no-conf)\n")
+    backup = man.get("ignite_backup")
+    if backup:
+        kept = "kept" if file_sha256(backup["backup"]) == backup["sha256"] else "CHANGED or MISSING"
+        out.write(f"  took over Ignite's default network: original {backup['backup']} ({kept}, restored by "
+                  "uninstall)\n")
 
 
 def default_network(conf_dir: str) -> tuple[str, dict[str, Any]] | None:

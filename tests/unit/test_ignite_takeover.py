@@ -14,6 +14,7 @@ import pytest
 from test_install import CONFLIST, do_install, fake_bundle, manifest
 
 from cni_ignite import install as inst
+from cni_ignite.status import print_status
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IGNITE = (FIXTURES / "ignite-default-10-ignite.conflist").read_bytes()  # pkg/network/cni/cni.go, v0.6.1..v0.10.0
@@ -90,6 +91,15 @@ def test_take_over_replaces_ignite_default_keeps_backup_and_uninstall_restores_i
     assert "Ignite's default network restored" in out.getvalue()
     assert path.read_bytes() == IGNITE and path.stat().st_mode & 0o7777 == 0o1204
     assert os.listdir(tmp_path / "net.d") == ["10-ignite.conflist"]
+
+
+def test_status_names_the_taken_over_ignite_backup(tmp_path: Path) -> None:
+    ignite_host(tmp_path)
+    take_over(fake_bundle(tmp_path, "a"), tmp_path)
+    out = io.StringIO()
+    print_status(str(tmp_path / "bin"), str(tmp_path / "net.d"), str(tmp_path / "data"), str(tmp_path / "state"), out)
+    backup = tmp_path / "net.d" / "10-ignite.conflist.cni-ignite-backup"
+    assert f"took over Ignite's default network: original {backup} (kept, restored by uninstall)" in out.getvalue()
 
 
 def test_take_over_refuses_a_modified_ignite_conflist_with_a_clear_message_and_changes_nothing(
