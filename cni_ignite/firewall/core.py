@@ -39,11 +39,13 @@ def choose_backend(cfg: FirewallConfig, network: str | None = None) -> str:
     with rules, its next ones use the same backend (read from a state record: no `nft list tables` exec)."""
     if cfg.backend != "auto":
         return cfg.backend
-    if cfg.external_set_mark_chain or _legacy_tables():
+    if cfg.external_set_mark_chain:
         return "iptables"
     syntax = conditions_syntax(cfg.conditions_v4) or conditions_syntax(cfg.conditions_v6)
-    if syntax:
+    if syntax:  # before the x_tables probe: conditions in one syntax only work in that backend
         return syntax
+    if _legacy_tables():
+        return "iptables"
     in_use = next((rec.backend for rec in state.records(cfg.state_dir, network)), None) if network else None
     return in_use or _probe_nft_tables()
 

@@ -24,7 +24,7 @@ IPT_INPUT = "CNI-IGNITE-INPUT"  # filter, jumped from INPUT (CVE-2020-8558 local
 
 NFT_TABLE = "cni_ignite"  # table inet cni_ignite
 
-_SAFE_NET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_SAFE_NET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}\Z")  # \Z: "$" lets "net\n" through
 
 
 def owner_key(network: str, container_id: str, ifname: str) -> str:

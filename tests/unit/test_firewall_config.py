@@ -169,3 +169,14 @@ def test_base_does_not_import_core() -> None:
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"core", "iptables", "nftables", "rules", "state"}, imported
     assert not hasattr(base, "open_firewall")
+
+
+@pytest.mark.parametrize(("cond", "want"), [(["iifname", '"eth0"'], "nftables"), (["-i", "eth0"], "iptables")])
+def test_auto_honours_the_conditions_syntax_even_when_legacy_xtables_are_loaded(
+        monkeypatch: pytest.MonkeyPatch, cond: list[str], want: str) -> None:
+    from cni_ignite.firewall import core
+
+    monkeypatch.setattr(core, "_legacy_tables", lambda: True)
+    cfg = parse_firewall_config({"conditionsV4": cond, "stateDir": "/nonexistent"})
+    assert core.choose_backend(cfg, "n") == want
+    assert core.choose_backend(parse_firewall_config({"stateDir": "/nonexistent"}), "n") == "iptables"
