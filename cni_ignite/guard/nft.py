@@ -1,0 +1,107 @@
+"""Applying, removing and checking the guard with ``nft -f -`` (through firewall._exec / hostexec).
+
+    apply(att)               ADD: one transaction; when the port is guarded already (an ADD again, or
+                             leftovers of a lost DEL, perhaps with other addresses) it fails as a whole:
+                             purge the port's elements and apply again, so only `att` stays allowed
+    remove(port, att=None)   DEL: with the attachment (from prevResult), one add-then-delete transaction;
+                             without it, found by the port name: one ``get element`` tells whether the
+                             port is guarded at all (the usual second DEL: nothing to do); only a port that
+                             is still guarded with unknown elements costs a listing of the table (purge)
+    check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
+    guarded(port) -> bool
+
+Per-call cost does not grow with the number of guarded ports on the ADD/DEL path: element-only
+transactions, and nft 1.0.6 fetches no set elements for them (measured; see tests/integration).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..firewall._exec import RuleToolFailed, ToolMissing, checked, run
+from . import rules
+
+if TYPE_CHECKING:
+    from .rules import Attachment
+
+BACKEND = "guard"
+_NFT = ("nft", "-f", "-")
+
+
+def apply(att: Attachment) -> None:
+    try:
+        checked(BACKEND, _NFT, rules.apply_script(att), "guard apply")
+    except RuleToolFailed:
+        # The port is guarded already: drop whatever it was allowed before, then apply exactly `att`.
+        purge(att.port)
+        checked(BACKEND, _NFT, rules.apply_script(att), "guard apply")
+
+
+def remove(port: str, att: Attachment | None = None) -> None:
+    """Remove every guard element of `port`; succeeds when there is none (or no nft at all)."""
+    try:
+        if att is not None and run(BACKEND, _NFT, rules.remove_script(att)).ok:
+            if not guarded(port):
+                return
+        elif not guarded(port):
+            return
+        purge(port)
+    except ToolMissing:
+        return  # no nft: no guard was ever applied
+
+
+def guarded(port: str) -> bool:
+    """Whether `port` is in the guard's ``ports`` set (False when the table does not exist)."""
+    return run(BACKEND, _NFT, f'get element {rules.TABLE} ports {{ "{port}" }}\n').ok
+
+
+def purge(port: str) -> None:
+    """Delete every element of `port` in every guard set, found by listing the table (the O(n) path)."""
+    import json
+
+    listed = run(BACKEND, ("nft", "-j", "list", "table", *rules.TABLE.split()))
+    if not listed.ok:
+        return  # no table, nothing to purge
+    family, table = rules.TABLE.split()
+    cmds: list[dict[str, Any]] = []
+    for item in json.loads(listed.stdout).get("nftables", []):
+        s = item.get("set")
+        if not s:
+            continue
+        mine = [e for e in s.get("elem", []) if _port_of(e) == port]
+        if mine:
+            cmds.append({"delete": {"element": {"family": family, "table": table, "name": s["name"], "elem": mine}}})
+    if cmds:
+        checked(BACKEND, ("nft", "-j", "-f", "-"), json.dumps({"nftables": cmds}), "guard purge")
+
+
+def _port_of(elem: Any) -> str | None:
+    """The port (first key part) of a listed element: ``"veth1"`` or ``{"concat": ["veth1", ...]}``."""
+    if isinstance(elem, dict) and "elem" in elem:  # an element with attributes (timeout, comment ...)
+        elem = elem["elem"].get("val")
+    if isinstance(elem, str):
+        return elem
+    if isinstance(elem, dict) and isinstance(elem.get("concat"), list) and elem["concat"]:
+        first = elem["concat"][0]
+        return first if isinstance(first, str) else None
+    return None
+
+
+def check(att: Attachment) -> list[str]:
+    """What is wrong with the guard of `att`: [] when the fixed chains and all its elements are there."""
+    try:
+        problems: list[str] = []
+        for name, _ in rules.CHAINS:
+            listed = run(BACKEND, ("nft", "list", "chain", *rules.TABLE.split(), name))
+            if not listed.ok:
+                return [f"guard chain {name} is missing: {listed.stderr.decode(errors='replace').strip()}"]
+            problems += rules.chain_problems(name, listed.stdout.decode(errors="replace"))
+        if run(BACKEND, _NFT, rules.get_script(att)).ok:
+            return problems
+        for name, items in rules.elements(att).items():
+            for item in items:
+                if not run(BACKEND, _NFT, f"get element {rules.TABLE} {name} {{ {item} }}\n").ok:
+                    problems.append(f"guard element missing: {name} {{ {item} }}")
+        return problems
+    except ToolMissing as exc:
+        return [f"guard: {exc}"]
