@@ -1,26 +1,39 @@
 """Who an attachment belongs to (its owner): what survives a restart of the pod, VM or container.
 
 Resolution, first match wins:
-1. an explicit owner named by the runtime: ``CNI_ARGS`` ``IGNITE_OWNER=<text>`` or ``args.cni.owner``;
+1. an explicit owner named by the runtime: ``CNI_ARGS`` ``IGNITE_OWNER=<text>`` or ``args.cni.owner``
+   (both may be given only with the same value);
 2. the Kubernetes pod: ``K8S_POD_NAMESPACE`` + ``K8S_POD_NAME`` from ``CNI_ARGS`` (containerd's CRI and
    CRI-O pass both), as ``k8s:<namespace>/<name>``;
 3. the container ID (Ignite passes the VM's ID, which survives ``ignite stop/start``; podman's container ID
    survives ``podman restart``).
 
-Pure; ``ignite-bridge``, ``ignite-ipam`` and the per-call log use this one function.
+An owner is 1-253 printable characters without whitespace other than the space. The Kubernetes names must
+be what the API server admits (DNS-1123: lowercase letters, digits, '-', '.'), so ``k8s:<ns>/<name>`` reads
+one way only. The network and the interface name are part of the identity: :func:`owner_key` hashes
+(owner, ifname), so one owner with two interfaces has two stable addresses and MACs.
+
+Pure; ``ignite-bridge``, ``ignite-ipam`` and the per-call log use this one function. The plugins call it
+with ``strict=True`` (a malformed owner is a CNI error: code 4 from CNI_ARGS, 7 from args.cni); the call
+log calls it leniently (a malformed owner is ignored, the next rule applies).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from ._sha import sha256
+from .errors import InvalidConfig, InvalidEnvironment
 
 OWNER_ARG = "IGNITE_OWNER"
 K8S_NAMESPACE, K8S_NAME = "K8S_POD_NAMESPACE", "K8S_POD_NAME"
 MAX_OWNER = 253
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
 def _pairs(cni_args: str) -> dict[str, str]:
-    """CNI_ARGS as key/value pairs, leniently (validation is the plugin's job, not the owner's)."""
+    """CNI_ARGS as key/value pairs, leniently (the plugin validates CNI_ARGS as a whole)."""
     out: dict[str, str] = {}
     for item in cni_args.split(";"):
         key, sep, value = item.partition("=")
@@ -29,12 +42,40 @@ def _pairs(cni_args: str) -> dict[str, str]:
     return out
 
 
-def owner_of(container_id: str, cni_args: str = "", args_cni: dict[str, Any] | None = None) -> str:
+def valid_owner(text: object) -> bool:
+    return (isinstance(text, str) and 0 < len(text) <= MAX_OWNER and text.isprintable()
+            and text == text.strip())
+
+
+def owner_of(container_id: str, cni_args: str = "", args_cni: dict[str, Any] | None = None, *,
+             strict: bool = False) -> str:
+    """The attachment's owner (see the module docstring). ``strict`` raises on a malformed owner."""
     pairs = _pairs(cni_args) if cni_args else {}
-    explicit = (args_cni or {}).get("owner") or pairs.get(OWNER_ARG)
-    if isinstance(explicit, str) and explicit and len(explicit) <= MAX_OWNER and explicit.isprintable():
-        return explicit
+    from_args = (args_cni or {}).get("owner")
+    from_env = pairs.get(OWNER_ARG)
+    if strict:
+        if from_args is not None and not valid_owner(from_args):
+            raise InvalidConfig("args.cni.owner must be 1-253 printable characters", repr(from_args)[:300])
+        if from_env is not None and not valid_owner(from_env):
+            raise InvalidEnvironment(f"CNI_ARGS: {OWNER_ARG} must be 1-253 printable characters",
+                                     repr(from_env)[:300])
+        if from_args is not None and from_env is not None and from_args != from_env:
+            raise InvalidConfig(f"args.cni.owner and CNI_ARGS {OWNER_ARG} name different owners",
+                                f"{from_args!r} != {from_env!r}")
+    for explicit in (from_args, from_env):
+        if valid_owner(explicit):
+            assert isinstance(explicit, str)
+            return explicit
     ns, name = pairs.get(K8S_NAMESPACE, ""), pairs.get(K8S_NAME, "")
     if ns and name:
-        return f"k8s:{ns}/{name}"
+        if _K8S_NAME.match(ns) and _K8S_NAME.match(name):
+            return f"k8s:{ns}/{name}"
+        if strict:
+            raise InvalidEnvironment("CNI_ARGS: K8S_POD_NAMESPACE/K8S_POD_NAME are not Kubernetes names",
+                                     f"{ns!r}/{name!r}"[:300])
     return container_id
+
+
+def owner_key(owner: str, ifname: str) -> str:
+    """A file-name-safe key of (owner, ifname): the identity of one stable attachment in one network."""
+    return sha256(f"{owner}\0{ifname}".encode()).hexdigest()[:32]

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from .config import RangeSet
 
 
+class Exhausted(CniError):
+    """No free address is left in a range set (host-local's message and code)."""
+
+
 class Store(Protocol):
     def reserve(self, ip: IPAddress, range_id: int) -> bool: ...
     def release(self, ip: IPAddress) -> None: ...
@@ -64,7 +68,7 @@ def allocate(store: Store, rs: RangeSet, range_id: int, requested: IPAddress | N
     for ip in candidates(rs, store.last_reserved(range_id)):
         if store.reserve(ip, range_id):
             return ip
-    raise CniError(f"no IP addresses available in range set: {_describe(rs)}")
+    raise Exhausted(f"no IP addresses available in range set: {_describe(rs)}")
 
 
 def first_free(is_taken: Callable[[IPAddress], bool], rs: RangeSet, last: IPAddress | None) -> IPAddress | None:

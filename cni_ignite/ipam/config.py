@@ -5,20 +5,39 @@ prepended as range set 0), ``ranges`` (a list of range sets: one address is leas
 ``routes``, ``dataDir``, ``resolvConf``. ``runtimeConfig.ipRanges`` is prepended too. Requested
 addresses come from ``runtimeConfig.ips``, ``args.cni.ips`` and ``CNI_ARGS IP=`` (merged, as host-local).
 With no range at all, addresses come from 10.61.0.0/16.
+
+Our own keys (an ipam block without them behaves exactly as host-local):
+
+- ``sticky``: ``true`` (hold time 1h), ``false``, or ``{"hold": H}`` with H integer seconds or a duration
+  text (``"90s"``, ``"30m"``, ``"1h30m"``, ``"7d"``, ``"0"``). After an owner's DEL its addresses are
+  remembered in the dataDir; the owner's next ADD gets them back whenever they are free. For ``hold``
+  after the DEL no other owner gets them; after that they are given to others only when the range
+  set has no never-used address left, least recently released first. ``hold: 0`` = best effort only.
+- ``reservations``: ``[{"owner": O, "address": A, "ifname": "eth0", "mac": M}]`` pins an address (and a
+  MAC, optional) to (owner, ifname); ``ifname`` defaults to ``eth0``. An address outside the ranges, on
+  a gateway, or in two reservations, and two addresses for one (owner, ifname) in one range set, are
+  rejected (code 7). Reservations apply whether or not ``sticky`` is on.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from .. import ipparse
 from ..errors import InvalidConfig
+from ..identity import valid_owner
 from ..netconf import NetConf, go_get, go_view, list_field, obj_field, str_field
 from ..result import IPAddress, IPNetwork, Route
 from ..version import at_least
 
 DEFAULT_SUBNET = "10.61.0.0/16"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+DEFAULT_HOLD = 3600  # seconds: covers a VM/pod restart and a host reboot; after it, best effort
+DEFAULT_IFNAME = "eth0"
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_DURATION = re.compile(r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z")
+_IFNAME_BAD = re.compile(r"[/:\s]")
 
 
 class Range(NamedTuple):
@@ -37,17 +56,31 @@ class Range(NamedTuple):
 RangeSet = tuple[Range, ...]
 
 
+class Reservation(NamedTuple):
+    """An address (and optionally a MAC) pinned to (owner, ifname) in range set `range_id`."""
+    owner: str
+    ifname: str
+    address: IPAddress
+    mac: str
+    range_id: int
+
+
 class IpamConfig(NamedTuple):
     range_sets: tuple[RangeSet, ...]
     routes: tuple[Route, ...]
     data_dir: str
     resolv_conf: str
     requested: tuple[IPAddress, ...]
+    sticky: bool = False
+    hold: int = 0  # seconds an owner's released address stays reserved for it (when sticky)
+    reservations: tuple[Reservation, ...] = ()
 
 
 # The keys of host-local's IPAMConfig, Range and types.Route. Go's encoding/json matches them ignoring
 # case, and go-cni sends runtimeConfig.ipRanges with the Go field names ("Subnet", "RangeStart", ...).
-IPAM_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "routes", "dataDir", "resolvConf")
+IPAM_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "routes", "dataDir", "resolvConf", "sticky",
+             "reservations")
+RESERVATION_KEYS = ("owner", "address", "ifname", "mac")
 RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 ROUTE_KEYS = ("dst", "gw")
 
@@ -69,13 +102,111 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
         fams = [s[0].subnet.version for s in sets]
         if len(fams) != len(set(fams)):
             raise InvalidConfig("too many ranges", f"cniVersion {conf.cni_version} allows one range set per family")
+    sticky, hold = _sticky(ipam.get("sticky"))
+    range_sets = tuple(sets)
+    reservations = tuple(parse_reservation(r, range_sets, f"ipam.reservations[{i}]")
+                         for i, r in enumerate(list_field(ipam, "reservations", where=where)))
+    check_reservations(reservations)
     return IpamConfig(
-        range_sets=tuple(sets),
+        range_sets=range_sets,
         routes=tuple(_parse_route(r) for r in list_field(ipam, "routes", where=where)),
         data_dir=_data_dir(str_field(ipam, "dataDir", default=DEFAULT_DATA_DIR, where=where)),
         resolv_conf=_resolv_conf(str_field(ipam, "resolvConf", where=where)),
         requested=_requested(conf, cni_args),
+        sticky=sticky,
+        hold=hold,
+        reservations=reservations,
     )
+
+
+def _sticky(raw: object) -> tuple[bool, int]:
+    if raw is None or raw is False:
+        return False, 0
+    if raw is True:
+        return True, DEFAULT_HOLD
+    if not isinstance(raw, dict):
+        raise InvalidConfig("ipam.sticky must be true, false or an object", repr(raw)[:200])
+    unknown = sorted(k for k in raw if k.casefold() != "hold")
+    if unknown:
+        raise InvalidConfig("ipam.sticky: unknown keys", ", ".join(map(repr, unknown))[:200])
+    value = go_get(raw, "hold")
+    return True, DEFAULT_HOLD if value is None else parse_duration(value, "ipam.sticky.hold")
+
+
+def parse_duration(value: object, what: str) -> int:
+    """Seconds from an integer or a duration text (``"90s"``, ``"1h30m"``, ``"7d"``, ``"0"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        m = _DURATION.match(value) if isinstance(value, str) else None
+        if value != "0" and (m is None or not any(m.groups())):
+            raise InvalidConfig(f"{what} must be seconds or a duration like 90s, 30m, 1h30m, 7d", repr(value)[:200])
+        d, h, mi, s = (int(g or 0) for g in (m.groups() if m else ()))
+        seconds = ((d * 24 + h) * 60 + mi) * 60 + s
+    if not 0 <= seconds <= 10 * 365 * 86400:
+        raise InvalidConfig(f"{what} out of range", f"{seconds}s not in [0, 10 years]")
+    return seconds
+
+
+def parse_reservation(raw: object, sets: tuple[RangeSet, ...], where: str) -> Reservation:
+    """One reservation, checked against the range sets: inside a range, not a gateway."""
+    if not isinstance(raw, dict):
+        raise InvalidConfig(f"{where} must be an object", repr(raw)[:200])
+    unknown = sorted(k for k in raw if k.casefold() not in {x.casefold() for x in RESERVATION_KEYS})
+    if unknown:
+        raise InvalidConfig(f"{where}: unknown keys", ", ".join(map(repr, unknown))[:200])
+    raw = go_view(raw, RESERVATION_KEYS)
+    owner = raw.get("owner")
+    if not valid_owner(owner):
+        raise InvalidConfig(f"{where}.owner must be 1-253 printable characters", repr(owner)[:200])
+    ifname = raw.get("ifname", DEFAULT_IFNAME)
+    if (not isinstance(ifname, str) or not ifname or len(ifname.encode()) > 15 or ifname in (".", "..")
+            or _IFNAME_BAD.search(ifname) or not ifname.isprintable()):
+        raise InvalidConfig(f"{where}.ifname is not an interface name", repr(ifname)[:200])
+    if raw.get("address") is None:
+        raise InvalidConfig(f"{where} needs an address")
+    address = _addr(raw["address"], f"{where}.address")
+    mac = raw.get("mac") or ""
+    if not isinstance(mac, str) or (mac and not MAC_RE.match(mac.lower())):
+        raise InvalidConfig(f"{where}.mac is not a MAC address (aa:bb:cc:dd:ee:ff)", repr(mac)[:200])
+    mac = mac.lower()
+    if mac and int(mac[:2], 16) & 1:
+        raise InvalidConfig(f"{where}.mac {mac} is a multicast address")
+    if mac == "00:00:00:00:00:00":
+        raise InvalidConfig(f"{where}.mac must not be all zeros")
+    for i, rs in enumerate(sets):
+        if any(r.gateway == address for r in rs):
+            raise InvalidConfig(f"{where}: {address} is a gateway of range set {i}")
+        if any(r.contains(address) for r in rs):
+            assert isinstance(owner, str)
+            return Reservation(owner=owner, ifname=ifname, address=address, mac=mac, range_id=i)
+    raise InvalidConfig(f"{where}: {address} is in no range of this network",
+                        "; ".join(",".join(str(r) for r in rs) for rs in sets))
+
+
+def check_reservations(items: tuple[Reservation, ...]) -> None:
+    """No address, MAC, or (owner, ifname, range set) twice."""
+    seen_ip: dict[IPAddress, Reservation] = {}
+    seen_mac: dict[str, Reservation] = {}
+    seen_slot: dict[tuple[str, str, int], Reservation] = {}
+    seen_owner: dict[tuple[str, str], Reservation] = {}
+    for r in items:
+        other = seen_ip.setdefault(r.address, r)
+        if other is not r:
+            raise InvalidConfig(f"address {r.address} is reserved twice",
+                                f"for {other.owner}/{other.ifname} and {r.owner}/{r.ifname}")
+        if r.mac:
+            other = seen_mac.setdefault(r.mac, r)
+            if other is not r and (other.owner, other.ifname) != (r.owner, r.ifname):
+                raise InvalidConfig(f"MAC {r.mac} is reserved twice",
+                                    f"for {other.owner}/{other.ifname} and {r.owner}/{r.ifname}")
+        other = seen_owner.setdefault((r.owner, r.ifname), r)
+        if r.mac and other.mac and other.mac != r.mac:
+            raise InvalidConfig(f"{r.owner}/{r.ifname} is given two MACs", f"{other.mac} and {r.mac}")
+        other = seen_slot.setdefault((r.owner, r.ifname, r.range_id), r)
+        if other is not r:
+            raise InvalidConfig(f"{r.owner}/{r.ifname} has two reservations in range set {r.range_id}",
+                                f"{other.address} and {r.address}")
 
 
 def _data_dir(path: str) -> str:

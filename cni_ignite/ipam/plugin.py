@@ -1,5 +1,9 @@
 """ignite-ipam's verbs: glue between the skeleton, the config, the allocator and the store.
 
+Sticky addresses and reservations (sticky.py) take part when the config asks for them (``sticky``,
+``reservations``) or the dataDir holds a reservation for the owner (``cni-ignite reserve``); otherwise
+every verb is host-local's.
+
 The bridge plugin calls these same functions in-process when ``ipam.type`` is ``ignite-ipam``.
 """
 
@@ -7,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CniError, InvalidConfig, IOFailure, PluginUnavailable
+from ..identity import OWNER_ARG, owner_of
 from ..netconf import parse_cni_args
 from ..result import DNS, IPConfig, Result
 from ..skel import Handlers
-from .allocator import allocate, first_free
+from . import sticky
+from .allocator import first_free
 from .config import IpamConfig, RangeSet, parse_ipam
-from .store import DiskStore, Owner
+from .store import HELD, DiskStore, Owner
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,8 +30,9 @@ if TYPE_CHECKING:
     from ..result import IPAddress
     from ..skel import CmdArgs
 
-# CNI_ARGS keys any of our plugins understands (the IPAM sees the bridge's environment).
-KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID"})
+# CNI_ARGS keys any of our plugins understands (the IPAM sees the bridge's environment), and the explicit
+# owner. K8S_POD_* stay unknown as for host-local: the runtimes that send them also send IgnoreUnknown=1.
+KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID", OWNER_ARG})
 
 
 def config_of(cmd: CmdArgs) -> IpamConfig:
@@ -35,28 +43,40 @@ def store_of(cfg: IpamConfig, cmd: CmdArgs) -> DiskStore:
     return DiskStore(cfg.data_dir, cmd.conf.name)
 
 
+def who_of(cmd: CmdArgs, *, strict: bool) -> sticky.Who:
+    cni = cmd.conf.args.get("cni")
+    if strict and cni is not None and not isinstance(cni, dict):
+        raise InvalidConfig("args.cni must be an object", repr(cni)[:200])
+    owner = owner_of(cmd.container_id, cmd.args, cni if isinstance(cni, dict) else None, strict=strict)
+    return sticky.Who(cmd.container_id, cmd.ifname, owner)
+
+
 def add(cmd: CmdArgs) -> Result:
     cfg = config_of(cmd)
+    who = who_of(cmd, strict=True)
     owner: Owner = (cmd.container_id, cmd.ifname)
     wanted = _assign_requests(cfg)
     dns = read_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
     store = store_of(cfg, cmd)
     with store.locked(), contextlib.ExitStack() as undo:
         store.owner = owner
+        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
         held = store.find(owner)
+
+        def on_failure(step: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            undo.callback(_quietly, step, *args, **kwargs)
+
+        picker = sticky.Picker(store, cfg, who, time.time_ns(), on_failure)
         got: list[IPAddress] = []
         for i, rs in enumerate(cfg.range_sets):
             mine = next((ip for ip in held if any(r.contains(ip) for r in rs)), None)
             if mine is not None and wanted[i] in (None, mine):
                 got.append(mine)  # a repeated ADD returns the lease it already holds
                 continue
-            last = store.last_reserved(i)
-            ip = allocate(store, rs, i, wanted[i])
-            # Whatever fails next, this lease goes back and the set's last reserved address is as it was.
-            undo.callback(_quietly, store.set_last_reserved, i, last)
-            undo.callback(_quietly, store.release, ip)
-            got.append(ip)
+            got.append(picker.pick(i, rs, wanted[i]))
         store.set_index(owner, sorted(set(got) | set(held), key=lambda a: (a.version, a)))
+        if cfg.sticky or picker.mine_reserved:
+            sticky.record_add(store, who, got)
         undo.pop_all()
     ips = tuple(_ip_config(ip, rs) for ip, rs in zip(got, cfg.range_sets, strict=True))
     return Result(ips=ips, routes=cfg.routes, dns=dns)
@@ -67,13 +87,13 @@ def delete(cmd: CmdArgs) -> None:
     store = store_of(cfg, cmd)
     owner: Owner = (cmd.container_id, cmd.ifname)
     with store.locked():
+        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
         ips = store.find(owner)
         if not ips:  # host-local: fall back to legacy leases that hold only the container ID
             owner = (cmd.container_id, "")
             ips = store.find(owner)
-        for ip in ips:
-            store.release(ip)
         if ips:
+            sticky.release(store, cfg, owner[0], owner[1], ips, who_of(cmd, strict=False).owner, time.time_ns())
             store.set_index(owner, [])
 
 
@@ -86,15 +106,23 @@ def check(cmd: CmdArgs) -> None:
 
 
 def gc(cmd: CmdArgs) -> None:
-    """Release every lease whose attachment is not in cni.dev/valid-attachments."""
+    """Release every lease whose attachment is not in cni.dev/valid-attachments, as its DEL would (with
+    ``sticky`` the owner's hold starts); placeholders (held, reserved addresses) are not leases."""
     cfg = config_of(cmd)
     valid = valid_attachments(cmd.conf.raw)
     valid_ids = {cid for cid, _ in valid}
     store = store_of(cfg, cmd)
+    now = time.time_ns()
     with store.locked():
+        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
+        gone: dict[Owner, list[IPAddress]] = {}
         for ip, owner in store.scan().items():
-            if owner is None or (owner not in valid and not (owner[1] == "" and owner[0] in valid_ids)):
+            if owner is None:
                 store.release(ip)
+            elif owner not in valid and not (owner[1] == "" and owner[0] in valid_ids):
+                gone.setdefault(owner, []).append(ip)
+        for (cid, ifname), ips in gone.items():
+            sticky.release(store, cfg, cid, ifname, ips, cid, now)
         store.rebuild_index()
 
 
@@ -103,7 +131,7 @@ def status(cmd: CmdArgs) -> None:
     store = store_of(cfg, cmd)
     with store.locked():
         for i, rs in enumerate(cfg.range_sets):
-            if first_free(store.is_taken, rs, store.last_reserved(i)) is None:
+            if first_free(store.is_taken, rs, store.last_reserved(i)) is None and not _reclaimable(store, rs):
                 raise PluginUnavailable(f"no IP addresses available in range set {i}: {_describe(rs)}")
 
 
@@ -126,12 +154,19 @@ def valid_attachments(doc: dict[str, Any]) -> set[Owner]:
     return out
 
 
-def _quietly(undo: Callable[..., None], *args: Any) -> None:
+def _reclaimable(store: DiskStore, rs: RangeSet) -> bool:
+    """A full set still serves an ADD when an address's hold is over (O(leases), a full set only)."""
+    now = time.time_ns()
+    return any(s.kind == HELD and s.until <= now and any(r.contains(ip) for r in rs)
+               for ip, s in store.scan_slots().items())
+
+
+def _quietly(undo: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """One step of a failed ADD's rollback. Its failure must not hide the ADD's own error; a lease that
     stays on disk is still found by DEL and GC, because the store does not stamp its index on an error
     path and the next command rebuilds the index from the lease files."""
     with contextlib.suppress(CniError, OSError):
-        undo(*args)
+        undo(*args, **kwargs)
 
 
 def _assign_requests(cfg: IpamConfig) -> list[IPAddress | None]:

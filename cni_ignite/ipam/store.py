@@ -16,6 +16,14 @@ A lease is written to a temporary file, fsync'ed, then hard-linked to its addres
 atomic and exclusive, so a lease is never half-written and a killed ADD leaves at most a temporary
 file in the index folder, removed by the next rebuild or GC.
 
+Holds and reservations (see sticky.py) are *placeholder* lease files under the address's name, so that
+host-local (which only ever creates a lease with ``O_EXCL``) sees the address as another container's:
+``_ignite_held_\r\n<ifname>\r\n<owner>\r\n<released ns>\r\n<until ns>`` and
+``_ignite_reserved_\r\n<ifname>\r\n<owner>``. No runtime's container ID can be ``_ignite_…`` (IDs start
+with a letter or digit), and a placeholder has more than two lines, so host-local's DEL (which removes a
+file whose content is exactly ``id\r\nifname`` or ``id``) never matches one. Durable per-owner records
+(``o-``, ``b-``, ``res-``, ``rip-`` files) live in the index folder and are never removed by a rebuild.
+
 This module uses ``fcntl.flock`` itself rather than importing ``filelock``: importing filelock costs
 39-44 ms per plugin start (it pulls inspect, logging, threading, decimal; measured in
 benchmarks/IMPORTS.md), more than the rest of an IPAM ADD. The admin command uses filelock.
@@ -29,7 +37,7 @@ import fcntl
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import ipparse
 from .._sha import sha256
@@ -43,6 +51,38 @@ if TYPE_CHECKING:
 INDEX_DIR = ".ignite-index"
 LAST_RESERVED = "last_reserved_ip."
 Owner = tuple[str, str]  # (container ID, ifname); ifname "" for legacy id-only leases
+HELD, RESERVED = "_ignite_held_", "_ignite_reserved_"
+DURABLE = ("o-", "b-", "res-", "rip-", "config-reservations")  # index-folder files a rebuild keeps
+
+
+class Slot(NamedTuple):
+    """A placeholder lease: an address held for (owner, ifname) after its DEL, or reserved for it."""
+    kind: str  # HELD or RESERVED
+    owner: str
+    ifname: str
+    released: int = 0  # ns since the epoch (HELD)
+    until: int = 0  # ns since the epoch: held for the owner until then (HELD)
+
+    def encode(self) -> bytes:
+        lines = [self.kind, self.ifname, self.owner]
+        if self.kind == HELD:
+            lines += [str(self.released), str(self.until)]
+        return "\r\n".join(lines).encode()
+
+
+def parse_slot(data: bytes) -> Slot | None:
+    """A placeholder's content -> Slot; anything else (a lease, garbage) -> None."""
+    if not data.startswith(b"_ignite_"):
+        return None
+    lines = data.decode(errors="replace").strip().split("\r\n")
+    try:
+        if lines[0] == HELD and len(lines) == 5:
+            return Slot(HELD, lines[2], lines[1], int(lines[3]), int(lines[4]))
+        if lines[0] == RESERVED and len(lines) == 3:
+            return Slot(RESERVED, lines[2], lines[1])
+    except ValueError:
+        pass
+    return None
 
 
 @contextlib.contextmanager
@@ -151,7 +191,7 @@ class DiskStore:
     def rebuild_index(self) -> None:
         leases = self.scan()
         for name in os.listdir(self.idx):
-            if name.startswith(("a-", ".tmp-")):
+            if name.startswith(("a-", ".tmp-")) and not name.startswith(DURABLE):
                 os.unlink(os.path.join(self.idx, name))
         by_owner: dict[Owner, list[IPAddress]] = {}
         for ip, owner in leases.items():
@@ -163,18 +203,62 @@ class DiskStore:
 
     # ---------------------------------------------------------------------------------------- reading
     def scan(self) -> dict[IPAddress, Owner | None]:
-        """Every lease file and its owner (None for an empty or unreadable lease). O(leases)."""
-        out: dict[IPAddress, Owner | None] = {}
+        """Every lease file and its owner (None for an empty or unreadable lease), placeholders left out.
+        O(leases)."""
+        return {ip: owner for ip, (owner, slot) in self.scan_all().items() if slot is None}
+
+    def scan_slots(self) -> dict[IPAddress, Slot]:
+        """Every placeholder (held or reserved address). O(leases)."""
+        return {ip: slot for ip, (_, slot) in self.scan_all().items() if slot is not None}
+
+    def scan_all(self) -> dict[IPAddress, tuple[Owner | None, Slot | None]]:
+        out: dict[IPAddress, tuple[Owner | None, Slot | None]] = {}
         for entry in os.scandir(self.dir):
             ip = lease_name(entry.name)
             if ip is None:
                 continue
             try:
                 with open(entry.path, "rb") as f:
-                    out[ip] = parse_lease(f.read())
+                    data = f.read()
             except OSError:
-                out[ip] = None
+                out[ip] = (None, None)
+                continue
+            slot = parse_slot(data)
+            out[ip] = (None, slot) if slot is not None else (parse_lease(data), None)
         return out
+
+    def read(self, ip: IPAddress) -> bytes | None:
+        """The raw content of the file named by `ip`, or None when there is none."""
+        try:
+            with open(os.path.join(self.dir, str(ip)), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IOFailure(f"cannot read lease {ip}", str(exc)) from exc
+
+    def read_meta(self, name: str) -> bytes | None:
+        """A file of the index folder (an owner record, a reservation), or None."""
+        try:
+            with open(os.path.join(self.idx, name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IOFailure(f"cannot read IPAM record {name}", str(exc)) from exc
+
+    def write_meta(self, name: str, data: bytes | None) -> None:
+        """Write (atomically) or, with None, remove a file of the index folder."""
+        path = os.path.join(self.idx, name)
+        if data is not None:
+            self._write_atomic(path, data)
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise IOFailure(f"cannot remove {path}", str(exc)) from exc
 
     def find(self, owner: Owner) -> list[IPAddress]:
         """The addresses leased to `owner`, from the index, each confirmed against its lease file."""
@@ -249,6 +333,29 @@ class DiskStore:
             pass
         except OSError as exc:
             raise IOFailure(f"cannot remove {path}", str(exc)) from exc
+
+    def put(self, ip: IPAddress, data: bytes, *, replace: bool) -> bool:
+        """Write the file of `ip` (fsync'ed, atomic). ``replace=False``: only if absent (False if present);
+        ``replace=True``: over whatever is there, with no moment in which the address looks free."""
+        if not replace and self.is_taken(ip):
+            return False
+        tmp = self._write_tmp(data, sync=True)
+        path = os.path.join(self.dir, str(ip))
+        try:
+            if replace:
+                os.replace(tmp, path)
+                tmp = ""
+            else:
+                os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IOFailure(f"cannot write lease {ip}", str(exc)) from exc
+        finally:
+            if tmp:
+                os.unlink(tmp)
+        self._dirty = True
+        return True
 
     def release(self, ip: IPAddress) -> None:
         try:

@@ -12,7 +12,7 @@ import pytest
 from ipamenv import NET, Ipam
 
 from cni_ignite.errors import CniError
-from cni_ignite.ipam import plugin
+from cni_ignite.ipam import sticky
 from cni_ignite.ipam.allocator import allocate, candidates, first_free
 from cni_ignite.ipam.config import Range
 from cni_ignite.ipam.store import DiskStore
@@ -130,14 +130,14 @@ def test_failed_multi_range_add_rolls_back_whatever_the_failure(ipam: Ipam, monk
     if fault == "second set full":
         pass
     elif fault == "allocator raises a foreign exception":
-        real = plugin.allocate
+        real = sticky.allocate
 
         def allocate_then_boom(store: Any, rs: Any, i: int, wanted: Any) -> IPAddress:
             if i == 1:
                 raise Boom("second range broke")
             return real(store, rs, i, wanted)
 
-        monkeypatch.setattr(plugin, "allocate", allocate_then_boom)
+        monkeypatch.setattr(sticky, "allocate", allocate_then_boom)
     elif fault == "index write fails with OSError":
         def set_index(self: DiskStore, owner: Any, ips: Any) -> None:
             raise OSError(errno.EIO, "I/O error")
@@ -170,7 +170,7 @@ def test_index_is_not_vouched_for_after_an_exception(ipam: Ipam, monkeypatch: py
     DEL rebuilds it from the lease files and releases the address the failed ADD left."""
     conf = ipam.conf(TWO_SETS)
     assert ipam("ADD", conf, cid="a").rc == 0
-    real = plugin.allocate
+    real = sticky.allocate
 
     def allocate_then_fail(store: Any, rs: Any, i: int, wanted: Any) -> IPAddress:
         if i == 1:
@@ -180,7 +180,7 @@ def test_index_is_not_vouched_for_after_an_exception(ipam: Ipam, monkeypatch: py
     def release(self: DiskStore, ip: IPAddress) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(plugin, "allocate", allocate_then_fail)
+    monkeypatch.setattr(sticky, "allocate", allocate_then_fail)
     monkeypatch.setattr(DiskStore, "release", release)
     with pytest.raises(OSError, match="I/O error"):  # the ADD's own error, not the rollback's
         ipam("ADD", conf, cid="b")
@@ -216,14 +216,14 @@ def test_an_error_in_a_later_command_does_not_stamp_an_index_it_changed(ipam: Ip
 
 def test_a_failed_first_add_leaves_only_the_lock_file(ipam: Ipam, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = ipam.conf(TWO_SETS)
-    real = plugin.allocate
+    real = sticky.allocate
 
     def allocate_then_boom(store: Any, rs: Any, i: int, wanted: Any) -> IPAddress:
         if i == 1:
             raise Boom("second range broke")
         return real(store, rs, i, wanted)
 
-    monkeypatch.setattr(plugin, "allocate", allocate_then_boom)
+    monkeypatch.setattr(sticky, "allocate", allocate_then_boom)
     with pytest.raises(Boom):
         ipam("ADD", conf, cid="a")
     assert ipam.files() == {"lock": b""}  # no lease, no last_reserved_ip.0
