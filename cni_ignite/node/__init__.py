@@ -49,8 +49,8 @@ def parser(prog: str = "cni-ignite node") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("cni_ignite.node").setLevel(args.log_level.upper())  # not pyroute2's debug chatter
     from pyroute2 import IPRoute
 
     from .agent import Agent, Options
