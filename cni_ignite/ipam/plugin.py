@@ -130,6 +130,7 @@ def status(cmd: CmdArgs) -> None:
     cfg = config_of(cmd)
     store = store_of(cfg, cmd)
     with store.locked():
+        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
         for i, rs in enumerate(cfg.range_sets):
             if first_free(store.is_taken, rs, store.last_reserved(i)) is None and not _reclaimable(store, rs):
                 raise PluginUnavailable(f"no IP addresses available in range set {i}: {_describe(rs)}")

@@ -223,7 +223,7 @@ class Picker:
                 raise InvalidConfig(f"requested address {ip} is reserved for {slot.owner}/{slot.ifname}")
             if slot.until > self.now:
                 raise InvalidConfig(f"requested address {ip} is held for {slot.owner}/{slot.ifname}",
-                                    f"until {_iso(slot.until)} (its last DEL plus the hold time)")
+                                    f"until {iso_time(slot.until)} (its last DEL plus the hold time)")
         if slot is not None and any(r.contains(ip) for r in rs) and ip not in self.cfg_gateways(rs):
             self._replace(ip)
             return ip
@@ -273,7 +273,7 @@ class Picker:
         return data.decode(errors="replace").replace("\r\n", "/")[:200]
 
 
-def _iso(ns: int) -> str:
+def iso_time(ns: int) -> str:
     import time
 
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
