@@ -11,7 +11,7 @@ from .config import attachment_tag, host_veth_name
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from ..result import Result
+    from ..result import IPConfig, Result
     from ..skel import CmdArgs
     from .config import BridgeConfig
     from .kernel import ContainerNet, HostNet
@@ -40,6 +40,8 @@ def problems(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, kernel: ModuleType) 
         cont.close()
     from .firewall_glue import check_rules
 
+    if cfg.routed:  # the firewall's host interface is the host veth (route_localnet), not a bridge
+        cfg = cfg._replace(bridge=host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname))
     found += check_rules(cmd, cfg, [ip.address for ip in prev.ips])
     return found
 
@@ -47,6 +49,8 @@ def problems(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, kernel: ModuleType) 
 def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> list[str]:
     found: list[str] = []
     nl = host.nl
+    if cfg.routed:
+        return _routed_host_side(cmd, cfg, prev, host)
     bridge = nl.link(cfg.bridge)
     if bridge is None or bridge.kind != "bridge":
         return [f"bridge {cfg.bridge} is missing" if bridge is None else f"{cfg.bridge} is not a bridge"]
@@ -71,6 +75,25 @@ def _host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> 
             if gw not in have:
                 found.append(f"gateway address {gw} is missing on {cfg.bridge}")
     return found
+
+
+def _routed_host_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, host: HostNet) -> list[str]:
+    from .routed import host_problems
+
+    veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+    veth = host.nl.link(veth_name)
+    if veth is None:
+        return [f"host veth {veth_name} is missing"]
+    if veth.alias and veth.alias != attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname):
+        return [f"host veth {veth_name} belongs to another attachment ({veth.alias})"]
+    return host_problems(host, veth, _own_ips(cmd, prev))
+
+
+def _own_ips(cmd: CmdArgs, prev: Result) -> list[IPConfig]:
+    """The prevResult's addresses of this attachment (its container interface's, or its VM's)."""
+    mine = {i for i, iface in enumerate(prev.interfaces)
+            if (iface.name == cmd.ifname and iface.sandbox == cmd.netns) or iface.sandbox == cmd.container_id}
+    return list({ip.address: ip for ip in prev.ips if ip.interface in mine}.values())
 
 
 def _host_veth(cmd: CmdArgs, cfg: BridgeConfig, host: HostNet, veth_name: str, bridge_index: int) -> list[str]:
@@ -103,6 +126,10 @@ def _container_side(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, cont: Contain
     for ip in prev.ips:
         if ip.interface == index and ip.address not in have:
             found.append(f"address {ip.address} is missing on {cmd.ifname}")
+    if cfg.routed:
+        from .routed import container_problems
+
+        found += container_problems(cont, cmd.ifname, link.index, _own_ips(cmd, prev))
     routes = [r for fam in (2, 10) for r in nl.routes(fam)]
     for want in prev.routes:
         if want.dst in DEFAULTS:

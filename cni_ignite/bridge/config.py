@@ -1,7 +1,10 @@
 """ignite-bridge configuration: the reference bridge plugin's keys plus VM mode; pure parsing.
 
 Keys and defaults follow containernetworking/plugins' bridge (see README "Configuration"), except:
-the bridge defaults to ``ignite0``; its MAC is always pinned; ``vm`` adds a TAP for a microVM.
+the bridge defaults to ``ignite0``; its MAC is always pinned; ``vm`` adds a TAP for a microVM;
+``"mode": "routed"`` attaches without a bridge (see ``routed``): the keys that configure a bridge or its
+ports (bridge, vlan, vlanTrunk, preserveDefaultVlan, hairpinMode, promiscMode, portIsolation,
+macspoofchk, forceAddress) and isGateway: false then have no meaning and are refused (code 7).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UI
 OUR_IPAM = frozenset({"ignite-ipam"})
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 VM_MODES = ("none", "tc-redirect", "bridge")
+MODES = ("bridge", "routed")
+# Keys that only describe the bridge or its ports: set in routed mode they are an error, not ignored.
+BRIDGE_ONLY = ("bridge", "vlan", "vlanTrunk", "preserveDefaultVlan", "hairpinMode", "promiscMode", "portIsolation",
+               "macspoofchk", "forceAddress")
 
 
 class VlanRange(NamedTuple):
@@ -56,6 +63,11 @@ class BridgeConfig(NamedTuple):
     mac: str
     dns: dict[str, Any] | None
     vm: VmConfig
+    mode: str = "bridge"        # bridge | routed
+
+    @property
+    def routed(self) -> bool:
+        return self.mode == "routed"
 
 
 def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
@@ -76,11 +88,12 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
         raise InvalidConfig("dns must be an object", repr(dns))
     mtu = int_field(doc, "mtu", default=0, lo=0, hi=65535)
     vm = _vm(doc, cni_args)
+    mode = _mode(doc, ipam_type)
     if vm.mode != "none" and mtu > TAP_MAX_MTU:
         raise InvalidConfig(f"mtu {mtu} is too large for VM mode", f"a tap's MTU is at most {TAP_MAX_MTU}")
     return BridgeConfig(
         bridge=bridge,
-        is_gateway=bool_field(doc, "isGateway") or is_default_gw,
+        is_gateway=bool_field(doc, "isGateway") or is_default_gw or mode == "routed",
         is_default_gateway=is_default_gw,
         force_address=bool_field(doc, "forceAddress"),
         ip_masq=bool_field(doc, "ipMasq") and bool(ipam_type),
@@ -98,7 +111,25 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
         mac=_mac(conf, cni_args),
         dns=dns,
         vm=vm,
+        mode=mode,
     )
+
+
+def _mode(doc: dict[str, Any], ipam_type: str) -> str:
+    mode = str_field(doc, "mode", default="bridge") or "bridge"
+    if mode not in MODES:
+        raise InvalidConfig("invalid mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    if mode == "bridge":
+        return mode
+    bad = [k for k in BRIDGE_ONLY if doc.get(k) not in (None, False, 0, [], "")]
+    if bad:
+        raise InvalidConfig(f"{', '.join(bad)} cannot be used in routed mode",
+                            "routed mode makes no bridge: each attachment is routed through its own host veth")
+    if doc.get("isGateway") is False:
+        raise InvalidConfig("routed mode needs isGateway (the host is every attachment's gateway)")
+    if not ipam_type:
+        raise InvalidConfig("routed mode needs an ipam section (the host routes each attachment's addresses)")
+    return mode
 
 
 def _check_ifname(name: str, what: str) -> None:

@@ -82,6 +82,10 @@ class HostNet:
             if not cfg.vlan:  # a trunk without an access VLAN keeps native VLAN 1 (reference behaviour)
                 self.nl.bridge_vlan_add(veth.index, 1, pvid=True, untagged=True)
 
+    def own_port(self, veth: LinkInfo, *, tag: str) -> None:
+        """Routed mode: mark the host veth as the attachment's and bring it up (its routes need it up)."""
+        self.nl.set_link(veth.index, up=True, alias=tag)
+
     def set_gateway_addrs(self, bridge: LinkInfo, gateways: list[IPInterface], *, force: bool) -> None:
         """The reference's ensureAddr: one IPv4 address per bridge; IPv6 addresses must not overlap."""
         have = self.nl.addrs(bridge.index)
@@ -115,8 +119,9 @@ class HostNet:
         if active:
             self.nl.set_brport(veth.index, hairpin=True)
 
-    def route_localnet(self, bridge: str) -> None:
-        _set(f"net/ipv4/conf/{bridge}/route_localnet", "1")
+    def route_localnet(self, iface: str) -> None:
+        """127.0.0.1 host ports: the bridge's, or in routed mode the host veth's (DNAT'ed out through it)."""
+        _set(f"net/ipv4/conf/{iface}/route_localnet", "1")
 
     def delete_link(self, name: str) -> bool:
         return self.nl.delete_link(name)
@@ -170,15 +175,19 @@ class ContainerNet:
                 _set(f"net/ipv6/conf/{ifname}/accept_dad", "1" if cfg.enable_dad else "0", missing_ok=True)
                 if cfg.enable_dad:
                     _set(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", missing_ok=True)
-        for ip in ips:
-            self.nl.add_addr(link.index, ip.address, nodad=not cfg.enable_dad)
+        for ip in ips:  # routed: the prefix is not on-link, everything goes through the gateway
+            self.nl.add_addr(link.index, ip.address, nodad=not cfg.enable_dad, noprefixroute=cfg.routed)
         if not cfg.disable_container_interface:
             self.nl.set_link(link.index, up=True)
+        if cfg.routed:
+            from .routed import configure_container
+
+            configure_container(self, link.index, ips)
         gateways = {ip.gateway.version: ip.gateway for ip in reversed(ips) if ip.gateway is not None}
         for r in routes:
             gw = r.gw if r.gw is not None else gateways.get(r.dst.version)
             self.nl.add_route(r.dst, gw, link.index, table=r.table or 254, priority=r.priority or None,
-                              scope=r.scope, mtu=r.mtu or None)
+                              scope=r.scope, mtu=r.mtu or None, onlink=cfg.routed and gw is not None)
         if has_v6 and cfg.enable_dad:
             self.nl.wait_dad(link.index)
         return self.nl.link(ifname) or link

@@ -20,10 +20,11 @@ from .config import BridgeConfig, attachment_tag, derived_mac, host_veth_name, p
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..firewall.base import FirewallConfig
     from ..netlink.ops import LinkInfo
     from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
-    from .kernel import ContainerNet
+    from .kernel import ContainerNet, HostNet
 
 DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
 DEFAULT_V6 = ipaddress.ip_network("::/0")
@@ -55,13 +56,8 @@ def add(cmd: CmdArgs) -> Result:
         undo.callback(cont.close)
         if cont.link(cmd.ifname) is not None:
             raise CniError(f"container veth name provided ({cmd.ifname}) already exists")
-        bridge = host.ensure_bridge(cfg)
-        veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
         tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
-        mtu = cfg.mtu or bridge.mtu
-        host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=cfg.mac)
-        undo.callback(_quietly(lambda: host.delete_link(veth_name)))
-        host.attach_port(host_veth, bridge, cfg, tag=tag)
+        bridge, host_veth = _host_port(host, cont, cmd, cfg, tag, undo)
 
         ipam = Result()
         if cfg.ipam_type:
@@ -69,8 +65,14 @@ def add(cmd: CmdArgs) -> Result:
             undo.callback(_quietly(lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL")))
         ips, routes, gateways = _gateways_and_routes(ipam, cfg)
 
+        if cfg.routed:  # the host routes exist before the container sends its first packet
+            from . import routed
+
+            routed.refuse_overlap(host, ips)
+            host.enable_forwarding({ip.address.version for ip in ips})
+            routed.host_side(host, host_veth, ips)
         container_link = cont.configure(cmd.ifname, ips=ips, routes=routes, cfg=cfg)
-        if cfg.is_gateway and gateways:
+        if bridge is not None and cfg.is_gateway and gateways:
             host.set_gateway_addrs(bridge, gateways, force=cfg.force_address)
             host.enable_forwarding({g.version for g in gateways})
 
@@ -79,24 +81,48 @@ def add(cmd: CmdArgs) -> Result:
             vm_ifaces = _vm(cont, cmd, cfg, container_link, ips, tag, undo)
 
         if cfg.mac_spoof_check:
-            _spoofcheck(veth_name, [container_link.mac or "", vm_ifaces[1].mac if vm_ifaces else ""], undo)
+            _spoofcheck(host_veth.name, [container_link.mac or "", vm_ifaces[1].mac if vm_ifaces else ""], undo)
 
         if fw_cfg is not None:
-            fw = rules.firewall(fw_cfg)
-            att = rules.attachment(cmd, [ip.address for ip in ips], bridge.name)
-            undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
-            for iface in fw.add(att, fw_cfg):  # 127.0.0.1 host ports need route_localnet on the bridge
-                host.route_localnet(iface)
-            if fw_cfg.port_mappings and fw_cfg.snat and not cfg.hairpin_mode:
-                host.hairpin_for_mapped_ports(host_veth)
+            _rules(host, cmd, cfg, fw_cfg, ips, bridge, host_veth, undo)
 
         if not cfg.disable_container_interface:
             host.wait_oper_up(host_veth.index)
-        bridge = host.link_info(bridge.name)
-        host_veth = host.link_info(veth_name)
-        result = _result(cmd, cfg, prev, ipam, ips, routes, [bridge, host_veth], container_link, vm_ifaces)
+        host_links = [host.link_info(host_veth.name)]
+        if bridge is not None:
+            host_links.insert(0, host.link_info(bridge.name))
+        result = _result(cmd, cfg, prev, ipam, ips, routes, host_links, container_link, vm_ifaces)
         undo.pop_all()
     return result
+
+
+def _host_port(host: HostNet, cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag: str,
+               undo: ExitStack) -> tuple[LinkInfo | None, LinkInfo]:
+    """The veth, its host end a port of the bridge (made if missing), or in routed mode a port of its own:
+    (bridge or None, host veth). Deleting the host veth undoes it, routes and addresses included."""
+    bridge = None if cfg.routed else host.ensure_bridge(cfg)
+    veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
+    mtu = cfg.mtu or (bridge.mtu if bridge is not None else 0)
+    host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=cfg.mac)
+    undo.callback(_quietly(lambda: host.delete_link(veth_name)))
+    if bridge is not None:
+        host.attach_port(host_veth, bridge, cfg, tag=tag)
+    else:
+        host.own_port(host_veth, tag=tag)
+    return bridge, host_veth
+
+
+def _rules(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, fw_cfg: FirewallConfig, ips: list[IPConfig],
+           bridge: LinkInfo | None, host_veth: LinkInfo, undo: ExitStack) -> None:
+    from . import firewall_glue as rules
+
+    fw = rules.firewall(fw_cfg)
+    att = rules.attachment(cmd, [ip.address for ip in ips], host_veth.name if bridge is None else bridge.name)
+    undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
+    for iface in fw.add(att, fw_cfg):  # 127.0.0.1 host ports need route_localnet on that interface
+        host.route_localnet(iface)
+    if bridge is not None and fw_cfg.port_mappings and fw_cfg.snat and not cfg.hairpin_mode:
+        host.hairpin_for_mapped_ports(host_veth)
 
 
 def _vm(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips: list[IPConfig], tag: str,
@@ -118,13 +144,18 @@ def _spoofcheck(port: str, macs: list[str], undo: ExitStack) -> None:
 
 def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[IPInterface]]:
     """The reference bridge's calcGateways: each address gets a gateway (IPAM's, else network+1) when the
-    bridge is the gateway; isDefaultGateway adds a default route unless IPAM gave one with a gateway."""
+    bridge is the gateway (routed mode: always, held by the host veth); isDefaultGateway adds a default
+    route unless IPAM gave one with a gateway."""
     ips: list[IPConfig] = []
     gateways: list[IPInterface] = []
     routes = list(ipam.routes)
     for ip in ipam.ips:
         gw: IPAddress | None = ip.gateway
-        if gw is None and cfg.is_gateway:
+        if cfg.routed:
+            from .routed import gateway_of
+
+            gw = gateway_of(ip)
+        elif gw is None and cfg.is_gateway:
             gw = ip.address.network.network_address + 1
         ips.append(ip._replace(gateway=gw))
         if gw is None or not cfg.is_gateway:
@@ -148,12 +179,13 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
               Interface(name=container.name, mac=container.mac or "", sandbox=cmd.netns, mtu=container.mtu),
               *vm_ifaces]
     out_ips = list(prev.ips if prev else ())
+    mine = first + len(host_links)  # the container interface; the VM's pseudo interface is 2 further
     if cfg.vm.mode == "bridge":  # the addresses moved off the veth: they belong to the VM interface only
-        out_ips += [ip._replace(interface=first + 4) for ip in ips]
+        out_ips += [ip._replace(interface=mine + 2) for ip in ips]
     else:
-        out_ips += [ip._replace(interface=first + 2) for ip in ips]
+        out_ips += [ip._replace(interface=mine) for ip in ips]
         if vm_ifaces:  # tc-redirect-tap's shape: the VM's IPv4 address also points at the pseudo interface
-            out_ips += [ip._replace(interface=first + 4) for ip in ips if ip.address.version == 4][:1]
+            out_ips += [ip._replace(interface=mine + 2) for ip in ips if ip.address.version == 4][:1]
     dns = ipam.dns
     if cfg.dns is not None:
         dns = decode({"dns": cfg.dns}).dns
@@ -297,7 +329,8 @@ def status(cmd: CmdArgs) -> None:
     cfg = parse_bridge_config(cmd.conf, cmd.args)
     from .kernel import bridge_usable
 
-    bridge_usable(cfg.bridge)
+    if not cfg.routed:
+        bridge_usable(cfg.bridge)
     if cfg.ipam_type:
         ipam_call.run(cmd, cfg.ipam_type, "STATUS")
 

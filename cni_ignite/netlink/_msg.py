@@ -32,6 +32,8 @@ IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 IFA_F_PERMANENT = 0x80
+IFA_F_NOPREFIXROUTE = 0x200
+RTM_F_FIB_MATCH = 0x2000
 RTNH_F_ONLINK = 0x4
 RTN_UNICAST = 1
 
@@ -222,14 +224,17 @@ def addr_request(family: int, index: int = 0) -> bytes:
     return IFADDR.pack(family, 0, 0, 0, index)
 
 
-def addr_change(index: int, iface: IPInterface, *, nodad: bool = False) -> bytes:
+def addr_change(index: int, iface: IPInterface, *, nodad: bool = False, noprefixroute: bool = False) -> bytes:
+    """RTM_NEWADDR/RTM_DELADDR body; ``noprefixroute`` keeps the kernel from adding the on-link route of
+    the prefix (IFA_F_NOPREFIXROUTE, a 32-bit flag: only in IFA_FLAGS)."""
     family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
     packed = iface.ip.packed
-    out = IFADDR.pack(family, iface.network.prefixlen, IFA_F_NODAD if nodad else 0, 0, index)
+    flags = (IFA_F_NODAD if nodad else 0) | (IFA_F_NOPREFIXROUTE if noprefixroute else 0)
+    out = IFADDR.pack(family, iface.network.prefixlen, flags & 0xFF, 0, index)
     out += nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed)
     if iface.version == 4 and iface.network.prefixlen < 31:
         out += nla(IFA_BROADCAST, iface.network.broadcast_address.packed)
-    return out + (_u32(IFA_FLAGS, IFA_F_NODAD) if nodad else b"")
+    return out + (_u32(IFA_FLAGS, flags) if flags else b"")
 
 
 def parse_addr(raw: bytes) -> Addr:
@@ -250,6 +255,14 @@ def parse_addr(raw: bytes) -> Addr:
 
 def route_request(family: int, table: int) -> bytes:
     return RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
+
+
+def route_lookup(addr: IPAddress) -> bytes:
+    """RTM_GETROUTE body asking which FIB entry routes ``addr`` (RTM_F_FIB_MATCH: the entry itself, with
+    its prefix, table and type, rather than the cached result)."""
+    family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+    width = 32 if addr.version == 4 else 128
+    return RTMSG.pack(family, width, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH) + nla(RTA_DST, addr.packed)
 
 
 def route_change(

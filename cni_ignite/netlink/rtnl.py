@@ -272,10 +272,12 @@ class Rtnl:
         return [a for a in out if (index is None or a.index == index)
                 and (family is None or family == (socket.AF_INET if a.address.version == 4 else socket.AF_INET6))]
 
-    def add_addr(self, index: int, iface: IPInterface, *, nodad: bool = False) -> bool:
-        """Add iface on link index; False when it is already there."""
+    def add_addr(self, index: int, iface: IPInterface, *, nodad: bool = False, noprefixroute: bool = False) -> bool:
+        """Add iface on link index (``noprefixroute``: without the on-link route of its prefix); False when
+        it is already there."""
+        body = _msg.addr_change(index, iface, nodad=nodad, noprefixroute=noprefixroute)
         try:
-            self._change(RTM_NEWADDR, _msg.addr_change(index, iface, nodad=nodad), index, f"add address {iface}")
+            self._change(RTM_NEWADDR, body, index, f"add address {iface}")
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 return False
@@ -308,6 +310,19 @@ class Rtnl:
         out = [_msg.parse_route(m) for m in self.nl.dump(RTM_GETROUTE, _msg.route_request(family, table),
                                                         what="dump routes")]
         return [r for r in out if r.table == table]
+
+    def route_to(self, addr: IPAddress) -> Route | None:
+        """The FIB entry that routes addr here (policy rules applied: main, local, ... tables), or None when
+        no route leads anywhere: none at all, or a blackhole (the kernel answers EINVAL), prohibit (EACCES)
+        or unreachable (EHOSTUNREACH) route. One request, whatever the size of the tables."""
+        try:
+            replies = self.nl.request(RTM_GETROUTE, _msg.route_lookup(addr), what=f"look up route to {addr}")
+        except NetlinkError as exc:
+            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL, errno.EACCES, errno.ESRCH,
+                             errno.ENOENT):
+                return None
+            raise
+        return _msg.parse_route(replies[0]) if replies else None
 
     def add_route(
         self, dst: IPNetwork, gw: IPAddress | None = None, index: int | None = None, *,

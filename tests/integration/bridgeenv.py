@@ -82,3 +82,15 @@ def container_ip(result: dict[str, Any], version: int = 4) -> str:
         if (":" in addr) == (version == 6):
             return addr
     raise AssertionError(f"no IPv{version} address in {json.dumps(result)}")
+
+
+def routed_conf(data_dir: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    """ignite-bridge in routed mode on 10.62.0.0/16 (the shipped routed conflist's subnet)."""
+    conf: dict[str, Any] = {
+        "cniVersion": version, "name": "routednet", "type": "ignite-bridge", "mode": "routed",
+        "isDefaultGateway": True,
+        "ipam": {"type": "ignite-ipam", "subnet": "10.62.0.0/16", "dataDir": data_dir},
+        "stateDir": f"{data_dir}/ignite-state",
+    }
+    conf.update(extra)
+    return conf
