@@ -102,7 +102,7 @@ class Agent:
         self.stopping.set()
         watch = self._watch
         if watch is not None:
-            watch.close()
+            watch.interrupt()
 
     def run(self) -> None:
         backoff = BACKOFF_MIN
@@ -274,7 +274,7 @@ class Agent:
     def _interrupt(self) -> None:
         watch = self._watch
         if watch is not None:
-            watch.close()
+            watch.interrupt()
 
     # --- peers ------------------------------------------------------------------------------------
     def _peer(self, config: NetworkConfig, subnet: ipaddress.IPv4Network, attrs: LeaseAttrs | None) -> Peer | None:

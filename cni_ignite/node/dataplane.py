@@ -1,10 +1,10 @@
 """The kernel side of the agent, through pyroute2's IPRoute: a flannel-compatible VXLAN device with one route,
 one permanent neighbour and one FDB entry per peer, or (host-gw) one route per peer via its underlay address.
 
-Ownership: every route we add carries rtm_protocol RTPROT_IGNITE (61), and a full reconcile deletes only routes
-with that protocol; neighbour and FDB entries are only ever read and changed on our own VXLAN device (and there
-only permanent entries for VTEP addresses inside the network). Nothing here runs when etcd is unreachable:
-the data plane is only changed from what etcd said.
+Ownership: every route and neighbour entry we add carries protocol RTPROT_IGNITE (61: rtm_protocol, NDA_PROTOCOL),
+and a full reconcile deletes only entries with that protocol. VXLAN FDB entries carry no protocol: we delete one
+only on our own device and only for a MAC that one of our neighbour entries maps (or that we installed in this
+run). Nothing here runs when etcd is unreachable: the data plane is only changed from what etcd said.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class VxlanPlane:
             self._drop_fdb(old.vtep_mac, old.public_ip)  # the peer's device changed: forget the old MAC
         try:
             self.ipr.neigh("replace", ifindex=self.index, dst=str(peer.vtep_ip), lladdr=peer.vtep_mac,
-                           state=NUD_PERMANENT)
+                           state=NUD_PERMANENT, NDA_PROTOCOL=RTPROT_IGNITE)
             self.ipr.fdb("replace", ifindex=self.index, lladdr=peer.vtep_mac, dst=str(peer.public_ip),
                          state=NUD_PERMANENT | NUD_NOARP, flags=NTF_SELF)
         except NetlinkError as exc:
@@ -276,15 +276,16 @@ class VxlanPlane:
         peer = self.peers.pop(subnet, None)
         if peer is None:
             return
+        # FDB before the neighbour: the neighbour is what tells a later reconcile that the FDB entry is ours.
+        self._drop_fdb(peer.vtep_mac, peer.public_ip)
         if peer.vtep_mac:
             self._drop_neigh(peer.vtep_ip, peer.vtep_mac)
-        self._drop_fdb(peer.vtep_mac, peer.public_ip)
 
     def _neighbours(self) -> dict[ipaddress.IPv4Address, str]:
         found: dict[ipaddress.IPv4Address, str] = {}
         for n in self.ipr.get_neighbours(family=socket.AF_INET, ifindex=self.index):
             dst, mac = _attr(n, "NDA_DST"), _attr(n, "NDA_LLADDR")
-            if n["ifindex"] == self.index and n["state"] & NUD_PERMANENT and dst and mac:
+            if n["ifindex"] == self.index and _attr(n, "NDA_PROTOCOL") == RTPROT_IGNITE and dst and mac:
                 addr = ipaddress.IPv4Address(dst)
                 if addr in self.network:
                     found[addr] = str(mac).lower()
@@ -305,12 +306,15 @@ class VxlanPlane:
             if want is None or gw != str(want.vtep_ip) or oif != self.index:
                 self.routes.drop(dst)
         vteps = {p.vtep_ip: p.vtep_mac for p in wanted.values()}
-        for addr, lladdr in self._neighbours().items():
-            if vteps.get(addr) != lladdr:
-                self._drop_neigh(addr, lladdr)
+        neighbours = self._neighbours()
+        owned_macs = set(neighbours.values()) | {str(p.vtep_mac) for p in self.peers.values()}
         fdb_want = {(str(p.vtep_mac), str(p.public_ip)) for p in wanted.values()}
         for lladdr, remote in self._fdb() - fdb_want:
-            self._drop_fdb(lladdr, ipaddress.IPv4Address(remote))
+            if lladdr in owned_macs:
+                self._drop_fdb(lladdr, ipaddress.IPv4Address(remote))
+        for addr, lladdr in neighbours.items():
+            if vteps.get(addr) != lladdr:
+                self._drop_neigh(addr, lladdr)
         self.peers = {}
         for peer in wanted.values():
             self.apply(peer)

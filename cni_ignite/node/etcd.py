@@ -5,7 +5,7 @@ values are bytes on our side and base64 on the wire; int64 fields arrive as JSON
 proto3 default (0, false, PUT) are omitted, so every read goes through `_int`/`.get`.
 
 Unary calls reuse one keep-alive HTTP connection per thread; a watch owns its own connection, and
-`Watch.close()` (from any thread) unblocks its reader. Failures raise:
+`Watch.interrupt()` (from any thread or a signal handler) unblocks its reader. Failures raise:
 
     EtcdError                  any failure talking to etcd
      +-- EtcdUnavailable       no endpoint answered (connection refused, reset, timeout, TLS failure)
@@ -290,11 +290,16 @@ class Watch:
             events = [WatchEvent(ev.get("type") == "DELETE", _kv(ev.get("kv", {}))) for ev in result.get("events", [])]
             yield _int(result.get("header", {}), "revision"), events
 
-    def close(self) -> None:
-        """Unblock a reader in another thread and drop the connection."""
+    def interrupt(self) -> None:
+        """Unblock the reader (from another thread or a signal handler): its next read sees the end of stream.
+        Only shuts the socket down; the reader's own close() releases the connection."""
         self._closed = True
         sock = self._conn.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Drop the connection; call from the thread that reads."""
+        self._closed = True
         self._conn.close()

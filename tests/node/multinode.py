@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 UNDERLAY = "192.168.61"
 ETCD_ADDR = f"{UNDERLAY}.2"
 PREFIX = "/coreos.com/network"
+HAND_MADE_MAC = "02:00:00:00:00:"
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
@@ -129,12 +130,15 @@ class Host:
         return {r["dst"]: r for r in json.loads(self.sh("ip", "-j", "route", "show", "proto", "61") or "[]")}
 
     def neighbours(self, dev: str = "flannel.1") -> dict[str, str]:
-        out = self.sh("ip", "-j", "neigh", "show", "dev", dev, "nud", "permanent", check=False) or "[]"
+        """Our neighbour entries (protocol 61) on the VXLAN device."""
+        out = self.sh("ip", "-j", "neigh", "show", "dev", dev, "nud", "permanent", "proto", "61", check=False) or "[]"
         return {n["dst"]: n.get("lladdr", "") for n in json.loads(out)}
 
     def fdb(self, dev: str = "flannel.1") -> dict[str, str]:
+        """FDB entries with a remote on the VXLAN device, less those a test made by hand (02:00:00:00:00:xx)."""
         out = self.sh("bridge", "-j", "fdb", "show", "dev", dev, check=False) or "[]"
-        return {f["mac"]: f.get("dst", "") for f in json.loads(out) if f.get("dst")}
+        return {f["mac"]: f.get("dst", "") for f in json.loads(out)
+                if f.get("dst") and not f["mac"].startswith(HAND_MADE_MAC)}
 
     def add_container(self) -> tuple[str, str]:
         """A container namespace attached by our ignite-bridge, ipam range = this host's FLANNEL_SUBNET."""
