@@ -19,9 +19,10 @@ XTABLES_NFT = ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 fi
 
 class Backend(Protocol):
     name: str
+    layout: int  # the rule layout this code writes (recorded; DEL removes each layout's own way)
 
     def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None: ...
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None: ...
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> None: ...
     def remove_by_key(self, key: str) -> None: ...
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
 
@@ -102,7 +103,8 @@ class RuleFirewall:
         lock = state.ports_lock(cfg.state_dir) if cfg.port_mappings else contextlib.nullcontext()
         with lock:
             entries = state.claim_ports(cfg.state_dir, att.owner, cfg.port_mappings)
-            record = state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg, ports=entries)
+            record = state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg, ports=entries,
+                                  host_iface=att.host_iface, layout=self.backend(name).layout)
             state.write(record)
         try:
             self.backend(name).apply(att, cfg, fresh=old is None)
@@ -121,8 +123,8 @@ class RuleFirewall:
 
     # -------------------------------------------------------------------------------------------- DEL
     def _remove(self, rec: state.Record) -> None:
-        att = Attachment(owner=rec.owner, addresses=rec.addresses, host_iface="")
-        self.backend(rec.backend).remove_exact(att, rec.config)
+        att = Attachment(owner=rec.owner, addresses=rec.addresses, host_iface=rec.host_iface)
+        self.backend(rec.backend).remove_exact(att, rec.config, rec.layout)
         state.remove(rec.config.state_dir, rec.owner)
         state.release_ports(rec.config.state_dir, rec.owner, rec.ports)
 

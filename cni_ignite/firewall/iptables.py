@@ -51,6 +51,7 @@ def _restore(family: int, text: str) -> None:
 
 class IptablesBackend:
     name = NAME
+    layout = 1
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
@@ -112,8 +113,9 @@ class IptablesBackend:
         return checked(NAME, [tool, "-t", table], what=f"{tool} -t {table}").stdout.decode(errors="replace")
 
     # ------------------------------------------------------------------------------------------- delete
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None:
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = 1) -> None:
         """Remove the rules a state record describes; fall back to remove_by_key when that fails."""
+        del layout  # one layout so far
         for family in (4, 6):
             plan = iptables_plan(att, cfg, family)
             if not plan.rules:

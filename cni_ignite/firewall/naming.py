@@ -62,7 +62,13 @@ def nft_fwd_chain(key: str) -> str:
 
 
 def nft_chains(key: str) -> tuple[str, ...]:
+    """The per-attachment chains of nft layout 1 (removed by DEL; nothing creates them any more)."""
     return nft_post_chain(key), nft_dnat_chain(key), nft_fwd_chain(key)
+
+
+def nft_cond_chain(key: str) -> str:
+    """Layout 2: the one chain of an attachment with conditionsV4/V6 (its DNAT rules)."""
+    return f"c-{key}"
 
 
 def network_dir(network: str) -> str:
@@ -86,6 +92,7 @@ __all__ = [
     "ipt_masq_chain",
     "network_dir",
     "nft_chains",
+    "nft_cond_chain",
     "nft_dnat_chain",
     "nft_fwd_chain",
     "nft_post_chain",

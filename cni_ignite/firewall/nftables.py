@@ -1,12 +1,20 @@
 """The nftables backend: one ``nft -f -`` transaction per verb in ``table inet cni_ignite``.
 
-An ADD first tries the attachment's part alone (its own chains flushed and refilled, the verdict-map
-elements that lead to them added), assuming the table exists. When that fails, one transaction
-(re)declares the table, its maps and base chains with ``add`` (idempotent), rewrites the base chains'
-constant rules and adds the attachment: concurrent first ADDs cannot conflict. The admin chain is
-declared, never flushed. DEL removes the
-elements and chains a state record describes (each added first, as nft 1.0.6 has no ``destroy``), or,
-without a record or when that fails, what ``nft -j list table inet cni_ignite`` shows for the key.
+Layout 2 (rules.py): an attachment is a handful of elements in shared sets and maps (plus one chain
+``c-K`` when it has conditions); the base chains hold constant rules. An ADD first adds its elements
+alone, assuming the table exists (the cost does not depend on how many attachments exist: nothing is
+listed, and no chain is created). When that fails, one transaction (re)declares the table, its sets,
+maps and base chains with ``add`` (idempotent, safe to race), rewrites the base chains' constant rules
+and adds the elements; if that fails too and no state record named earlier rules, rules of the key
+left by a lost record are swept (a listing: rare path) and the transaction is retried once.
+
+DEL removes the elements and chain a state record describes, each added first (nft 1.0.6 has no
+``destroy``): exact, touching nothing else. A layout-1 record (per-attachment chains, nft_legacy) is
+removed with the layout-1 text. Without a record, or when that fails, DEL lists the table
+(``nft -j list table``, O(attachments): the rare path) and removes every element whose comment names
+the key, every verdict-map element that jumps to one of the key's chains, and those chains. When a DEL
+removed a layout-1 attachment, it lists the table's chains and, once no layout-1 chain is left,
+removes the layout-1 base chains and maps.
 """
 
 from __future__ import annotations
@@ -16,23 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from . import naming as n
 from ._exec import RuleToolFailed, checked, run
-from .rules import NFT_BASE_RULES, NftElement, nft_add_text, nft_delete_text, nft_plan
+from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nft_delete_text, nft_plan
 
 if TYPE_CHECKING:
     from .base import Attachment, FirewallConfig
 
 NAME = "nftables"
 TABLE = f"inet {n.NFT_TABLE}"
+LAYOUT = 2
 
 
 def _apply(text: str, what: str) -> None:
     checked(NAME, ["nft", "-f", "-"], text, what)
-
-
-def _key_text(key: object) -> str:
-    if isinstance(key, dict) and "concat" in key:
-        return " . ".join(str(k) for k in key["concat"])
-    return str(key)
 
 
 def list_table() -> list[dict[str, Any]] | None:
@@ -47,58 +50,142 @@ def list_table() -> list[dict[str, Any]] | None:
     return items
 
 
-def _elements(items: list[dict[str, Any]]) -> list[NftElement]:
-    out = []
-    for item in items:
-        m = item.get("map")
-        if not m:
-            continue
-        for key, verdict in m.get("elem", []):
-            jump = verdict.get("jump") or verdict.get("goto") if isinstance(verdict, dict) else None
-            target = jump.get("target") if isinstance(jump, dict) else None
-            if isinstance(target, str):
-                out.append(NftElement(m["name"], _key_text(key), target))
-    return out
+def _part(value: object, kind: str) -> str:
+    """One field of an element key or map value in nft's JSON → the text nft parses."""
+    if isinstance(value, dict):
+        if "prefix" in value:
+            return f"{value['prefix']['addr']}/{value['prefix']['len']}"
+        if "range" in value:
+            return f"{value['range'][0]}-{value['range'][1]}"
+        if "concat" in value:
+            return " . ".join(_part(v, "") for v in value["concat"])
+        for verdict in ("jump", "goto"):
+            if verdict in value:
+                return f"{verdict} {value[verdict]['target']}"
+    return f'"{value}"' if kind == "ifname" else str(value)
+
+
+def _key_text(val: object, types: list[str]) -> str:
+    parts = val["concat"] if isinstance(val, dict) and "concat" in val else [val]
+    return " . ".join(_part(v, types[i] if i < len(types) else "") for i, v in enumerate(parts))
+
+
+class Listed:
+    """Elements (with their comments) and chains of one table listing."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.elements: list[tuple[NftElem, str]] = []  # (element, comment)
+        self.chains: set[str] = set()
+        self.rules: list[dict[str, Any]] = []
+        for item in items:
+            if "chain" in item:
+                self.chains.add(item["chain"]["name"])
+            elif "rule" in item:
+                self.rules.append(item["rule"])
+            for kind in ("set", "map"):
+                s = item.get(kind)
+                if not s:
+                    continue
+                types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+                for raw in s.get("elem", []):
+                    key, data = (raw[0], raw[1]) if kind == "map" else (raw, None)
+                    comment = ""
+                    if isinstance(key, dict) and "elem" in key:
+                        comment, key = key["elem"].get("comment", ""), key["elem"]["val"]
+                    data_text = "" if data is None else _part(data, "")
+                    self.elements.append((NftElem(s["name"], _key_text(key, types), data_text), comment))
+
+    def of_key(self, key: str) -> tuple[list[NftElem], list[str]]:
+        """The elements and chains of key: by comment, or (verdict maps) by the chain they jump to."""
+        own = {*n.nft_chains(key), n.nft_cond_chain(key)}
+        cmt = n.comment(key)
+        elems = [e for e, c in self.elements if c == cmt or e.data.split(" ")[-1] in own]
+        return elems, sorted(own & self.chains)
+
+
+def _legacy_left(chains: set[str]) -> bool:
+    from .nft_legacy import is_legacy_chain
+
+    return any(is_legacy_chain(c) for c in chains)
 
 
 class NftablesBackend:
     name = NAME
+    layout = LAYOUT
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
 
     def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
-        """Fast path: the table exists. Else one transaction that also declares it (safe to race).
-        Idempotent (own chains flushed and refilled, elements added), so fresh changes nothing here."""
-        del fresh
         plan = nft_plan(att, cfg)
+        text, what = nft_add_text(plan), f"nft ADD for {att.owner.key}"
+        if not text:
+            return
         try:
-            _apply(nft_add_text(plan, bootstrap=False), f"nft ADD for {att.owner.key}")
+            _apply(text, what)  # fast path: the table exists
+            return
         except RuleToolFailed:
-            _apply(nft_add_text(plan), f"nft ADD for {att.owner.key}")
+            pass
+        try:
+            _apply(nft_bootstrap_text() + text, what)
+        except RuleToolFailed:
+            if not fresh:
+                raise
+            self.remove_by_key(att.owner.key)  # e.g. a map element of this key with other data (lost record)
+            _apply(nft_bootstrap_text() + text, what)
 
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig) -> None:
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = LAYOUT) -> None:
+        if layout == 1:
+            self._remove_legacy(att, cfg)
+            return
         plan = nft_plan(att, cfg)
         if not plan.chains and not plan.elements:
             return
         try:
-            _apply(nft_delete_text(plan.elements, list(n.nft_chains(att.owner.key)), ensure=True), "nft DEL")
+            _apply(nft_delete_text(plan.elements, list(plan.chains), ensure=True), "nft DEL")
         except RuleToolFailed:
             self.remove_by_key(att.owner.key)
+
+    def _remove_legacy(self, att: Attachment, cfg: FirewallConfig) -> None:
+        from . import nft_legacy
+
+        plan = nft_legacy.nft_plan(att, cfg)
+        if plan.chains or plan.elements:
+            try:
+                _apply(nft_legacy.nft_delete_text(plan.elements, list(n.nft_chains(att.owner.key)), ensure=True),
+                       "nft DEL (layout 1)")
+            except RuleToolFailed:
+                self.remove_by_key(att.owner.key)
+                return
+        self._cleanup_legacy()
+
+    def _cleanup_legacy(self) -> None:
+        """Once no layout-1 chain is left, remove layout 1's base chains and maps (lists chains only:
+        runs after layout-1 DELs, which end when the last layout-1 attachment is gone)."""
+        from .nft_legacy import LEGACY_BASE_CHAINS, LEGACY_CLEANUP
+
+        res = run(NAME, ["nft", "-j", "list", "chains", "inet"])
+        if not res.ok:
+            return
+        chains = {c["chain"]["name"] for c in json.loads(res.stdout or b"{}").get("nftables", [])
+                  if "chain" in c and c["chain"].get("table") == n.NFT_TABLE}
+        if not _legacy_left(chains) and chains.intersection(LEGACY_BASE_CHAINS):
+            run(NAME, ["nft", "-f", "-"], LEGACY_CLEANUP)  # a concurrent DEL may have done it: ignore
 
     def remove_by_key(self, key: str) -> None:
         items = list_table()
         if items is None:
             return
-        own = set(n.nft_chains(key))
-        elements = [e for e in _elements(items) if e.chain in own]
-        chains = [c["chain"]["name"] for c in items if "chain" in c and c["chain"]["name"] in own]
+        listed = Listed(items)
+        elements, chains = listed.of_key(key)
         if elements or chains:
             _apply(nft_delete_text(elements, chains, ensure=False), f"nft DEL for {key}")
+        if any(c in n.nft_chains(key) for c in chains):
+            self._cleanup_legacy()
 
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
         plan = nft_plan(att, cfg)
-        if not plan.chains:
+        if not plan.chains and not plan.elements:
             return []
         try:
             items = list_table()
@@ -106,16 +193,15 @@ class NftablesBackend:
             return [str(exc)]
         if items is None:
             return [f"missing table {TABLE} ({NAME})"]
-        have = {(r["rule"]["chain"], r["rule"].get("comment", "")) for r in items if "rule" in r}
+        listed = Listed(items)
+        have = {(r["chain"], r.get("comment", "")) for r in listed.rules}
         counts: dict[str, int] = {}
-        for r in items:
-            if "rule" in r:
-                counts[r["rule"]["chain"]] = counts.get(r["rule"]["chain"], 0) + 1
+        for r in listed.rules:
+            counts[r["chain"]] = counts.get(r["chain"], 0) + 1
         out = [f"missing {desc} ({NAME})" for chain, rules in plan.chains.items() for _, desc in rules
                if (chain, desc[:127].replace('"', "'")) not in have]
-        elements = set(_elements(items))
-        out += [f"missing map element {e.map} {{ {e.key} : jump {e.chain} }} ({NAME})"
-                for e in plan.elements if e not in elements]
+        elements = {e for e, _ in listed.elements}
+        out += [f"missing {plan.descs[e]} ({NAME})" for e in plan.elements if e not in elements]
         out += [f"base chain {c} has {counts.get(c, 0)} of its {len(rules)} rules ({NAME})"
                 for c, rules in NFT_BASE_RULES.items() if counts.get(c, 0) < len(rules)]
         return out

@@ -12,14 +12,24 @@ iptables (per family; ``K`` = the attachment key, ``C`` = ``-m comment --comment
                               -d <target>/32 -m conntrack --ctstate DNAT C -j ACCEPT   (with port mappings)
                               -s <ip>/32 C -j ACCEPT
 
-nftables (``table inet cni_ignite``): per-attachment chains ``p-K`` (postrouting), ``d-K`` (dnat),
-``f-K`` (forward) reached through verdict maps keyed by address or (hostIP,) proto . port, so the
-shared base chains hold only constant rules. Every per-attachment nft rule carries its description as
-comment; CHECK compares those.
+nftables (``table inet cni_ignite``, layout 2; ``D`` = the host interface, quoted)::
+
+    masq4/6        D . <ip>                          set       (ipMasq)
+    nomasq4/6      D . <ip> . <subnet>               interval  (masquerade exemption)
+    hairpin4/6     D . <target> . <subnet|127.0.0.1|any>  interval  (snat: hairpin/localhost masquerade)
+    accept4/6      D . <ip>                          set       (forward)
+    acceptdnat4/6  D . <target>                      set       (forward, with port mappings)
+    dnat4/6        <proto> . <port>  : <target> . <port>          (mappings without hostIP)
+    hostdnat4/6    <hostIP> . <proto> . <port> : <target> . <port>
+    cdnat4/6, chostdnat4/6  same keys : jump c-K     (attachments with conditions: chain c-K)
+
+Every element carries ``comment "cni-ignite:K"``; the base chains (NFT_BASE_RULES) are constant.
+Layout 1 (per-attachment chains) is in nft_legacy.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import naming as n
@@ -65,27 +75,6 @@ class IptPlan:
     def tables(self) -> list[str]:
         used = {r.table for r in self.rules} | {e.table for e in self.entries} | set(self.own_chains)
         return [t for t in ("nat", "filter") if t in used]
-
-
-class NftElement(NamedTuple):
-    map: str
-    key: str
-    chain: str
-
-
-class NftPlan:
-    __slots__ = ("chains", "elements")
-
-    def __init__(self) -> None:
-        self.chains: dict[str, list[tuple[str, str]]] = {}  # chain -> [(rule, desc)]
-        self.elements: list[NftElement] = []
-
-    def add_rule(self, chain: str, rule: str, desc: str) -> None:
-        self.chains.setdefault(chain, []).append((rule, desc))
-
-    def add_element(self, element: NftElement) -> None:
-        if element not in self.elements:
-            self.elements.append(element)
 
 
 def _host(addr: Address) -> str:
@@ -286,117 +275,189 @@ def iptables_repair_text(family: int, table: str, save_text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- nftables
+#
+# Layout 2 (``table inet cni_ignite``): no chain per attachment. Every attachment adds elements, each
+# carrying the comment ``cni-ignite:K``, to sets and maps keyed by family (the set's type), by the host
+# interface where addresses may repeat across networks, and by protocol . port for mappings; the base
+# chains hold only the constant rules of NFT_BASE_RULES. Attachments with conditionsV4/V6 (nft syntax
+# cannot go into a shared map) get one chain ``c-K`` with their DNAT rules, reached by a verdict map.
+
+NFT_LAYOUT = 2
+_IFNAME = re.compile(r'[^\s"\\/:]{1,15}\Z')
+
+
+class NftElem(NamedTuple):
+    set: str
+    key: str  # nft text of the key: "br0" . 10.99.0.2
+    data: str = ""  # a map's value: 10.99.0.2 . 80, jump c-K; "" in a set
+
+    def text(self, comment: str = "") -> str:
+        cmt = f' comment "{comment}"' if comment else ""
+        return f"{{ {self.key}{cmt} : {self.data} }}" if self.data else f"{{ {self.key}{cmt} }}"
+
+
+class NftPlan:
+    __slots__ = ("chains", "descs", "elements", "key")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.chains: dict[str, list[tuple[str, str]]] = {}  # c-K -> [(rule, desc)]; conditions only
+        self.elements: list[NftElem] = []
+        self.descs: dict[NftElem, str] = {}  # what each element does, for CHECK
+
+    def add_rule(self, chain: str, rule: str, desc: str) -> None:
+        self.chains.setdefault(chain, []).append((rule, desc))
+
+    def add(self, set_name: str, key: str, desc: str, data: str = "") -> None:
+        elem = NftElem(set_name, key, data)
+        if elem not in self.descs:
+            self.elements.append(elem)
+            self.descs[elem] = desc
+
 
 def nft_plan(att: Attachment, cfg: FirewallConfig) -> NftPlan:
-    plan = NftPlan()
-    key = att.owner.key
-    post, dnat, fwd = n.nft_post_chain(key), n.nft_dnat_chain(key), n.nft_fwd_chain(key)
+    """The attachment's elements (and its conditions chain). Raises InvalidConfig when the host
+    interface (part of every address key) is missing or not a plain interface name."""
+    plan = NftPlan(att.owner.key)
+    if not any(att.of_family(f) for f in (4, 6)):
+        return plan
+    if not _IFNAME.match(att.host_iface):
+        from ..errors import InvalidConfig
+
+        raise InvalidConfig("the nftables rules need the attachment's host interface name", repr(att.host_iface))
+    dev = f'"{att.host_iface}"'
     for family in (4, 6):
         addrs = att.of_family(family)
         if not addrs:
             continue
-        ip = "ip" if family == 4 else "ip6"
         maps, target = mappings_for(cfg, family), addrs[0]
         if cfg.ip_masq:
             for a in addrs:
-                plan.add_rule(post, f"{ip} saddr {a.ip} {ip} daddr != {a.network} {ip} daddr != "
-                              f"{MULTICAST[family]} masquerade", f"masquerade of {a.ip}")
-                plan.add_element(NftElement(f"post{family}", str(a.ip), post))
+                plan.add(f"nomasq{family}", f"{dev} . {a.ip} . {a.network}",
+                         f"masquerade exemption {a.network} of {a.ip}")
+                plan.add(f"masq{family}", f"{dev} . {a.ip}", f"masquerade of {a.ip}")
         if maps:
-            _nft_dnat(plan, cfg, maps, target, family, dnat)
+            _nft_dnat(plan, cfg, maps, target, family)
         if maps and cfg.snat:
-            src = "" if cfg.masq_all else f" {ip} saddr {target.network}"
-            plan.add_rule(post, f"ct status dnat {ip} daddr {target.ip}{src} masquerade",
-                          f"hairpin masquerade to {target.ip}")
+            src = ("0.0.0.0/0" if family == 4 else "::/0") if cfg.masq_all else str(target.network)
+            plan.add(f"hairpin{family}", f"{dev} . {target.ip} . {src}", f"hairpin masquerade to {target.ip}")
             if family == 4 and not cfg.masq_all:
-                plan.add_rule(post, f"ct status dnat ip daddr {target.ip} ip saddr 127.0.0.1 masquerade",
-                              f"localhost masquerade to {target.ip}")
-            plan.add_element(NftElement(f"post{family}", str(target.ip), post))
+                plan.add("hairpin4", f"{dev} . {target.ip} . 127.0.0.1", f"localhost masquerade to {target.ip}")
         if cfg.forward:
             for a in addrs:
-                plan.add_rule(fwd, f"{ip} daddr {a.ip} ct state established,related accept",
-                              f"forward accept to {a.ip}")
+                plan.add(f"accept{family}", f"{dev} . {a.ip}", f"forward accept to and from {a.ip}")
                 if maps and a == target:
-                    plan.add_rule(fwd, f"{ip} daddr {a.ip} ct status dnat accept", f"forward accept of DNAT to {a.ip}")
-                plan.add_rule(fwd, f"{ip} saddr {a.ip} accept", f"forward accept from {a.ip}")
-                plan.add_element(NftElement(f"fwd{family}", str(a.ip), fwd))
+                    plan.add(f"acceptdnat{family}", f"{dev} . {a.ip}", f"forward accept of DNAT to {a.ip}")
     return plan
 
 
-def _nft_dnat(plan: NftPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address, family: int,
-              dnat: str) -> None:
+def _nft_dnat(plan: NftPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address, family: int) -> None:
     ip = "ip" if family == 4 else "ip6"
     cond = " ".join(conditions(cfg, family))
+    chain = n.nft_cond_chain(plan.key)
     for m in maps:
         host = m.specific_ip()
-        match = f"{ip} daddr {host}" if host else f"meta nfproto ipv{family}"
+        key = f"{host} . {m.protocol} . {m.host_port}" if host else f"{m.protocol} . {m.host_port}"
         to = _dest(str(target.ip), m.container_port, family)
-        rule = f"{match} {cond} {m.protocol} dport {m.host_port} dnat {ip} to {to}".replace("  ", " ")
-        plan.add_rule(dnat, rule, f"DNAT {m.protocol} {host or '*'}:{m.host_port} -> {to}")
-        if host:
-            plan.add_element(NftElement(f"hostports{family}", f"{host} . {m.protocol} . {m.host_port}", dnat))
-        else:
-            plan.add_element(NftElement("ports", f"{m.protocol} . {m.host_port}", dnat))
+        desc = f"DNAT {m.protocol} {host or '*'}:{m.host_port} -> {to}"
+        if not cond:
+            plan.add(f"{'host' if host else ''}dnat{family}", key, desc, f"{target.ip} . {m.container_port}")
+            continue
+        match = f"{ip} daddr {host}" if host else f"meta nfproto ipv{family}"
+        plan.add_rule(chain, f"{match} {cond} {m.protocol} dport {m.host_port} dnat {ip} to {to}", desc)
+        plan.add(f"c{'host' if host else ''}dnat{family}", key, f"jump to {chain} for {desc}", f"jump {chain}")
 
 
 def _quote(desc: str) -> str:
     return '"' + desc.replace('"', "'")[:127] + '"'
 
 
+def _sets(family: int) -> str:
+    t, a = f"inet {n.NFT_TABLE}", f"ipv{family}_addr"
+    return "".join((
+        f"add set {t} masq{family} {{ type ifname . {a}; }}\n",
+        f"add set {t} nomasq{family} {{ type ifname . {a} . {a}; flags interval; }}\n",
+        f"add set {t} hairpin{family} {{ type ifname . {a} . {a}; flags interval; }}\n",
+        f"add set {t} accept{family} {{ type ifname . {a}; }}\n",
+        f"add set {t} acceptdnat{family} {{ type ifname . {a}; }}\n",
+        f"add map {t} dnat{family} {{ type inet_proto . inet_service : {a} . inet_service; }}\n",
+        f"add map {t} hostdnat{family} {{ type {a} . inet_proto . inet_service : {a} . inet_service; }}\n",
+        f"add map {t} cdnat{family} {{ type inet_proto . inet_service : verdict; }}\n",
+        f"add map {t} chostdnat{family} {{ type {a} . inet_proto . inet_service : verdict; }}\n"))
+
+
 NFT_BOOTSTRAP = f"""add table inet {n.NFT_TABLE}
-add chain inet {n.NFT_TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
-add chain inet {n.NFT_TABLE} output {{ type nat hook output priority -100; policy accept; }}
-add chain inet {n.NFT_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
-add chain inet {n.NFT_TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
-add chain inet {n.NFT_TABLE} input {{ type filter hook input priority filter; policy accept; }}
+add chain inet {n.NFT_TABLE} nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain inet {n.NFT_TABLE} nat-output {{ type nat hook output priority -100; policy accept; }}
+add chain inet {n.NFT_TABLE} nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain inet {n.NFT_TABLE} filter-forward {{ type filter hook forward priority filter; policy accept; }}
+add chain inet {n.NFT_TABLE} filter-input {{ type filter hook input priority filter; policy accept; }}
 add chain inet {n.NFT_TABLE} admin
-add map inet {n.NFT_TABLE} post4 {{ type ipv4_addr : verdict; }}
-add map inet {n.NFT_TABLE} post6 {{ type ipv6_addr : verdict; }}
-add map inet {n.NFT_TABLE} fwd4 {{ type ipv4_addr : verdict; }}
-add map inet {n.NFT_TABLE} fwd6 {{ type ipv6_addr : verdict; }}
-add map inet {n.NFT_TABLE} ports {{ type inet_proto . inet_service : verdict; }}
-add map inet {n.NFT_TABLE} hostports4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-add map inet {n.NFT_TABLE} hostports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}
-"""
+{_sets(4)}{_sets(6)}"""
 
-# The base chains hold only these constant rules, so every ADD may flush and rewrite them atomically.
+_DNAT_RULES = (
+    "fib daddr type != local return",
+    "ip daddr . meta l4proto . th dport vmap @chostdnat4",
+    "ip6 daddr . meta l4proto . th dport vmap @chostdnat6",
+    "meta nfproto ipv4 meta l4proto . th dport vmap @cdnat4",
+    "meta nfproto ipv6 meta l4proto . th dport vmap @cdnat6",
+    "dnat ip to ip daddr . meta l4proto . th dport map @hostdnat4",
+    "dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostdnat6",
+    "meta nfproto ipv4 dnat ip to meta l4proto . th dport map @dnat4",
+    "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @dnat6",
+)
+# The base chains hold only these constant rules, so a bootstrap may flush and rewrite them atomically.
 NFT_BASE_RULES = {
-    "prerouting": ("fib daddr type local ip daddr . meta l4proto . th dport vmap @hostports4",
-                   "fib daddr type local ip6 daddr . meta l4proto . th dport vmap @hostports6",
-                   "fib daddr type local meta l4proto . th dport vmap @ports"),
-    "postrouting": ("ip saddr vmap @post4", "ip6 saddr vmap @post6",
-                    "ct status dnat ip daddr vmap @post4", "ct status dnat ip6 daddr vmap @post6"),
-    "forward": ("jump admin", "ip daddr vmap @fwd4", "ip saddr vmap @fwd4",
-                "ip6 daddr vmap @fwd6", "ip6 saddr vmap @fwd6"),
-    "input": ('iifname != "lo" ip daddr 127.0.0.0/8 ct status ! dnat ct state != { established, related } drop',),
+    "nat-prerouting": _DNAT_RULES,
+    "nat-output": _DNAT_RULES,
+    "nat-postrouting": ("ct status dnat oifname . ip daddr . ip saddr @hairpin4 masquerade",
+                        "ct status dnat oifname . ip6 daddr . ip6 saddr @hairpin6 masquerade",
+                        f"ip daddr {MULTICAST[4]} return", f"ip6 daddr {MULTICAST[6]} return",
+                        "iifname . ip saddr . ip daddr @nomasq4 return",
+                        "iifname . ip6 saddr . ip6 daddr @nomasq6 return",
+                        "iifname . ip saddr @masq4 masquerade", "iifname . ip6 saddr @masq6 masquerade"),
+    "filter-forward": ("jump admin",
+                       "ct state established,related oifname . ip daddr @accept4 accept",
+                       "ct state established,related oifname . ip6 daddr @accept6 accept",
+                       "ct status dnat oifname . ip daddr @acceptdnat4 accept",
+                       "ct status dnat oifname . ip6 daddr @acceptdnat6 accept",
+                       "iifname . ip saddr @accept4 accept", "iifname . ip6 saddr @accept6 accept"),
+    "filter-input": ('iifname != "lo" ip daddr 127.0.0.0/8 ct status ! dnat '
+                     "ct state != { established, related } drop",),
 }
-NFT_BASE_RULES["output"] = NFT_BASE_RULES["prerouting"]
 
 
-def nft_add_text(plan: NftPlan, *, bootstrap: bool = True) -> str:
-    """The attachment's chains and elements; with bootstrap, first (re)declare the table, maps and base
-    chains and rewrite the base chains' constant rules (idempotent, but ~10 ms of kernel work)."""
+def nft_bootstrap_text() -> str:
+    """(Re)declare the table, its sets, maps and base chains, and rewrite the base chains' constant
+    rules: idempotent, safe to race, ~10 ms of kernel work (only when the fast path failed)."""
     t = f"inet {n.NFT_TABLE}"
-    out = [NFT_BOOTSTRAP] if bootstrap else []
-    for chain, rules in NFT_BASE_RULES.items() if bootstrap else ():
+    out = [NFT_BOOTSTRAP]
+    for chain, rules in NFT_BASE_RULES.items():
         out.append(f"flush chain {t} {chain}\n")
         out += [f"add rule {t} {chain} {r}\n" for r in rules]
-    for chain, own in plan.chains.items():
-        out.append(f"add chain {t} {chain}\nflush chain {t} {chain}\n")
-        out += [f"add rule {t} {chain} {r} comment {_quote(d)}\n" for r, d in own]
-    out += [f"add element {t} {e.map} {{ {e.key} : jump {e.chain} }}\n" for e in plan.elements]
     return "".join(out)
 
 
-def nft_delete_text(elements: list[NftElement], chains: list[str], *, ensure: bool) -> str:
-    """Remove elements, then our chains. With ensure, each is added first so that an absent one does
-    not fail the transaction (nft 1.0.6 has no ``destroy``)."""
+def nft_add_text(plan: NftPlan) -> str:
+    """The attachment's conditions chain (flushed and refilled) and its elements."""
+    t, cmt = f"inet {n.NFT_TABLE}", n.comment(plan.key)
+    out = []
+    for chain, own in plan.chains.items():
+        out.append(f"add chain {t} {chain}\nflush chain {t} {chain}\n")
+        out += [f"add rule {t} {chain} {r} comment {_quote(d)}\n" for r, d in own]
+    out += [f"add element {t} {e.set} {e.text(cmt)}\n" for e in plan.elements]
+    return "".join(out)
+
+
+def nft_delete_text(elements: list[NftElem], chains: list[str], *, ensure: bool) -> str:
+    """Remove elements, then chains. With ensure, each is added first so that an absent one does not
+    fail the transaction (nft 1.0.6 has no ``destroy``); elements are deleted by key alone."""
     t = f"inet {n.NFT_TABLE}"
     out = [f"add chain {t} {c}\n" for c in chains] if ensure else []
     for e in elements:
         if ensure:
-            out.append(f"add element {t} {e.map} {{ {e.key} : jump {e.chain} }}\n")
-        out.append(f"delete element {t} {e.map} {{ {e.key} }}\n")
+            out.append(f"add element {t} {e.set} {e.text()}\n")
+        out.append(f"delete element {t} {e.set} {{ {e.key} }}\n")
     for c in chains:
         out.append(f"flush chain {t} {c}\ndelete chain {t} {c}\n")
     return "".join(out)

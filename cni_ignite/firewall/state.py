@@ -1,6 +1,7 @@
 """Per-attachment state records and the host port registry, under a caller-given state_dir.
 
-    <state_dir>/<network>/<key>              JSON: owner, backend, addresses, the rule-shaping config
+    <state_dir>/<network>/<key>              JSON: owner, backend, addresses, the rule-shaping config,
+                                             host interface, the backend's rule layout (absent: 1)
     <state_dir>/ports/lock                   flock held while claiming ports and writing a record, and
                                              while releasing ports (every change of the registry)
     <state_dir>/ports/<proto>_<port>/<addr>  "<network>/<key>" of the owner; <addr> is any (no hostIP),
@@ -41,12 +42,17 @@ class PortConflict(CniError):
     code = 100
 
 
+LAYOUTS = (1, 2)  # nftables: 2 = shared sets and maps, 1 = per-attachment chains; iptables: 1
+
+
 class Record(NamedTuple):
     owner: Owner
     backend: str
     addresses: tuple[Address, ...]
     config: FirewallConfig
     ports: tuple[str, ...]  # registry entries: "<proto>_<port>/<addr>"
+    host_iface: str = ""  # the attachment's host interface (nft layout 2 keys elements by it)
+    layout: int = 1  # the backend's rule layout that made the rules (1: before the field existed)
 
 
 def record_path(state_dir: str, owner: Owner) -> str:
@@ -66,7 +72,8 @@ def write(rec: Record) -> None:
     o = rec.owner
     doc = {"network": o.network, "containerID": o.container_id, "ifname": o.ifname, "key": o.key,
            "backend": rec.backend, "addresses": [str(a) for a in rec.addresses],
-           "config": _config_doc(rec.config), "ports": list(rec.ports)}
+           "config": _config_doc(rec.config), "ports": list(rec.ports), "hostIface": rec.host_iface,
+           "layout": rec.layout}
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         _write_whole(path, json.dumps(doc), f"{path}.tmp{os.getpid()}")
@@ -108,7 +115,10 @@ def _decode(doc: dict[str, Any], state_dir: str) -> Record:
     ports = tuple(doc.get("ports", ()))
     if not all(isinstance(e, str) and _entry_token(e) for e in ports):
         raise ValueError(f"bad port registry entries {ports!r}")
-    return Record(owner=owner, backend=backend, config=cfg, ports=ports,
+    host_iface, layout = doc.get("hostIface", ""), doc.get("layout", 1)
+    if not isinstance(host_iface, str) or layout not in LAYOUTS or isinstance(layout, bool):
+        raise ValueError(f"bad hostIface {host_iface!r} or layout {layout!r}")
+    return Record(owner=owner, backend=backend, config=cfg, ports=ports, host_iface=host_iface, layout=layout,
                   addresses=tuple(ip_interface(a) for a in doc.get("addresses", ())))
 
 

@@ -90,6 +90,26 @@ class Topo:
             in_ns(ns, ["ping", "-6", "-c1", "-W2", addr], check=False)  # settle neighbour discovery
         return self
 
+    def second_bridge(self, bridge: str = "br1", port: int = 82) -> str:
+        """A second bridge with the SAME subnet as br0 (10.99.0.1/24) and a container c3 at 10.99.0.2,
+        like c1. TCP packets to or from port ``port`` (DNAT'd to c3's server, or an outside server's replies
+        to c3) are routed to the second bridge by policy routing (table 100): nothing else can tell the
+        two subnets apart. Returns c3's namespace."""
+        h, c3 = self.host, self.spaces.new("cnit-fc3")
+        for cmd in (["ip", "link", "add", bridge, "type", "bridge"],
+                    ["ip", "addr", "add", "10.99.0.1/24", "dev", bridge],
+                    ["ip", "link", "set", bridge, "up"],
+                    ["ip", "link", "add", "hv9", "type", "veth", "peer", "name", "eth0", "netns", c3],
+                    ["ip", "link", "set", "hv9", "master", bridge, "up"],
+                    ["ip", "route", "add", "10.99.0.0/24", "dev", bridge, "table", "100"],
+                    ["ip", "rule", "add", "ipproto", "tcp", "dport", str(port), "lookup", "100"],
+                    ["ip", "rule", "add", "ipproto", "tcp", "sport", str(port), "lookup", "100"]):
+            in_ns(h, cmd)
+        for cmd in (["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "route", "add", "default", "via", "10.99.0.1"]):
+            in_ns(c3, cmd)
+        return c3
+
     # ----------------------------------------------------------------------------------- firewall
     def fw(self, *reqs: dict[str, Any], check: bool = True, path: str = "/usr/bin:/bin") -> list[dict[str, Any]]:
         """Run requests through the firewall layer in the host namespace; path: its PATH (a folder of

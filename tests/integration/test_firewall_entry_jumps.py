@@ -95,7 +95,7 @@ def test_check_without_port_mappings_does_not_ask_for_the_localnet_guard(topo: T
     assert topo.fw(topo.req("check", conf))[0]["problems"] == []
 
 
-@pytest.mark.parametrize("chain", ["forward", "postrouting", "prerouting", "output", "input"])
+@pytest.mark.parametrize("chain", ["filter-forward", "nat-postrouting", "nat-prerouting", "nat-output", "filter-input"])
 def test_nft_check_reports_a_flushed_base_chain(topo: Topo, chain: str) -> None:
     conf = topo.conf("nftables", runtimeConfig={"portMappings": MAPS})
     topo.add(conf)
@@ -107,8 +107,8 @@ def test_nft_check_reports_a_flushed_base_chain(topo: Topo, chain: str) -> None:
 def test_nft_check_reports_one_deleted_base_rule(topo: Topo) -> None:
     conf = topo.conf("nftables", runtimeConfig={"portMappings": MAPS})
     topo.add(conf)
-    listing = in_ns(topo.host, ["nft", "-a", "list", "chain", "inet", "cni_ignite", "forward"]).stdout.decode()
-    line = next(ln for ln in listing.splitlines() if "ip saddr vmap @fwd" in ln)
-    in_ns(topo.host, ["nft", "delete", "rule", "inet", "cni_ignite", "forward", "handle", line.split()[-1]])
+    listing = in_ns(topo.host, ["nft", "-a", "list", "chain", "inet", "cni_ignite", "filter-forward"]).stdout.decode()
+    line = next(ln for ln in listing.splitlines() if "ip saddr @accept4" in ln)
+    in_ns(topo.host, ["nft", "delete", "rule", "inet", "cni_ignite", "filter-forward", "handle", line.split()[-1]])
     problems = topo.fw(topo.req("check", conf))[0]["problems"]
-    assert len(problems) == 1 and "base chain forward " in problems[0], problems
+    assert len(problems) == 1 and "base chain filter-forward " in problems[0], problems

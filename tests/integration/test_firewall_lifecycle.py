@@ -119,9 +119,7 @@ def _drop_dnat_rule(topo: Topo, backend: str) -> None:
         in_ns(topo.host, ["iptables", "-t", "nat", "-D", f"CNI-IGD-{k}", "-p", "tcp", "-m", "tcp", "--dport", "8080",
                           "-j", "DNAT", "--to-destination", "10.99.0.2:80"])
         return
-    listing = in_ns(topo.host, ["nft", "-a", "list", "chain", "inet", "cni_ignite", f"d-{k}"]).stdout.decode()
-    line = next(ln for ln in listing.splitlines() if "tcp dport 8080" in ln)
-    in_ns(topo.host, ["nft", "delete", "rule", "inet", "cni_ignite", f"d-{k}", "handle", line.split()[-1]])
+    in_ns(topo.host, ["nft", "delete", "element", "inet", "cni_ignite", "dnat4", "{ tcp . 8080 }"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -137,9 +135,9 @@ def test_check_reports_a_rule_removed_by_hand(topo: Topo, backend: str) -> None:
 
 def test_check_reports_a_missing_map_element_and_shared_jump(topo: Topo) -> None:
     topo.add(with_maps(topo, "nftables"))
-    in_ns(topo.host, ["nft", "delete", "element", "inet", "cni_ignite", "fwd4", "{ 10.99.0.2 }"])
+    in_ns(topo.host, ["nft", "delete", "element", "inet", "cni_ignite", "accept4", '{ "br0" . 10.99.0.2 }'])
     problems = topo.fw(topo.req("check", with_maps(topo, "nftables")))[0]["problems"]
-    assert problems == [f"missing map element fwd4 {{ 10.99.0.2 : jump f-{key('c1')} }} (nftables)"]
+    assert problems == ["missing forward accept to and from 10.99.0.2 (nftables)"]
     other = with_maps(topo, "iptables", [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}])
     topo.add(other, cid="c2", addrs=("10.99.0.3/24",))
     in_ns(topo.host, ["iptables", "-t", "nat", "-D", "POSTROUTING", "-j", "CNI-IGNITE-POSTRT"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping
 from cni_ignite.firewall.rules import (
     entries_missing,
@@ -14,6 +16,7 @@ from cni_ignite.firewall.rules import (
     iptables_plan,
     iptables_repair_text,
     nft_add_text,
+    nft_bootstrap_text,
     nft_delete_text,
     nft_plan,
 )
@@ -166,60 +169,101 @@ def test_iptables_add_verifies_the_entry_rules_it_needs_by_listing_constant_chai
     assert no_maps.tables() == ["nat"]
 
 
-def test_nft_attachment_chains_and_elements() -> None:
-    text = nft_add_text(nft_plan(att(V4, V6), CFG))
-    own = text[text.index(f"add chain inet cni_ignite p-{K}"):]
+def test_nft_attachment_is_elements_keyed_by_family_interface_and_port() -> None:
     t = "inet cni_ignite"
-    assert own == f"""add chain {t} p-{K}
+    c = f'comment "cni-ignite:{K}"'
+    assert nft_add_text(nft_plan(att(V4, V6), CFG)) == f"""add element {t} nomasq4 {{ "br0" . 10.61.0.2 . 10.61.0.0/16 {c} }}
+add element {t} masq4 {{ "br0" . 10.61.0.2 {c} }}
+add element {t} dnat4 {{ tcp . 8080 {c} : 10.61.0.2 . 80 }}
+add element {t} hostdnat4 {{ 127.0.0.1 . udp . 5353 {c} : 10.61.0.2 . 53 }}
+add element {t} hairpin4 {{ "br0" . 10.61.0.2 . 10.61.0.0/16 {c} }}
+add element {t} hairpin4 {{ "br0" . 10.61.0.2 . 127.0.0.1 {c} }}
+add element {t} accept4 {{ "br0" . 10.61.0.2 {c} }}
+add element {t} acceptdnat4 {{ "br0" . 10.61.0.2 {c} }}
+add element {t} nomasq6 {{ "br0" . fd00::2 . fd00::/64 {c} }}
+add element {t} masq6 {{ "br0" . fd00::2 {c} }}
+add element {t} dnat6 {{ tcp . 8080 {c} : fd00::2 . 80 }}
+add element {t} hairpin6 {{ "br0" . fd00::2 . fd00::/64 {c} }}
+add element {t} accept6 {{ "br0" . fd00::2 {c} }}
+add element {t} acceptdnat6 {{ "br0" . fd00::2 {c} }}
+"""
+
+
+def test_nft_any_address_mappings_of_two_families_go_to_two_maps() -> None:
+    v4 = nft_plan(att(V4), CFG._replace(port_mappings=(TCP._replace(host_ip="0.0.0.0"),)))
+    v6 = nft_plan(att(V6), CFG._replace(port_mappings=(TCP._replace(host_ip="::"),)))
+    assert [e for e in v4.elements if e.set.startswith("dnat")] == [("dnat4", "tcp . 8080", "10.61.0.2 . 80")]
+    assert [e for e in v6.elements if e.set.startswith("dnat")] == [("dnat6", "tcp . 8080", "fd00::2 . 80")]
+
+
+def test_nft_bootstrap_declares_everything_and_never_flushes_admin() -> None:
+    text = nft_bootstrap_text()
+    assert "add chain inet cni_ignite admin\n" in text
+    assert "flush chain inet cni_ignite admin" not in text
+    assert text.index("filter-forward jump admin") < text.index("filter-forward ct state established")
+    for name in ("masq", "nomasq", "hairpin", "accept", "acceptdnat", "dnat", "hostdnat", "cdnat", "chostdnat"):
+        for family in (4, 6):
+            assert f" {name}{family} {{ type " in text, (name, family)
+    # layout 1's base chains and maps are not touched: its attachments keep working until their DEL
+    for old in (" prerouting {", " postrouting {", " forward {", " post4 ", " fwd4 ", " ports "):
+        assert old not in text, old
+
+
+def test_nft_conditions_keep_a_small_chain_reached_by_a_verdict_map() -> None:
+    cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
+                       conditions_v4=("iifname", '"eth0"'))
+    plan = nft_plan(att(V4), cfg)
+    assert plan.chains == {f"c-{K}": [('meta nfproto ipv4 iifname "eth0" tcp dport 8080 dnat ip to 10.61.0.2:80',
+                                       "DNAT tcp *:8080 -> 10.61.0.2:80")]}
+    assert plan.elements == [("cdnat4", "tcp . 8080", f"jump c-{K}"), ("hairpin4", '"br0" . 10.61.0.2 . 0.0.0.0/0', "")]
+
+
+def test_nft_needs_a_plain_host_interface_name() -> None:
+    from cni_ignite.errors import InvalidConfig
+
+    for bad in ("", 'br"0', "br 0", "a" * 16):
+        with pytest.raises(InvalidConfig):
+            nft_plan(Attachment(owner=OWNER, addresses=(V4,), host_iface=bad), CFG)
+
+
+def test_nft_delete_text_adds_before_deleting_so_absent_items_do_not_fail() -> None:
+    plan = nft_plan(att(V4), CFG._replace(port_mappings=(TCP,), forward=False, snat=False))
+    assert nft_delete_text(plan.elements, [], ensure=True) == """add element inet cni_ignite nomasq4 { "br0" . 10.61.0.2 . 10.61.0.0/16 }
+delete element inet cni_ignite nomasq4 { "br0" . 10.61.0.2 . 10.61.0.0/16 }
+add element inet cni_ignite masq4 { "br0" . 10.61.0.2 }
+delete element inet cni_ignite masq4 { "br0" . 10.61.0.2 }
+add element inet cni_ignite dnat4 { tcp . 8080 : 10.61.0.2 . 80 }
+delete element inet cni_ignite dnat4 { tcp . 8080 }
+"""
+
+
+def test_nft_layout_1_text_is_what_the_earlier_code_made() -> None:
+    # pinned: DEL rebuilds a layout-1 attachment's elements and chains from its state record with it
+    from cni_ignite.firewall import nft_legacy
+
+    plan = nft_legacy.nft_plan(att(V4), CFG._replace(port_mappings=(TCP,)))
+    t = "inet cni_ignite"
+    text = nft_legacy.nft_add_text(plan, bootstrap=False)
+    assert text == f"""add chain {t} p-{K}
 flush chain {t} p-{K}
 add rule {t} p-{K} ip saddr 10.61.0.2 ip daddr != 10.61.0.0/16 ip daddr != 224.0.0.0/4 masquerade comment "masquerade of 10.61.0.2"
 add rule {t} p-{K} ct status dnat ip daddr 10.61.0.2 ip saddr 10.61.0.0/16 masquerade comment "hairpin masquerade to 10.61.0.2"
 add rule {t} p-{K} ct status dnat ip daddr 10.61.0.2 ip saddr 127.0.0.1 masquerade comment "localhost masquerade to 10.61.0.2"
-add rule {t} p-{K} ip6 saddr fd00::2 ip6 daddr != fd00::/64 ip6 daddr != ff00::/8 masquerade comment "masquerade of fd00::2"
-add rule {t} p-{K} ct status dnat ip6 daddr fd00::2 ip6 saddr fd00::/64 masquerade comment "hairpin masquerade to fd00::2"
 add chain {t} d-{K}
 flush chain {t} d-{K}
 add rule {t} d-{K} meta nfproto ipv4 tcp dport 8080 dnat ip to 10.61.0.2:80 comment "DNAT tcp *:8080 -> 10.61.0.2:80"
-add rule {t} d-{K} ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.61.0.2:53 comment "DNAT udp 127.0.0.1:5353 -> 10.61.0.2:53"
-add rule {t} d-{K} meta nfproto ipv6 tcp dport 8080 dnat ip6 to [fd00::2]:80 comment "DNAT tcp *:8080 -> [fd00::2]:80"
 add chain {t} f-{K}
 flush chain {t} f-{K}
 add rule {t} f-{K} ip daddr 10.61.0.2 ct state established,related accept comment "forward accept to 10.61.0.2"
 add rule {t} f-{K} ip daddr 10.61.0.2 ct status dnat accept comment "forward accept of DNAT to 10.61.0.2"
 add rule {t} f-{K} ip saddr 10.61.0.2 accept comment "forward accept from 10.61.0.2"
-add rule {t} f-{K} ip6 daddr fd00::2 ct state established,related accept comment "forward accept to fd00::2"
-add rule {t} f-{K} ip6 daddr fd00::2 ct status dnat accept comment "forward accept of DNAT to fd00::2"
-add rule {t} f-{K} ip6 saddr fd00::2 accept comment "forward accept from fd00::2"
 add element {t} post4 {{ 10.61.0.2 : jump p-{K} }}
 add element {t} ports {{ tcp . 8080 : jump d-{K} }}
-add element {t} hostports4 {{ 127.0.0.1 . udp . 5353 : jump d-{K} }}
 add element {t} fwd4 {{ 10.61.0.2 : jump f-{K} }}
-add element {t} post6 {{ fd00::2 : jump p-{K} }}
-add element {t} fwd6 {{ fd00::2 : jump f-{K} }}
 """
-
-
-def test_nft_base_chains_are_rewritten_but_admin_never_flushed() -> None:
-    text = nft_add_text(nft_plan(att(V4), CFG))
-    assert "add chain inet cni_ignite admin\n" in text
-    assert "flush chain inet cni_ignite admin" not in text
-    assert "add rule inet cni_ignite forward jump admin\n" in text
-    assert text.index("forward jump admin") < text.index("forward ip daddr vmap @fwd4")
-
-
-def test_nft_conditions_and_masq_all() -> None:
-    cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
-                  conditions_v4=("iifname", '"eth0"'))
-    plan = nft_plan(att(V4), cfg)
-    assert plan.chains[f"d-{K}"][0][0] == 'meta nfproto ipv4 iifname "eth0" tcp dport 8080 dnat ip to 10.61.0.2:80'
-    assert [r for r, _ in plan.chains[f"p-{K}"]] == ["ct status dnat ip daddr 10.61.0.2 masquerade"]
-
-
-def test_nft_delete_text_adds_before_deleting_so_absent_items_do_not_fail() -> None:
-    plan = nft_plan(att(V4), CFG._replace(port_mappings=(), forward=False))
-    assert nft_delete_text(plan.elements, [f"p-{K}"], ensure=True) == f"""add chain inet cni_ignite p-{K}
-add element inet cni_ignite post4 {{ 10.61.0.2 : jump p-{K} }}
-delete element inet cni_ignite post4 {{ 10.61.0.2 }}
-flush chain inet cni_ignite p-{K}
-delete chain inet cni_ignite p-{K}
+    assert nft_legacy.nft_delete_text(plan.elements[:1], [f"p-{K}"], ensure=True) == f"""add chain {t} p-{K}
+add element {t} post4 {{ 10.61.0.2 : jump p-{K} }}
+delete element {t} post4 {{ 10.61.0.2 }}
+flush chain {t} p-{K}
+delete chain {t} p-{K}
 """
