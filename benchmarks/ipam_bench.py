@@ -1,6 +1,11 @@
 """IPAM ADD and DEL latency, ignite-ipam against Go host-local, at 0 / 1,000 / 10,000 existing leases.
 
-    python benchmarks/ipam_bench.py [--n 50] [--json out.json] [--ours PATH] [--go PATH]
+    python benchmarks/ipam_bench.py [--n 50] [--json out.json] [--ours PATH] [--go PATH] [--sticky [--held N]]
+
+``--sticky``: the network has ``"sticky": {"hold": "1h"}``, every call carries containerd's CNI_ARGS (a pod
+owner), and beside each size's leases there are as many held addresses (``--held`` overrides: placeholder
+lease files of owners whose hold runs, with their owner records), interleaved with the leases below
+last_reserved_ip; "size" in the table is then leases + held. Each timed DEL starts a hold.
 
 Each sample is the wall time of one plugin process (exec to exit), as a runtime sees it. Leases are
 pre-created directly in host-local's format (``<dataDir>/<net>/<ip>`` = ``id\\r\\neth0``, plus
@@ -31,14 +36,39 @@ def default_ours() -> str:
     return str(Path(sys.executable).parent / "ignite-ipam")
 
 
-def prepare(data_dir: Path, leases: int) -> None:
+def prepare(data_dir: Path, leases: int, held: int = 0) -> None:
+    """`leases` leases and `held` held addresses (interleaved) from 10.61.0.2 up, last_reserved_ip at the top."""
     net = data_dir / NET
     net.mkdir(parents=True)
     (net / "lock").touch()
+    idx = data_dir / ".ignite-index" / NET
+    if held:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from cni_ignite.identity import owner_key
+        from cni_ignite.ipam.sticky import binding_name
+
+        idx.mkdir(parents=True)
+    until = time.time_ns() + 3600 * 10**9
     last = None
-    for i in range(leases):
-        last = SUBNET.network_address + 2 + i
-        (net / str(last)).write_bytes(f"pre-{i:05d}\r\neth0".encode())
+    n_lease = n_held = 0
+    k = 0
+    while n_lease < leases or n_held < held:
+        last = SUBNET.network_address + 2 + k
+        k += 1
+        if n_held < held and (n_held < n_lease or n_lease >= leases):
+            owner = f"k8s:bench/held-{n_held:05d}"
+            (net / str(last)).write_bytes(f"_ignite_held_\r\neth0\r\n{owner}\r\n{until - 1}\r\n{until}".encode())
+            (idx / f"o-{owner_key(owner, 'eth0')}").write_text(json.dumps(
+                {"owner": owner, "ifname": "eth0", "cid": "", "ips": [str(last)]}))
+            n_held += 1
+        else:
+            (net / str(last)).write_bytes(f"pre-{n_lease:05d}\r\neth0".encode())
+            if held:
+                owner = f"k8s:bench/pre-{n_lease:05d}"
+                (idx / f"o-{owner_key(owner, 'eth0')}").write_text(json.dumps(
+                    {"owner": owner, "ifname": "eth0", "cid": f"pre-{n_lease:05d}", "ips": [str(last)]}))
+                (idx / binding_name(f"pre-{n_lease:05d}", "eth0")).write_text(owner_key(owner, "eth0"))
+            n_lease += 1
     if last is not None:
         (net / "last_reserved_ip.0").write_bytes(str(last).encode())
 
@@ -46,10 +76,16 @@ def prepare(data_dir: Path, leases: int) -> None:
 RSS_KB: dict[tuple[str, str], list[int]] = {}  # (binary, verb) -> ru_maxrss of each call
 
 
+STICKY = False
+
+
 def call(binary: str, command: str, conf: bytes, cid: str, *, rss: bool = False) -> float:
     """Wall ms of one plugin process (posix_spawn to wait4); with rss, its peak RSS goes to RSS_KB."""
     env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/b",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+    if STICKY:  # containerd's CRI: the pod is the owner
+        env["CNI_ARGS"] = (f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{cid};"
+                           f"K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=00000000-0000-4000-8000-000000000000")
     proc = spawn([binary], stdin=conf, env=env, rss=rss)
     if proc.rc != 0:
         raise SystemExit(f"{binary} {command} {cid} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
@@ -62,16 +98,19 @@ def p90(xs: list[float]) -> float:
     return statistics.quantiles(xs, n=10)[-1] if len(xs) >= 2 else xs[0]
 
 
-def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path) -> dict[str, dict[str, dict[str, object]]]:
+def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path,
+          held: int | None = None) -> dict[str, dict[str, dict[str, object]]]:
     results: dict[str, dict[str, dict[str, object]]] = {}
     for size in sizes:
         confs: dict[str, bytes] = {}
+        n_held = (size if held is None else held) if STICKY and size else 0
         for name in plugins:
             data_dir = root / f"{name}-{size}"
-            prepare(data_dir, size)
-            confs[name] = json.dumps({"cniVersion": "0.4.0", "name": NET, "type": "ipam",
-                                      "ipam": {"type": "host-local", "subnet": str(SUBNET),
-                                               "dataDir": str(data_dir)}}).encode()
+            prepare(data_dir, size, n_held)
+            ipam: dict[str, object] = {"type": "host-local", "subnet": str(SUBNET), "dataDir": str(data_dir)}
+            if STICKY:
+                ipam["sticky"] = {"hold": "1h"}
+            confs[name] = json.dumps({"cniVersion": "0.4.0", "name": NET, "type": "ipam", "ipam": ipam}).encode()
         samples: dict[str, dict[str, list[float]]] = {name: {"ADD": [], "DEL": []} for name in plugins}
         for name, binary in plugins.items():  # warm-up: let each plugin see the pre-existing leases
             call(binary, "ADD", confs[name], "warmup")
@@ -86,11 +125,12 @@ def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path) -> dict
                 call(binary, "DEL", confs[name], f"rss-{k}", rss=True)
         for name in plugins:  # noqa: PLC0206
             leases = [p for p in (root / f"{name}-{size}" / NET).iterdir() if p.name[0].isdigit()]
-            if len(leases) != size:
-                raise SystemExit(f"{name} left {len(leases) - size} leases behind at {size}")
+            expected = size + n_held + (n + 4 if STICKY and name == "ours" else 0)  # each DEL holds
+            if len(leases) != expected:
+                raise SystemExit(f"{name} left {len(leases) - expected} leases behind at {size}")
             for verb, xs in samples[name].items():
                 rss = RSS_KB.pop((plugins[name], verb), [0])
-                results.setdefault(str(size), {}).setdefault(name, {})[verb] = {
+                results.setdefault(str(size + n_held), {}).setdefault(name, {})[verb] = {
                     "median_ms": round(statistics.median(xs), 2), "p90_ms": round(p90(xs), 2), "n": len(xs),
                     "maxrss_mb": round(statistics.median(rss) / 1024, 1)}
         print(f"  {size} leases done", file=sys.stderr)
@@ -128,14 +168,18 @@ def main() -> int:
     ap.add_argument("--ours", default=default_ours(), help="ignite-ipam executable (default: next to python)")
     ap.add_argument("--go", default="/usr/lib/cni/host-local", help="Go host-local executable")
     ap.add_argument("--sizes", default="0,1000,10000", help="pre-existing lease counts (default 0,1000,10000)")
+    ap.add_argument("--sticky", action="store_true", help="sticky network, pod owners, held addresses beside leases")
+    ap.add_argument("--held", type=int, default=None, help="held addresses per non-zero size (default: = leases)")
     opts = ap.parse_args()
+    global STICKY  # noqa: PLW0603
+    STICKY = opts.sticky
     sizes = [int(s) for s in opts.sizes.split(",")]
     plugins = {"ours": opts.ours, "go": opts.go}
     with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
-        results = bench(plugins, sizes, opts.n, Path(tmp))
+        results = bench(plugins, sizes, opts.n, Path(tmp), opts.held)
     print(table(results))
     if opts.json:
-        meta = {"n": opts.n, "ours": opts.ours, "go": opts.go, "python": sys.version.split()[0],
+        meta = {"n": opts.n, "sticky": opts.sticky, "ours": opts.ours, "go": opts.go, "python": sys.version.split()[0],
                 "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         Path(opts.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     return 0

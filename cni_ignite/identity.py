@@ -20,7 +20,6 @@ log calls it leniently (a malformed owner is ignored, the next rule applies).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ._sha import sha256
@@ -29,7 +28,14 @@ from .errors import InvalidConfig, InvalidEnvironment
 OWNER_ARG = "IGNITE_OWNER"
 K8S_NAMESPACE, K8S_NAME = "K8S_POD_NAMESPACE", "K8S_POD_NAME"
 MAX_OWNER = 253
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_K8S_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def _k8s_name(text: str) -> bool:
+    """A DNS-1123 subdomain (what the API server admits for namespaces and pod names); no regex: compiling
+    one costs more than the rest of this module on every plugin start."""
+    return (0 < len(text) <= MAX_OWNER and set(text) <= _K8S_CHARS and text[0] not in "-."
+            and text[-1] not in "-.")
 
 
 def _pairs(cni_args: str) -> dict[str, str]:
@@ -68,7 +74,7 @@ def owner_of(container_id: str, cni_args: str = "", args_cni: dict[str, Any] | N
             return explicit
     ns, name = pairs.get(K8S_NAMESPACE, ""), pairs.get(K8S_NAME, "")
     if ns and name:
-        if _K8S_NAME.match(ns) and _K8S_NAME.match(name):
+        if _k8s_name(ns) and _k8s_name(name):
             return f"k8s:{ns}/{name}"
         if strict:
             raise InvalidEnvironment("CNI_ARGS: K8S_POD_NAMESPACE/K8S_POD_NAME are not Kubernetes names",

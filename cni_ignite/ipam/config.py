@@ -35,9 +35,10 @@ DEFAULT_SUBNET = "10.61.0.0/16"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 DEFAULT_HOLD = 3600  # seconds: covers a VM/pod restart and a host reboot; after it, best effort
 DEFAULT_IFNAME = "eth0"
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
-_DURATION = re.compile(r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z")
-_IFNAME_BAD = re.compile(r"[/:\s]")
+# Patterns as text: re.match compiles (and caches) them only when a config uses the keys.
+MAC_RE = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z"
+_DURATION = r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z"
+_IFNAME_BAD = r"[/:\s]"
 
 
 class Range(NamedTuple):
@@ -138,7 +139,7 @@ def parse_duration(value: object, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
-        m = _DURATION.match(value) if isinstance(value, str) else None
+        m = re.match(_DURATION, value) if isinstance(value, str) else None
         if value != "0" and (m is None or not any(m.groups())):
             raise InvalidConfig(f"{what} must be seconds or a duration like 90s, 30m, 1h30m, 7d", repr(value)[:200])
         d, h, mi, s = (int(g or 0) for g in (m.groups() if m else ()))
@@ -161,13 +162,13 @@ def parse_reservation(raw: object, sets: tuple[RangeSet, ...], where: str) -> Re
         raise InvalidConfig(f"{where}.owner must be 1-253 printable characters", repr(owner)[:200])
     ifname = raw.get("ifname", DEFAULT_IFNAME)
     if (not isinstance(ifname, str) or not ifname or len(ifname.encode()) > 15 or ifname in (".", "..")
-            or _IFNAME_BAD.search(ifname) or not ifname.isprintable()):
+            or re.search(_IFNAME_BAD, ifname) or not ifname.isprintable()):
         raise InvalidConfig(f"{where}.ifname is not an interface name", repr(ifname)[:200])
     if raw.get("address") is None:
         raise InvalidConfig(f"{where} needs an address")
     address = _addr(raw["address"], f"{where}.address")
     mac = raw.get("mac") or ""
-    if not isinstance(mac, str) or (mac and not MAC_RE.match(mac.lower())):
+    if not isinstance(mac, str) or (mac and not re.match(MAC_RE, mac.lower())):
         raise InvalidConfig(f"{where}.mac is not a MAC address (aa:bb:cc:dd:ee:ff)", repr(mac)[:200])
     mac = mac.lower()
     if mac and int(mac[:2], 16) & 1:

@@ -53,7 +53,9 @@ def who_of(cmd: CmdArgs, *, strict: bool) -> sticky.Who:
 
 def add(cmd: CmdArgs) -> Result:
     cfg = config_of(cmd)
-    who = who_of(cmd, strict=True)
+    # The owner is checked strictly where the config makes it matter; elsewhere a malformed one (which
+    # host-local would not look at) only fails to match a runtime reservation.
+    who = who_of(cmd, strict=cfg.sticky or bool(cfg.reservations))
     owner: Owner = (cmd.container_id, cmd.ifname)
     wanted = _assign_requests(cfg)
     dns = read_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()

@@ -358,3 +358,8 @@ def test_reboot_keeps_only_the_data_dir_and_owners_get_their_addresses_back(tmp_
 def test_owner_key_is_the_hash_of_owner_and_ifname() -> None:
     assert owner_key("a", "eth0") != owner_key("a", "eth1") != owner_key("a\0eth", "0")
     assert len(owner_key("a", "eth0")) == 32
+
+
+def test_without_the_new_keys_a_hostile_pod_name_is_not_looked_at(ipam: Ipam) -> None:
+    args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=Web/../x"
+    assert ipam("ADD", ipam.conf(SMALL), args=args).ips == ["10.1.0.2/29"]
