@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cnirun import call, source_bin_dir
-from nsutil import in_ns, path
+from nsutil import in_ns, path, sh
 
 from cni_ignite.node.subnetfile import SubnetFile, read_subnet_file
 
@@ -55,15 +55,67 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeo
 
 
 @dataclass
+class Pki:
+    """A throwaway CA, an etcd server certificate for ETCD_ADDR and a client certificate (openssl)."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        f = self.folder
+        f.mkdir(parents=True, exist_ok=True)
+        ssl = ["openssl"]
+        sh([*ssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=cnit-ca",
+            "-keyout", str(f / "ca.key"), "-out", str(self.ca)])
+        # clientAuth too: etcd 3.4's JSON gateway dials etcd's own gRPC port with the server certificate.
+        for name, ext in (("server", f"subjectAltName=IP:{ETCD_ADDR}\nextendedKeyUsage=serverAuth,clientAuth"),
+                          ("client", "extendedKeyUsage=clientAuth")):
+            sh([*ssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=cnit-{name}",
+                "-keyout", str(f / f"{name}.key"), "-out", str(f / f"{name}.csr")])
+            (f / f"{name}.ext").write_text(ext + "\n")
+            sh([*ssl, "x509", "-req", "-in", str(f / f"{name}.csr"), "-CA", str(self.ca), "-CAkey", str(f / "ca.key"),
+                "-CAcreateserial", "-days", "1", "-extfile", str(f / f"{name}.ext"), "-out", str(f / f"{name}.crt")])
+
+    @property
+    def ca(self) -> Path:
+        return self.folder / "ca.crt"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.folder / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.folder / "server.key"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.folder / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        return self.folder / "client.key"
+
+
+@dataclass
 class EtcdServer:
     ns: str
     data_dir: Path
     log: Path
     url: str = f"http://{ETCD_ADDR}:2379"
     proc: subprocess.Popen[bytes] | None = None
+    tls: Pki | None = None
+
+    def use_tls(self, pki: Pki) -> None:
+        """Serve https with client-certificate auth (call before start)."""
+        self.tls = pki
+        self.url = f"https://{ETCD_ADDR}:2379"
 
     def start(self) -> None:
-        argv = ["ip", "netns", "exec", self.ns, "etcd", "--name", "n1", "--data-dir", str(self.data_dir),
+        tls: list[str] = []
+        if self.tls is not None:
+            tls = ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                   "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
+        argv = ["ip", "netns", "exec", self.ns, "etcd", "--name", "n1", "--data-dir", str(self.data_dir), *tls,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", f"http://{ETCD_ADDR}:2380",
                 "--initial-advertise-peer-urls", f"http://{ETCD_ADDR}:2380",
@@ -77,7 +129,9 @@ class EtcdServer:
         self.proc = None
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        return in_ns(self.ns, ["etcdctl", f"--endpoints={self.url}", "--dial-timeout=2s", *args], check=check,
+        tls = [] if self.tls is None else [f"--cacert={self.tls.ca}", f"--cert={self.tls.client_cert}",
+                                           f"--key={self.tls.client_key}"]
+        return in_ns(self.ns, ["etcdctl", f"--endpoints={self.url}", "--dial-timeout=2s", *tls, *args], check=check,
                      env={"ETCDCTL_API": "3", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
     def get_prefix(self, prefix: str = PREFIX) -> dict[str, str]:
