@@ -174,3 +174,17 @@ def test_sigterm_exits_cleanly_while_etcd_is_unreachable(cluster: Cluster) -> No
     wait_until("a retry", lambda: "retrying" in h1.log.read_text(), timeout=10)
     assert h1.stop_agent(signal.SIGTERM) == 0
     assert not h1.subnet_file.exists()
+
+
+def test_running_agent_leases_its_subnet_again_when_its_key_is_deleted(cluster: Cluster) -> None:
+    h1, h2 = cluster.add_host(), cluster.add_host()
+    h1.start_agent()
+    h2.start_agent()
+    wait_until("both peers", lambda: peers_seen(h1, [h2]) and peers_seen(h2, [h1]))
+    sub = h2.wait_subnet().subnet
+    key = f"{sub.network_address}-{sub.prefixlen}"
+    cluster.etcd.ctl("del", f"{PREFIX}/subnets/{key}")
+    wait_until("the key back", lambda: key in cluster.etcd.subnets())
+    assert cluster.etcd.subnets()[key]["PublicIP"] == h2.ip
+    assert h2.wait_subnet().subnet == sub
+    wait_until("h1 routes to h2 again", lambda: peers_seen(h1, [h2]))
