@@ -115,3 +115,35 @@ def test_error_when_route_names_a_missing_link(eth0: tuple[str, Rtnl, int]) -> N
     _, rtnl, _ = eth0
     with pytest.raises(LinkNotFound):
         rtnl.add_route(ip_network("192.168.70.0/24"), None, 9999)
+
+
+def test_noprefixroute_address_adds_no_on_link_route_and_onlink_gateway_needs_none(
+    eth0: tuple[str, Rtnl, int],
+) -> None:
+    ns, rtnl, idx = eth0
+    assert rtnl.add_addr(idx, ip_interface("10.24.0.5/16"), noprefixroute=True)
+    assert rtnl.add_addr(idx, ip_interface("fd00:24::5/64"), nodad=True, noprefixroute=True)
+    assert {"10.24.0.5/16", "fd00:24::5/64"} <= ip_addrs(ns, "eth0")
+    assert not [r for r in ip_routes(ns, "-4") if r["dst"] == "10.24.0.0/16"]
+    assert not [r for r in ip_routes(ns, "-6") if r["dst"] == "fd00:24::/64"]
+    assert rtnl.add_route(ip_network("0.0.0.0/0"), ip_address("10.24.0.1"), idx, onlink=True)
+    assert rtnl.add_route(ip_network("::/0"), ip_address("fd00:24::1"), idx, onlink=True)
+    assert "onlink" in ip_routes(ns, "-4")[0]["flags"]
+
+
+def test_route_to_names_the_fib_entry_and_none_when_nothing_or_a_blackhole_routes(
+    eth0: tuple[str, Rtnl, int],
+) -> None:
+    ns, rtnl, idx = eth0
+    rtnl.add_addr(idx, ip_interface("10.25.0.5/16"))
+    rtnl.add_route(ip_network("10.26.0.7/32"), None, idx)
+    subnet = rtnl.route_to(ip_address("10.25.3.3"))
+    assert subnet is not None and (str(subnet.dst), subnet.index, subnet.type) == ("10.25.0.0/16", idx, 1)
+    host = rtnl.route_to(ip_address("10.26.0.7"))
+    assert host is not None and str(host.dst) == "10.26.0.7/32"
+    local = rtnl.route_to(ip_address("10.25.0.5"))
+    assert local is not None and local.type == 2
+    assert rtnl.route_to(ip_address("10.27.0.1")) is None
+    in_ns(ns, ["ip", "route", "add", "blackhole", "10.27.0.0/16"])
+    assert rtnl.route_to(ip_address("10.27.0.1")) is None
+    assert rtnl.route_to(ip_address("fd00:99::1")) is None

@@ -53,9 +53,8 @@ def test_two_containers_reach_each_other_and_the_host_without_a_bridge(netns):
     for key, want in (("conf/{}/proxy_arp", "1"), ("neigh/{}/proxy_delay", "0"), ("conf/{}/rp_filter", "1")):
         assert env.host_sh("cat", f"/proc/sys/net/ipv4/{key.format(veth1)}").strip() == want
     cont_routes = env.ns_sh(c1, "ip", "route")
-    assert "default via 10.62.0.1 dev eth0" in cont_routes
-    assert "10.62.0.0/16 via 10.62.0.1 dev eth0" in cont_routes
-    assert "10.62.0.1 dev eth0 scope link" in cont_routes
+    assert "default via 10.62.0.1 dev eth0 onlink" in cont_routes
+    assert "10.62.0.0/16 via 10.62.0.1 dev eth0 onlink" in cont_routes
     assert "proto kernel" not in cont_routes, "no on-link prefix route: the container never ARPs for a peer"
     assert f"{a1}/16" in env.ns_sh(c1, "ip", "-o", "addr", "show", "eth0")
 
@@ -269,3 +268,34 @@ def bulk(env: HostEnv, verb: str, spaces: list[str]) -> dict[str, Any]:
                          capture_output=True, text=True, timeout=900, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def shipped(name: str, data_dir: str) -> dict[str, Any]:
+    """A conflist of conf/ as its single plugin's config, the paths moved into the test's temp folder."""
+    doc = json.loads((Path(__file__).resolve().parents[2] / "conf" / name).read_text())
+    conf = {"cniVersion": "1.0.0", "name": doc["name"], **doc["plugins"][0]}
+    conf.pop("capabilities")
+    conf["ipam"] = {**conf["ipam"], "dataDir": data_dir}
+    return {**conf, "stateDir": f"{data_dir}/ignite-state"}
+
+
+def test_shipped_bridge_and_routed_networks_coexist_on_one_host(netns):
+    env = HostEnv(netns)
+    outside = env.spaces.new("cnit-out")
+    wire_outside(env.host, outside)
+    bridged, routed = shipped("10-ignite.conflist", env.data_dir), shipped("20-ignite-routed.conflist", env.data_dir)
+    assert bridged["name"] != routed["name"] and routed["mode"] == "routed"
+    b_ns, r_ns = env.container(), env.container()
+    rb, rr = env.add(bridged, "on-bridge", b_ns), env.add(routed, "on-routes", r_ns)
+    ip_b, ip_r = container_ip(rb), container_ip(rr)
+    assert ip_b.startswith("10.61.") and ip_r.startswith("10.62.")
+    assert env.ping(b_ns, ip_r) and env.ping(r_ns, ip_b) and env.ping(env.host, ip_r)
+    server = serve(outside, "tcp", "192.0.2.2", 7000)
+    try:
+        assert connect(r_ns, "tcp", "192.0.2.2", 7000) == "hello peer=192.0.2.1"
+    finally:
+        stop(server)
+    env.run("DEL", {**routed, "prevResult": rr}, "on-routes", r_ns).ok()
+    env.run("DEL", {**bridged, "prevResult": rb}, "on-bridge", b_ns).ok()
+    assert host_routes(env) == [] and env.leases("ignite-cni-routed") == [] and env.leases("ignite-cni-bridge") == []
+    assert ip_r not in env.rules()

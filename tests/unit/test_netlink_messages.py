@@ -179,3 +179,19 @@ def test_bridge_vlan_dump_part_is_parsed_with_pvid_and_untagged_flags() -> None:
     index, vlans = _msg.parse_bridge_vlans(bytes(part.data))
     assert index == 4
     assert [(v.vid, v.pvid, v.untagged) for v in vlans] == [(100, True, True), (200, False, False)]
+
+
+def test_noprefixroute_address_carries_the_32_bit_flag_only_in_ifa_flags() -> None:
+    msg = ifaddrmsg(whole(20, _msg.addr_change(2, ip_interface("10.62.0.5/16"), nodad=True, noprefixroute=True)))
+    msg.decode()
+    assert msg["flags"] == 0x02  # the 8-bit header field cannot hold IFA_F_NOPREFIXROUTE (0x200)
+    assert msg.get_attr("IFA_FLAGS") == 0x202
+    assert msg["prefixlen"] == 16 and msg.get_attr("IFA_LOCAL") == "10.62.0.5"
+
+
+def test_route_lookup_asks_for_the_fib_entry_of_one_address() -> None:
+    for addr, family, width in (("10.62.0.5", socket.AF_INET, 32), ("fd00:62::5", socket.AF_INET6, 128)):
+        msg = rtmsg(whole(26, _msg.route_lookup(ip_address(addr))))
+        msg.decode()
+        assert (msg["family"], msg["dst_len"], msg["flags"]) == (family, width, 0x2000)
+        assert msg.get_attr("RTA_DST") == addr
