@@ -3,10 +3,11 @@
     apply(att)               ADD: one transaction; when the port is guarded already (an ADD again, or
                              leftovers of a lost DEL, perhaps with other addresses) it fails as a whole:
                              purge the port's elements and apply again, so only `att` stays allowed
-    remove(port, att=None)   DEL: with the attachment (from prevResult), one add-then-delete transaction;
-                             without it, found by the port name: one ``get element`` tells whether the
-                             port is guarded at all (the usual second DEL: nothing to do); only a port that
-                             is still guarded with unknown elements costs a listing of the table (purge)
+    remove(port, att=None)   DEL: with the attachment (rebuilt from prevResult: the same MACs and
+                             addresses ADD applied), one add-then-delete transaction; without it, found by
+                             the port name: the dry run tells whether the port is guarded at all (the
+                             usual second DEL: nothing to do); only a port that is still guarded with
+                             unknown elements costs a listing of the table (purge, O(ports))
     check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
     guarded(port) -> bool
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 BACKEND = "guard"
 _NFT = ("nft", "-f", "-")
+_DRY = ("nft", "-c", "-f", "-")
 
 
 def apply(att: Attachment) -> None:
@@ -41,18 +43,17 @@ def remove(port: str, att: Attachment | None = None) -> None:
     """Remove every guard element of `port`; succeeds when there is none (or no nft at all)."""
     try:
         if att is not None and run(BACKEND, _NFT, rules.remove_script(att)).ok:
-            if not guarded(port):
-                return
-        elif not guarded(port):
             return
-        purge(port)
+        if guarded(port):
+            purge(port)
     except ToolMissing:
         return  # no nft: no guard was ever applied
 
 
 def guarded(port: str) -> bool:
-    """Whether `port` is in the guard's ``ports`` set (False when the table does not exist)."""
-    return run(BACKEND, _NFT, f'get element {rules.TABLE} ports {{ "{port}" }}\n').ok
+    """Whether `port` is in the guard's ``ports`` set (False when the table does not exist): a dry-run
+    delete (``nft -c``), O(1); ``get element`` would fetch every set's elements."""
+    return run(BACKEND, _DRY, f'delete element {rules.TABLE} ports {{ "{port}" }}\n').ok
 
 
 def purge(port: str) -> None:
@@ -88,19 +89,19 @@ def _port_of(elem: Any) -> str | None:
 
 
 def check(att: Attachment) -> list[str]:
-    """What is wrong with the guard of `att`: [] when the fixed chains and all its elements are there."""
+    """What is wrong with the guard of `att`: [] when the fixed chains and all its elements are there.
+    The elements cost a dry-run transaction (O(1)); the chains, one listing of the table (O(ports):
+    nft lists sets with their elements; 20 ms with 500 ports)."""
     try:
-        problems: list[str] = []
-        for name, _ in rules.CHAINS:
-            listed = run(BACKEND, ("nft", "list", "chain", *rules.TABLE.split(), name))
-            if not listed.ok:
-                return [f"guard chain {name} is missing: {listed.stderr.decode(errors='replace').strip()}"]
-            problems += rules.chain_problems(name, listed.stdout.decode(errors="replace"))
-        if run(BACKEND, _NFT, rules.get_script(att)).ok:
+        listed = run(BACKEND, ("nft", "-t", "list", "table", *rules.TABLE.split()))
+        if not listed.ok:
+            return [f"guard table {rules.TABLE} is missing: {listed.stderr.decode(errors='replace').strip()}"]
+        problems = rules.chain_problems(listed.stdout.decode(errors="replace"))
+        if run(BACKEND, _DRY, rules.check_script(att)).ok:
             return problems
         for name, items in rules.elements(att).items():
             for item in items:
-                if not run(BACKEND, _NFT, f"get element {rules.TABLE} {name} {{ {item} }}\n").ok:
+                if not run(BACKEND, _DRY, f"delete element {rules.TABLE} {name} {{ {item} }}\n").ok:
                     problems.append(f"guard element missing: {name} {{ {item} }}")
         return problems
     except ToolMissing as exc:
