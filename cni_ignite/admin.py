@@ -11,6 +11,7 @@
                                                     of attachments our DEL released
     cni-ignite log [--file PATH] [--container ID | --owner OWNER | --network NAME] [--errors] [--follow]
                                                     one readable line per call from the per-call log (and its .1)
+    cni-ignite node [--etcd-endpoints ...] ...     the multi-node agent: etcd subnet lease + VXLAN/host-gw (docs/MULTINODE.md)
     cni-ignite version
 """
 
@@ -112,6 +113,10 @@ def _run_more(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["node"]:  # the long-running agent has its own parser (and imports pyroute2)
+        from .node import main as node_main
+
+        return node_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)
