@@ -11,7 +11,7 @@
                                                     of attachments our DEL released
     cni-ignite log [--file PATH] [--container ID | --owner OWNER | --network NAME] [--errors] [--follow]
                                                     one readable line per call from the per-call log (and its .1)
-    cni-ignite node [--etcd-endpoints E] ...        the multi-node agent (etcd subnet lease, VXLAN/host-gw; docs/MULTINODE.md)
+    cni-ignite node [--etcd-endpoints E] ...        multi-node agent: etcd subnets, VXLAN (docs/MULTINODE.md)
     cni-ignite version
 """
 
