@@ -65,7 +65,8 @@ def parse_guard(doc: dict[str, Any]) -> GuardConfig:
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidConfig(f"{KEY}.enabled must be true or false", repr(enabled)[:200])
-    items = raw.get("allowedAddressPairs") or []
+    items = raw.get("allowedAddressPairs")
+    items = [] if items is None else items
     if not isinstance(items, list):
         raise InvalidConfig(f"{KEY}.allowedAddressPairs must be a list", repr(items)[:200])
     return GuardConfig(enabled=enabled, pairs=tuple(_pair(item) for item in items))
