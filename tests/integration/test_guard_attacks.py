@@ -291,3 +291,19 @@ def test_remove_leaves_no_element_and_check_reports(netns: Namespaces) -> None:
     # unguarded again: A may forge B's address
     frame = attack.eth(GW_MAC, A_MAC, attack.ETH_IP, attack.udp4(B, GW, 4000, 9, b"MARK-after"))
     assert delivered(lan, lan.host, "ignite0", b"MARK-after", frame) > 0
+
+
+def test_allowed_address_pairs_and_readd_with_other_addresses(netns: Namespaces) -> None:
+    lan = build(netns, guarded=False)
+    pairs = ("import ipaddress as i; from cni_ignite.guard import config, rules, nft; "
+             "g = config.parse_guard({'guard': {'allowedAddressPairs': [{'ipAddress': '10.61.0.100'}, "
+             "{'ipAddress': '10.61.7.0/24'}]}}); ")
+    host_py(lan, pairs + f"nft.apply(rules.attachment('vethga', [{A_MAC!r}], [i.ip_address({A!r})], g))")
+    for src, ok in (("10.61.0.100", True), ("10.61.7.9", True), (B, False), ("10.61.8.1", False)):
+        frame = attack.eth(GW_MAC, A_MAC, attack.ETH_IP, attack.udp4(src, GW, 4000, 9, b"MARK-pair"))
+        assert (delivered(lan, lan.host, "ignite0", b"MARK-pair", frame, frame) > 0) is ok, src
+    # ADD again after a lost DEL, now with another address and no pairs: only the new address stays allowed
+    host_py(lan, pairs + f"nft.apply(rules.attachment('vethga', [{A_MAC!r}], [i.ip_address('10.61.0.20')]))")
+    for src, ok in (("10.61.0.20", True), (A, False), ("10.61.0.100", False), ("10.61.7.9", False)):
+        frame = attack.eth(GW_MAC, A_MAC, attack.ETH_IP, attack.udp4(src, GW, 4000, 9, b"MARK-readd"))
+        assert (delivered(lan, lan.host, "ignite0", b"MARK-readd", frame, frame) > 0) is ok, src
