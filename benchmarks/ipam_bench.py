@@ -137,6 +137,30 @@ def bench(plugins: dict[str, str], sizes: list[int], n: int, root: Path,
     return results
 
 
+def flatness(binary: str, big: int, held: int, n: int, root: Path) -> dict[str, float]:
+    """ours at 0 and at `big` leases + `held` held addresses, calls alternating between the two dataDirs so
+    that machine noise hits both alike (the figure for "the index stays O(1)" on a busy host)."""
+    confs = {}
+    for size, h in ((0, 0), (big, held)):
+        data_dir = root / f"flat-{size}"
+        prepare(data_dir, size, h)
+        ipam: dict[str, object] = {"type": "host-local", "subnet": str(SUBNET), "dataDir": str(data_dir)}
+        if STICKY:
+            ipam["sticky"] = {"hold": "1h"}
+        confs[size] = json.dumps({"cniVersion": "0.4.0", "name": NET, "type": "ipam", "ipam": ipam}).encode()
+        call(binary, "ADD", confs[size], "warmup")
+        call(binary, "DEL", confs[size], "warmup")
+    xs: dict[tuple[int, str], list[float]] = {(size, v): [] for size in confs for v in ("ADD", "DEL")}
+    for k in range(n):
+        for size, conf in confs.items():
+            xs[(size, "ADD")].append(call(binary, "ADD", conf, f"flat-{k}"))
+            xs[(size, "DEL")].append(call(binary, "DEL", conf, f"flat-{k}"))
+    out = {f"{verb}@{size}_median_ms": round(statistics.median(xs[(size, verb)]), 2) for size, verb in xs}
+    for verb in ("ADD", "DEL"):
+        out[f"{verb}_ratio"] = round(statistics.median(xs[(big, verb)]) / statistics.median(xs[(0, verb)]), 3)
+    return out
+
+
 def table(results: dict[str, dict[str, dict[str, object]]]) -> str:
     def stat(size: str, name: str, verb: str, key: str) -> float:
         value = results[size][name][verb]
@@ -170,11 +194,21 @@ def main() -> int:
     ap.add_argument("--sizes", default="0,1000,10000", help="pre-existing lease counts (default 0,1000,10000)")
     ap.add_argument("--sticky", action="store_true", help="sticky network, pod owners, held addresses beside leases")
     ap.add_argument("--held", type=int, default=None, help="held addresses per non-zero size (default: = leases)")
+    ap.add_argument("--flat", type=int, default=0, metavar="LEASES",
+                    help="only ours: 0 against LEASES leases (+ as many held with --sticky, or --held), interleaved")
     opts = ap.parse_args()
     global STICKY  # noqa: PLW0603
     STICKY = opts.sticky
     sizes = [int(s) for s in opts.sizes.split(",")]
     plugins = {"ours": opts.ours, "go": opts.go}
+    if opts.flat:
+        held = (opts.flat if opts.held is None else opts.held) if STICKY else 0
+        with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
+            flat = flatness(opts.ours, opts.flat, held, opts.n, Path(tmp))
+        print(json.dumps({"leases": opts.flat, "held": held, "sticky": STICKY, "n": opts.n, **flat}, indent=1))
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(flat, indent=2) + "\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="ipam-bench-") as tmp:
         results = bench(plugins, sizes, opts.n, Path(tmp), opts.held)
     print(table(results))
