@@ -299,3 +299,35 @@ def test_shipped_bridge_and_routed_networks_coexist_on_one_host(netns):
     env.run("DEL", {**bridged, "prevResult": rb}, "on-bridge", b_ns).ok()
     assert host_routes(env) == [] and env.leases("ignite-cni-routed") == [] and env.leases("ignite-cni-bridge") == []
     assert ip_r not in env.rules()
+
+
+def test_a_stack_that_believes_the_subnet_on_link_is_answered_by_proxy_arp_at_once(netns):
+    """A guest configured with the subnet's netmask ARPs for its peers: the host veth answers for any
+    address it routes through another veth, without the proxy delay (up to 0.8 s by default)."""
+    env = HostEnv(netns)
+    conf = routed_conf(env.data_dir)
+    c1, c2 = env.container(), env.container()
+    r1, r2 = env.add(conf, "arp-a", c1), env.add(conf, "arp-b", c2)
+    a2 = container_ip(r2)
+    env.ns_sh(c1, "ip", "route", "add", f"{a2}/32", "dev", "eth0")  # on-link, as a /16 netmask would make it
+    t0 = time.monotonic()
+    assert env.ping(c1, a2)
+    assert time.monotonic() - t0 < 0.5
+    host_mac = r1["interfaces"][0]["mac"]
+    assert f"{a2} lladdr {host_mac}" in env.ns_sh(c1, "ip", "neigh", "show", "dev", "eth0")
+
+
+def test_del_after_the_namespace_is_gone_removes_routes_rules_and_lease(netns):
+    env = HostEnv(netns)
+    state = env.data_dir + "/state"
+    conf = routed_conf(env.data_dir, ipMasq=True, stateDir=state,
+                       runtimeConfig={"portMappings": [{"hostPort": 8084, "containerPort": 80, "protocol": "tcp"}]})
+    c1 = env.container()
+    result = env.add(conf, "gone", c1)
+    ip = container_ip(result)
+    env.spaces.made.remove(c1)
+    subprocess.run(["ip", "netns", "del", c1], check=True)
+    plain = routed_conf(env.data_dir, ipMasq=True, stateDir=state)
+    env.run("DEL", plain, "gone", c1).ok()
+    assert_nothing_left(env, ip)
+    assert "8084" not in env.rules()
