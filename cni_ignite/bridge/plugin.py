@@ -2,7 +2,11 @@
 undoing all of it if any step fails; DEL removes everything the attachment owns even when its namespace
 is gone; CHECK reports precisely what is missing; GC and STATUS cover IPAM and rules.
 
-Kernel work goes through ``kernel`` (netlink adapter) and ``vm``; rules through ``cni_ignite.firewall``.
+In routed mode (``"mode": "routed"``, see ``routed``) there is no bridge: the host veth is the attachment's
+router port, with the gateway address and host routes, which DEL removes by deleting the veth.
+
+Kernel work goes through ``kernel`` (netlink adapter), ``routed`` and ``vm``; rules through
+``cni_ignite.firewall``.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ hardened with Calico's host-veth settings:
   the gateway with ``isDefaultGateway``). The container never ARPs for a peer: all its traffic goes to
   the gateway, i.e. to the host, which routes it.
 * **One interface per network and namespace.** With strict rp_filter a container's packets must leave
-  by the veth of their source address; a second interface of the same network in one namespace would
-  need source routing there (its default route is the first one's), so it only reaches what it is asked.
+  by the veth of their source address. A second interface of the same network in one namespace gets
+  no routes of its own (the first one's subnet and default routes are already there), so its replies
+  leave by the first veth and the host drops them: give each namespace one attachment per routed network.
 
 **Coexistence with a bridge network.** The two networks must use disjoint subnets (the shipped
 conflists: 10.61.0.0/16 bridged, 10.62.0.0/16 routed). ADD refuses (code 7) an address that the host
