@@ -12,6 +12,9 @@
     cni-ignite log [--file PATH] [--container ID | --owner OWNER | --network NAME] [--errors] [--follow]
                                                     one readable line per call from the per-call log (and its .1)
     cni-ignite node [--etcd-endpoints E] ...        multi-node agent: etcd subnets, VXLAN (docs/MULTINODE.md)
+    cni-ignite reserve [--conf-dir C] [--ifname eth0] [--mac M] NETWORK OWNER ADDRESS
+    cni-ignite unreserve [--conf-dir C] [--ifname eth0] NETWORK OWNER [ADDRESS]
+                                                    pin / unpin an address (and MAC) to an owner at run time
     cni-ignite version
 """
 
@@ -73,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--network", default="")
     p_log.add_argument("--errors", action="store_true", help="failed calls only")
     p_log.add_argument("--follow", "-f", action="store_true", help="keep printing new calls (across rotations)")
+    p_res = sub.add_parser("reserve", help="pin an address (and a MAC) to an owner")
+    p_res.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_res.add_argument("--ifname", default="eth0")
+    p_res.add_argument("--mac", default="")
+    p_res.add_argument("network")
+    p_res.add_argument("owner")
+    p_res.add_argument("address")
+    p_unres = sub.add_parser("unreserve", help="drop an owner's run-time reservations")
+    p_unres.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_unres.add_argument("--ifname", default="eth0")
+    p_unres.add_argument("network")
+    p_unres.add_argument("owner")
+    p_unres.add_argument("address", nargs="?")
     sub.add_parser("version", help="print the cni-ignite version")
     return parser
 
@@ -89,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
                        out=sys.stdout, take_over_ignite=args.take_over_ignite)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
-    if args.cmd in ("log", "ignite-gc"):
+    if args.cmd in ("log", "ignite-gc", "reserve", "unreserve"):
         return _run_more(args)
     if args.cmd == "status":
         return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
@@ -98,6 +114,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_more(args: argparse.Namespace) -> int:
+    if args.cmd in ("reserve", "unreserve"):
+        from .reserve import find_network, reserve, unreserve
+
+        net = find_network(args.conf_dir, args.network)
+        if args.cmd == "reserve":
+            r = reserve(net, args.owner, args.address, args.ifname, args.mac)
+            sys.stdout.write(f"reserved {r.address} for {r.owner}/{r.ifname}{' mac ' + r.mac if r.mac else ''}\n")
+        else:
+            for ip in unreserve(net, args.owner, args.address, args.ifname):
+                sys.stdout.write(f"unreserved {ip}\n")
+        return 0
     if args.cmd == "ignite-gc":
         from .leases import gc_go_rules
 

@@ -8,29 +8,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from .ipam.store import INDEX_DIR, lease_name, parse_lease
+from .ipam.store import INDEX_DIR
+
+if TYPE_CHECKING:
+    from .reserve import LeaseRow
 
 
-def lease_rows(data_dir: str, network: str) -> list[tuple[str, str, str, float]]:
-    """(address, container, ifname, age seconds) of every lease of `network`, read under its lock."""
-    from filelock import FileLock  # same flock as the plugins and Go host-local use
+def lease_rows(data_dir: str, network: str) -> list[LeaseRow]:
+    """Every address of `network` that is in use, held, remembered or reserved (see cni_ignite.reserve)."""
+    from .reserve import lease_rows as rows_of
 
-    folder = os.path.join(data_dir, network)
-    rows: list[tuple[str, str, str, float]] = []
-    now = time.time()
-    with FileLock(os.path.join(folder, "lock"), timeout=10):
-        for entry in os.scandir(folder):
-            ip = lease_name(entry.name)
-            if ip is None:
-                continue
-            with open(entry.path, "rb") as f:
-                owner = parse_lease(f.read())
-            cid, ifname = owner if owner else ("(empty lease)", "")
-            rows.append((str(ip), cid, ifname, now - entry.stat().st_mtime))
-    rows.sort(key=lambda r: (lease_name(r[0]).version, lease_name(r[0])))  # type: ignore[union-attr]
-    return rows
+    return rows_of(data_dir, network)
+
+
+def _state(row: LeaseRow) -> str:
+    if row.state == "held":
+        return "held until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.until))
+    return row.state + (" (reserved)" if row.reserved and row.state == "in use" else "")
 
 
 def print_leases(data_dir: str, networks: list[str], out: TextIO) -> int:
@@ -46,16 +42,18 @@ def print_leases(data_dir: str, networks: list[str], out: TextIO) -> int:
             out.write(f"network {network}: no leases ({os.path.join(data_dir, network)} does not exist)\n")
             continue
         rows = lease_rows(data_dir, network)
-        out.write(f"network {network}: {len(rows)} lease(s) in {os.path.join(data_dir, network)}\n")
+        used = [r for r in rows if r.state == "in use"]
+        out.write(f"network {network}: {len(used)} in use, {len(rows) - len(used)} held/remembered/reserved "
+                  f"in {os.path.join(data_dir, network)}\n")
         if rows:
-            heads = ("ADDRESS", "CONTAINER", "IFNAME")
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]  # type: ignore[arg-type]
-            out.write("  " + "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)) + "  AGE\n")
-            for addr, cid, ifname, age in rows:
-                cells = (addr, cid, ifname)
-                out.write("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
-                out.write(f"  {human_age(age)}\n")
-            out.write(f"  leased blocks: {leased_blocks(rows)}\n")
+            heads = ("ADDRESS", "STATE", "OWNER", "IFNAME", "CONTAINER", "MAC")
+            table = [(r.address, _state(r), r.owner or "-", r.ifname, r.container or "-", r.mac or "-") for r in rows]
+            widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
+            out.write("  " + "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip() + "\n")
+            for cells in table:
+                out.write("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+            if used:
+                out.write(f"  leased blocks: {leased_blocks([r.address for r in used])}\n")
     return 0
 
 
@@ -70,11 +68,11 @@ def human_age(seconds: float) -> str:
     return f"{s // 86400}d"
 
 
-def leased_blocks(rows: list[tuple[str, str, str, float]]) -> str:
+def leased_blocks(addresses: list[str]) -> str:
     """The leased addresses as compact CIDR blocks (netaddr's IPSet does the merging)."""
     import netaddr
 
-    cidrs = netaddr.IPSet(r[0] for r in rows).iter_cidrs()
+    cidrs = netaddr.IPSet(addresses).iter_cidrs()
     return ", ".join(str(c) for c in cidrs[:8]) + (f" (+{len(cidrs) - 8} more)" if len(cidrs) > 8 else "")
 
 
@@ -173,7 +171,7 @@ def _comment_id(comment: str, network: str) -> str | None:
 def live_leases(data_dir: str, network: str) -> set[tuple[str, str]]:
     if not os.path.isdir(os.path.join(data_dir, network)):
         return set()
-    return {(addr, cid) for addr, cid, _, _ in lease_rows(data_dir, network)}
+    return {(r.address, r.container) for r in lease_rows(data_dir, network) if r.state == "in use"}
 
 
 def gc_go_rules(network: str, data_dir: str, out: TextIO, *, dry_run: bool = False) -> int:

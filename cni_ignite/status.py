@@ -58,8 +58,9 @@ def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: s
         rows = lease_rows(data, name) if os.path.isdir(os.path.join(data, name)) else []
         out.write("attachments (from leases; no firewall rule listing available): "
                   f"{len(rows)}\n")
-        for addr, cid, ifname, _ in rows:
-            out.write(f"  {cid} {ifname} {addr}\n")
+        for r in rows:
+            if r.state == "in use":
+                out.write(f"  {r.container} {r.ifname} {r.address}{' owner ' + r.owner if r.owner else ''}\n")
     return 0
 
 

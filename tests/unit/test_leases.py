@@ -40,7 +40,7 @@ def test_lease_table_lists_addresses_owners_and_blocks(tmp_path: Path) -> None:
     out = io.StringIO()
     assert print_leases(str(tmp_path), [], out) == 0
     text = out.getvalue()
-    assert "network n1: 2 lease(s)" in text
+    assert "network n1: 2 in use, 0 held/remembered/reserved" in text
     assert text.index("10.61.0.2") < text.index("10.61.0.3")
     assert "ctr-a" in text and "eth1" in text
     assert "leased blocks: 10.61.0.2/31" in text
