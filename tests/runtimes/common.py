@@ -160,11 +160,14 @@ class Network:
         return path
 
     def leases(self) -> list[str]:
-        """Lease files (one per address) left in the IPAM data dir, for either IPAM flavour."""
+        """Lease files (one per address) left in the IPAM data dir, for either IPAM flavour. Sticky holds and
+        reservations (placeholders host-local sees as taken) are what the default network keeps on purpose."""
         found = []
         for folder in self.data_dir.rglob("*"):
             name = folder.name
             if folder.is_file() and ((name[:1].isdigit() and "." in name) or ":" in name):
+                if folder.read_bytes().startswith(b"_ignite_"):
+                    continue  # a sticky hold or reservation: remembered for its owner, not a leak
                 found.append(str(folder.relative_to(self.data_dir)))
         return sorted(found)
 
