@@ -2,6 +2,7 @@
 
     cni-ignite install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--from dist/] [--no-conf] [--force]
                        [--take-over-ignite]         replace Ignite's own default 10-ignite.conflist (kept, restored)
+                       [--network bridge|routed]    which default network to write
     cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
     cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
                                                     installed version, the default network, leases, attachments
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="replace 10-ignite.conflist when it is exactly Ignite's default network (Go bridge, "
                              "host-local, portmap, firewall); kept as 10-ignite.conflist.cni-ignite-backup, "
                              "restored by uninstall. Any other content is refused")
+    p_inst.add_argument("--network", dest="network_kind", choices=("bridge", "routed"), default="bridge",
+                        help="the default network to write: bridge (10-ignite.conflist, 10.61.0.0/16) or routed "
+                             "(20-ignite-routed.conflist, 10.62.0.0/16, no bridge and no port limit)")
     p_uninst = sub.add_parser("uninstall", help="remove exactly what install put there")
     p_uninst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
     p_status = sub.add_parser("status", help="what is installed, the default network, its leases and attachments")
@@ -102,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         return print_leases(args.data_dir, args.network, sys.stdout)
     if args.cmd == "install":
         return install(args.source, args.bin_dir, args.conf_dir, write_conf=not args.no_conf, force=args.force,
-                       out=sys.stdout, take_over_ignite=args.take_over_ignite)
+                       out=sys.stdout, take_over_ignite=args.take_over_ignite, network=args.network_kind)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
     if args.cmd in ("log", "ignite-gc", "reserve", "unreserve"):

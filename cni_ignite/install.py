@@ -56,6 +56,8 @@ EXECUTABLE = "cni-ignite"
 PLUGIN_LINKS = ("ignite-bridge", "ignite-ipam")
 OPTIONAL_LINKS = ("loopback",)  # provided only where the bin dir has none
 CONFLIST = "10-ignite.conflist"
+# `install --network`: which shipped network to write (never both: go-cni and Ignite load the first by name).
+NETWORKS = {"bridge": (CONFLIST, "ignite-cni-bridge"), "routed": ("20-ignite-routed.conflist", "ignite-cni-routed")}
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni reads from a conf dir
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -108,14 +110,14 @@ def bundle_dir(source: str) -> str:
     raise InstallError(f"no cni-ignite bundle in {source}", "run `make build` first (it writes dist/cni-ignite/)")
 
 
-def bundle_conflist(bundle: str) -> bytes:
-    """The default conflist shipped in the bundle (falls back to the source tree's conf/)."""
-    for path in (os.path.join(bundle, "_internal", "conf", CONFLIST),
-                 os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", CONFLIST)):
+def bundle_conflist(bundle: str, name: str = CONFLIST) -> bytes:
+    """A conflist shipped in the bundle (falls back to the source tree's conf/)."""
+    for path in (os.path.join(bundle, "_internal", "conf", name),
+                 os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", name)):
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 return f.read()
-    raise InstallError(f"{CONFLIST} not found in {bundle}")
+    raise InstallError(f"{name} not found in {bundle}")
 
 
 def tree_digest(folder: str) -> str:
@@ -342,7 +344,7 @@ def _take_over(data: bytes, path: str, out: TextIO) -> dict[str, str] | None:
 # ------------------------------------------------------------------------------------------- install
 
 def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO,
-             take_over_ignite: bool = False) -> int:
+             take_over_ignite: bool = False, network: str = "bridge") -> int:
     if take_over_ignite and not write_conf:
         raise InstallError("--take-over-ignite writes the network config: it cannot go with --no-conf")
     bundle = bundle_dir(source)
@@ -358,11 +360,12 @@ def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force
         created = [*old.get("created_dirs", []), *created]
         remove_stale_temporaries(bin_dir, out)
         return _install(bundle, version, bin_dir, conf_dir, old, created, write_conf=write_conf, force=force,
-                        out=out, take_over_ignite=take_over_ignite)
+                        out=out, take_over_ignite=take_over_ignite, network=network)
 
 
 def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[str, Any], created: list[str], *,
-             write_conf: bool, force: bool, out: TextIO, take_over_ignite: bool = False) -> int:
+             write_conf: bool, force: bool, out: TextIO, take_over_ignite: bool = False,
+             network: str = "bridge") -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
         if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
@@ -410,7 +413,7 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
     man.update(version=version, installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), current=generation,
                generations=sorted(keep, key=lambda g: g != generation), links=links)
     man["conflist"] = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf,
-                                        out=out, take_over_ignite=take_over_ignite, man=man)
+                                        out=out, take_over_ignite=take_over_ignite, man=man, network=network)
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
     return 0
@@ -473,13 +476,15 @@ def _write_manifest(bin_dir: str, man: dict[str, Any]) -> None:
 
 def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, created: list[str], *,
                       write_conf: bool, out: TextIO, take_over_ignite: bool = False,
-                      man: dict[str, Any] | None = None) -> dict[str, str] | None:
+                      man: dict[str, Any] | None = None, network: str = "bridge") -> dict[str, str] | None:
     if old and file_sha256(old["path"]) != old["sha256"]:
         old = None  # changed or removed by the user since: no longer ours
     if not write_conf:
         return old
-    data = bundle_conflist(bundle)
-    path = os.path.join(os.path.abspath(conf_dir), CONFLIST)
+    name, net_name = NETWORKS[network]
+    data = bundle_conflist(bundle, name)
+    # Taking over writes into Ignite's own file name, whichever network was chosen: Ignite loads that name.
+    path = os.path.join(os.path.abspath(conf_dir), CONFLIST if take_over_ignite else name)
     if old and old["path"] == path:
         if old["sha256"] != sha256(data):
             write_file(path, data, exclusive=False)
@@ -500,7 +505,7 @@ def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, cr
     except FileExistsError:
         out.write(f"{path} appeared meanwhile: not written\n")
         return old
-    out.write(f"{path}: written (default network ignite-cni-bridge)\n")
+    out.write(f"{path}: written (default network {net_name})\n")
     return {"path": path, "sha256": sha256(data)}
 
 

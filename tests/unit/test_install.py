@@ -401,3 +401,23 @@ def test_a_loopback_appearing_while_we_install_is_not_replaced(tmp_path: Path,
     monkeypatch.undo()
     assert (tmp_path / "bin" / "loopback").read_text() == "package's loopback"
     assert "loopback" not in manifest(tmp_path)["links"]
+
+
+ROUTED = b'{"cniVersion": "1.0.0", "name": "ignite-cni-routed", "plugins": [{"type": "ignite-bridge"}]}\n'
+
+
+def test_install_network_routed_writes_only_the_routed_conflist_and_uninstall_removes_it(tmp_path: Path) -> None:
+    src = fake_bundle(tmp_path, "a")
+    (src / "_internal" / "conf" / "20-ignite-routed.conflist").write_bytes(ROUTED)
+    out = io.StringIO()
+    assert inst.install(str(src), str(tmp_path / "bin"), str(tmp_path / "net.d"), write_conf=True, force=False,
+                        out=out, network="routed") == 0
+    assert "default network ignite-cni-routed" in out.getvalue()
+    assert sorted(p.name for p in (tmp_path / "net.d").iterdir()) == ["20-ignite-routed.conflist"]
+    assert (tmp_path / "net.d" / "20-ignite-routed.conflist").read_bytes() == ROUTED
+    assert inst.uninstall(str(tmp_path / "bin"), io.StringIO()) == 0
+    assert not (tmp_path / "net.d").exists()  # install made the folder, so uninstall removes it too
+
+
+def test_the_shipped_routed_conflist_is_found_in_the_source_tree() -> None:
+    assert json.loads(inst.bundle_conflist("/nonexistent", "20-ignite-routed.conflist"))["name"] == "ignite-cni-routed"
