@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean
+.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean fuzz
 
 setup:
 	@bash packaging/setup-host.sh
@@ -21,6 +21,10 @@ lint: setup
 
 test: setup lint build
 	$(VENV)/bin/pytest -q
+
+# Property-based fuzzing with the long hypothesis profile (`make test` runs tests/fuzz with the quick one).
+fuzz:
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest -q tests/fuzz
 
 demo: build
 	@$(PY) -m demo

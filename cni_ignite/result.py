@@ -16,7 +16,7 @@ from typing import NamedTuple, TypeAlias
 
 from . import ipparse
 from .errors import DecodingFailure, IncompatibleVersion
-from .version import at_least
+from .version import SUPPORTED, at_least
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 IPInterface: TypeAlias = IPv4Interface | IPv6Interface
@@ -165,11 +165,20 @@ def _encode_020(result: Result, version: str) -> dict[str, object]:
 # ---------------------------------------------------------------------------------------------- decode
 
 def decode(doc: object) -> Result:
-    """A result of any supported version (0.1.0 … 1.1.0) into the internal shape."""
+    """A result of any supported version (0.1.0 … 1.1.0) into the internal shape.
+
+    The shape follows the document's ``cniVersion``, as libcni reads it: a 0.1.0/0.2.0 result is read by its
+    ``ip4``/``ip6`` keys (an ``ips`` key there is unknown and ignored), a 0.3.0+ one by ``ips`` (``ip4``/``ip6``
+    ignored). Without a supported cniVersion (our own callers' fragments) the keys decide."""
     if not isinstance(doc, dict):
         raise DecodingFailure("result is not a JSON object")
+    version = doc.get("cniVersion")
     try:
-        if "ip4" in doc or "ip6" in doc:
+        if isinstance(version, str) and version in SUPPORTED:
+            legacy = not at_least(version, "0.3.0")
+        else:
+            legacy = "ip4" in doc or "ip6" in doc
+        if legacy:
             return _decode_020(doc)
         return Result(
             interfaces=tuple(_decode_iface(i) for i in _list(doc, "interfaces")),
