@@ -163,17 +163,19 @@ def list_field(doc: dict[str, Any], key: str, *, where: str = "") -> list[Any]:
 # ------------------------------------------------------------------------------------------- CNI_ARGS
 
 def parse_cni_args(text: str, known: frozenset[str]) -> dict[str, str]:
-    """``K=V;K2=V2`` as libcni's LoadArgs reads it: keys case-sensitive, a value may not contain '=',
-    keys outside `known` are an error unless ``IgnoreUnknown`` is 1/true."""
+    """``K=V;K2=V2`` as libcni's LoadArgs reads it: every ``;``-separated piece (an empty one too, as in
+    ``K=V;``) must split on ``=`` into exactly a key and a value; keys are case-sensitive and a later pair
+    replaces an earlier one; ``IgnoreUnknown`` must be 1/0/true/false (any case); keys outside `known` are
+    an error unless the last ``IgnoreUnknown`` is 1/true. Any violation is code 4."""
     pairs: dict[str, str] = {}
     if not text:
         return pairs
     for item in text.split(";"):
-        if not item:
-            continue
         kv = item.split("=")
         if len(kv) != 2:
             raise InvalidEnvironment("CNI_ARGS: invalid pair", repr(item))
+        if kv[0] == "IgnoreUnknown" and kv[1].lower() not in ("1", "0", "true", "false"):
+            raise InvalidEnvironment("CNI_ARGS: IgnoreUnknown must be 1, 0, true or false", repr(item))
         pairs[kv[0]] = kv[1]
     ignore = pairs.get("IgnoreUnknown", "").lower() in ("1", "true")
     unknown = sorted(k for k in pairs if k not in known and k != "IgnoreUnknown")
