@@ -6,6 +6,15 @@ and onedir with PyInstaller's runtime hooks kept (both built only for this compa
 reference Go bridge (/usr/lib/cni/bridge) and the venv console scripts (unfrozen Python).
 
     python benchmarks/startup_bench.py [--runs 41] [--markdown]
+    sudo python benchmarks/startup_bench.py --compare NAME=DIR [NAME=DIR ...] [--runs 41]
+    python benchmarks/startup_bench.py --restart [--runs 41]
+
+--compare: bundles (a folder holding the `cni-ignite` executable, e.g. two builds of packaging/build.sh)
+side by side, interleaved run by run: VERSION and a whole-network ADD + DEL (conf/10-ignite.conflist, one
+port mapping) in a throwaway host netns per bundle, container netns per call, temp dataDir/stateDir
+(benchmarks/chain_bench.py). --restart: what PyInstaller's onedir restart (the bootloader's execvp of
+itself) costs: VERSION started normally against VERSION started with the environment the restarted
+process gets (_PYI_* and LD_LIBRARY_PATH), which skips the restart.
 
 Each program is started with os.posix_spawn (no subprocess overhead in the figure) with a minimal
 environment, stdin from /dev/null and stdout to /dev/null; one warm-up run first. Results: median and p90
@@ -82,11 +91,96 @@ def candidates(links: Path) -> list[tuple[str, list[str], str]]:
     return out
 
 
+def _spawn_env(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    global ENV  # noqa: PLW0603
+    saved, ENV = ENV, env
+    try:
+        return spawn_ms(argv)
+    finally:
+        ENV = saved
+
+
+def _row(label: str, wall: list[float], cpu: list[float]) -> str:
+    w = sorted(wall)
+    return (f"| {label} | {statistics.median(w):.1f} | {w[max(0, round(0.9 * len(w)) - 1)]:.1f} | "
+            f"{statistics.median(cpu):.1f} |")
+
+
+def restart(runs: int) -> list[str]:
+    """VERSION through dist/ignite-bridge, normally and with the post-restart environment (no restart)."""
+    exe = REPO / "dist" / "cni-ignite" / "cni-ignite"
+    link = REPO / "dist" / "ignite-bridge"
+    pre = {**ENV, "_PYI_ARCHIVE_FILE": str(exe), "_PYI_PARENT_PROCESS_LEVEL": "-1",
+           "_PYI_LINUX_PROCESS_NAME": "ignite-bridge", "LD_LIBRARY_PATH": str(exe.parent / "_internal")}
+    res: dict[str, tuple[list[float], list[float]]] = {"normal start (bootloader restarts itself)": ([], []),
+                                                       "post-restart environment (no restart)": ([], [])}
+    for _ in range(runs + 1):
+        for label, env in zip(res, (ENV, pre), strict=True):
+            w, c = _spawn_env([str(link)], env)
+            res[label][0].append(w)
+            res[label][1].append(c)
+    out = [f"| VERSION, {runs} runs, interleaved | median ms | p90 ms | CPU ms (median) |", "|---|---:|---:|---:|"]
+    return out + [_row(k, w[1:], c[1:]) for k, (w, c) in res.items()]
+
+
+def compare(bundles: dict[str, Path], runs: int) -> list[str]:
+    """VERSION and whole-network ADD/DEL of each bundle, interleaved (needs root: network namespaces)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import chain_bench
+
+    root = Path(tempfile.mkdtemp(prefix="startup-compare-"))
+    sides, dirs = {}, {}
+    wall: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    try:
+        for name, bundle in bundles.items():
+            d = root / f"bin-{name}"
+            d.mkdir()
+            (d / "ignite-bridge").symlink_to(bundle.resolve() / "cni-ignite")
+            dirs[name] = d
+            sides[name] = chain_bench.make_side("whole", "ours", d, root)
+            chain_bench.warm_up(sides[name])
+            if sides[name].warm_error:
+                raise SystemExit(f"{name}: warm-up ADD failed: {sides[name].warm_error}")
+        for i in range(runs):
+            for name, s in sides.items():
+                w, c = _spawn_env([str(dirs[name] / "ignite-bridge")], ENV)
+                wall.setdefault((name, "VERSION"), []).append(w)
+                cpu.setdefault((name, "VERSION"), []).append(c)
+                ctr = s.spaces.new("c")
+                try:
+                    att = s.att(600 + i, ctr, 8080)
+                    ms, _, calls = s.add(att)
+                    wall.setdefault((name, "ADD"), []).append(ms)
+                    cpu.setdefault((name, "ADD"), []).append(sum(getattr(c, "cpu_ms", 0.0) for c in calls))
+                    ms, calls = s.delete(att)
+                    wall.setdefault((name, "DEL"), []).append(ms)
+                    cpu.setdefault((name, "DEL"), []).append(sum(getattr(c, "cpu_ms", 0.0) for c in calls))
+                finally:
+                    s.spaces.delete(ctr)
+    finally:
+        for s in sides.values():
+            s.close()
+    out = [f"| bundle, call ({runs} runs, interleaved) | median ms | p90 ms | CPU ms (median, incl. children) |",
+           "|---|---:|---:|---:|"]
+    for verb in ("VERSION", "ADD", "DEL"):
+        out += [_row(f"{name}: {verb}", wall[(name, verb)], cpu[(name, verb)]) for name in bundles]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=41)
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--compare", nargs="+", metavar="NAME=DIR", help="bundle folders to compare (needs root)")
+    ap.add_argument("--restart", action="store_true", help="what the bootloader's restart costs")
     args = ap.parse_args()
+    if args.compare:
+        print("\n".join(compare({k: Path(v) for k, v in (c.split("=", 1) for c in args.compare)}, args.runs)))
+        return 0
+    if args.restart:
+        print("\n".join(restart(args.runs)))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         rows = [(label, *measure(argv, args.runs), size) for label, argv, size in candidates(Path(tmp))]
     if args.markdown:

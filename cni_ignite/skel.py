@@ -3,15 +3,21 @@
 It knows no plugin: a plugin hands it ``Handlers`` (one callable per verb) and its world (env, stdin,
 stdout, stderr) as arguments. VERSION and every error path import nothing beyond this module's own
 light dependencies (json, re, the error family).
+
+The answer is written once: one object, or nothing when writing it fails (then the exit status is 1 and a
+note goes to stderr), never an answer followed by a second object. Nothing after the answer (the per-call
+log) can fail the call.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from contextlib import suppress  # already loaded by typing: free
 from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from .errors import CniError, InvalidEnvironment, IOFailure
+from .errors import CniError, InvalidEnvironment, IOFailure, TryAgainLater
 from .netconf import NAME_RE, NetConf, load_object, parse_netconf
 from .version import CURRENT, SUPPORTED, require_verb
 
@@ -21,6 +27,10 @@ if TYPE_CHECKING:
     from .result import Result
 
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+
+# Set once an answer has started to go out (packaging/entry.py reads it: after a failure past this point it
+# must not write a second object).
+answered = False
 
 # Which variables each verb requires (spec §Parameters); all missing ones are reported together.
 REQUIRED_ENV: dict[str, tuple[str, ...]] = {
@@ -113,8 +123,7 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(supported)}\n")
         return 0
     if command == "VERSION":
-        _emit(stdout, version_reply(stdin, supported))
-        return 0
+        return 0 if _emit(stdout, version_reply(stdin, supported), stderr) else 1
     conf_version = CURRENT
     args: CmdArgs | None = None
     answer: dict[str, Any] | None = None
@@ -124,27 +133,62 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         conf_version = args.conf.cni_version
         require_verb(command, conf_version)
         if not isinstance(handlers, Handlers):
-            handlers = handlers()
+            handlers = _load(handlers)
         if "logFile" in args.conf.raw:
             from . import calllog
 
             calllog.begin(args.conf.raw)
         answer = _dispatch(handlers, args)
     except CniError as exc:
-        _emit(stdout, exc.as_dict(conf_version))
+        _emit(stdout, exc.as_dict(conf_version), stderr)
         _log(args, started, stderr, error=exc.as_dict(conf_version))
         return 1
     except Exception as exc:
-        if on_internal_error is not None:
-            on_internal_error(exc)
-        error = CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version)
-        _emit(stdout, error)
+        if _module_load_failure(exc):  # a lazy import inside the handler could not read its module file
+            stderr.write(f"cni-ignite: {type(exc).__name__}: {exc}\n")
+            error = load_failure(exc).as_dict(conf_version)
+        else:
+            if on_internal_error is not None:
+                try:
+                    on_internal_error(exc)
+                except Exception as report:  # e.g. traceback cannot be imported: the answer still goes out
+                    stderr.write(f"cni-ignite: {type(exc).__name__}: {exc} (no traceback: {report!r})\n")
+            error = CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version)
+        _emit(stdout, error, stderr)
         _log(args, started, stderr, error=error)
         return 1
-    if answer is not None:
-        _emit(stdout, answer)
+    if answer is not None and not _emit(stdout, answer, stderr):
+        return 1
     _log(args, started, stderr, result=answer)
     return 0
+
+
+def load_failure(exc: BaseException) -> CniError:
+    """The CNI error for a plugin that could not load its own modules (packaging/entry.py has a copy that needs
+    no import): transient resource shortage 11, any other OS error (EIO reading a module file) 5, else 999."""
+    import errno  # built in: only on this failure path
+
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (
+            errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE)):
+        return TryAgainLater("cni-ignite could not load its modules", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError) or _module_load_failure(exc):
+        return IOFailure("cni-ignite could not load its modules", f"{type(exc).__name__}: {exc}")
+    return CniError(f"internal error: {type(exc).__name__}", f"loading the plugin's modules: {exc}")
+
+
+def _module_load_failure(exc: BaseException) -> bool:
+    """The import system could not read a module file (.pyc/.so of the bundle): not the plugin's own work."""
+    if isinstance(exc, OSError):
+        return isinstance(exc.filename, str) and exc.filename.endswith((".pyc", ".py", ".so"))
+    # an extension module whose dlopen failed on an I/O error (ImportError carries dlerror()'s text)
+    return isinstance(exc, ImportError) and bool(exc.path) and os.strerror(5) in str(exc)
+
+
+def _load(handlers: Callable[[], Handlers]) -> Handlers:
+    try:
+        return handlers()
+    except (OSError, MemoryError) as exc:
+        raise load_failure(exc) from exc
 
 
 def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
@@ -162,6 +206,15 @@ def _log(args: CmdArgs | None, started: float, stderr: IO[str], *, result: dict[
     """One line in the configured per-call log (after the answer is out: never delays or fails it)."""
     if args is None or "logFile" not in args.conf.raw:
         return
+    try:
+        _log_line(args, started, stderr, result=result, error=error)
+    except Exception as exc:
+        with suppress(Exception):  # stderr itself failing: nothing left to tell
+            stderr.write(f"cni-ignite: no log line written: {type(exc).__name__}: {exc}\n")
+
+
+def _log_line(args: CmdArgs, started: float, stderr: IO[str], *, result: dict[str, Any] | None,
+              error: dict[str, Any] | None) -> None:
     from . import calllog
     from .identity import owner_of
 
@@ -176,7 +229,28 @@ def _log(args: CmdArgs | None, started: float, stderr: IO[str], *, result: dict[
         calllog.append(cfg, text, stderr)
 
 
-def _emit(stdout: IO[str], doc: dict[str, Any]) -> None:
-    stdout.write(json.dumps(doc, separators=(",", ":")))
-    stdout.write("\n")
-    stdout.flush()
+def _emit(stdout: IO[str], doc: dict[str, Any], stderr: IO[str]) -> bool:
+    """Write the one answer; False (and a note on stderr) if it could not be written.
+
+    A real stdout gets it with write(2) on its descriptor, not through the text buffer: a failed flush keeps
+    the data buffered and the flush at exit would write it after all, behind whatever came next."""
+    global answered  # noqa: PLW0603
+    answered = True
+    text = json.dumps(doc, separators=(",", ":")) + "\n"
+    try:
+        try:
+            fd = stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # a StringIO (tests)
+            stdout.write(text)
+            stdout.flush()
+            return True
+        stdout.flush()
+        data = memoryview(text.encode())
+        while data:
+            data = data[os.write(fd, data):]
+    except (OSError, ValueError) as exc:
+        with suppress(OSError, ValueError):
+            stderr.write(f"cni-ignite: writing the answer to stdout failed: {exc}\n")
+            stderr.flush()
+        return False
+    return True

@@ -17,12 +17,21 @@ Two hidden variables exist for the frozen tests (never set by a runtime):
   stdout and exit 0 if none failed; proves every lazily imported module made it into the bundle.
 
 Nothing here imports more than ``sys``/``os`` before dispatching.
+
+Whenever Python runs at all, a plugin call answers with one CNI object on stdout: a failure before
+``skel`` can answer (packaging/boot.py failed, or importing ``cli``/``skel``/``json``/... raised: an I/O
+error reading a module file, memory, a broken bundle) is reported here by ``_answer_failure``, built without
+importing anything (code 5 for an OS error, 11 for a resource shortage, else 999; the config's cniVersion
+when stdin still holds it, else the newest). After ``skel`` has started its answer nothing more is written.
+What runs before Python (the bootloader, libpython, ``encodings``) cannot answer: benchmarks/IMPORTS.md.
 """
 
 import os
 import sys
 
 PLUGINS = {"ignite-bridge": "bridge_main", "ignite-ipam": "ipam_main", "loopback": "loopback_main"}
+# = cni_ignite.version.SUPPORTED (tests/frozen compare them): known without importing anything.
+CNI_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 
 def _dump_modules(stage: str) -> None:
@@ -67,6 +76,96 @@ def _dispatch(name: str) -> int:
     return int(getattr(cli, PLUGINS.get(name, "admin_main"))())
 
 
+def _json_str(text: str) -> str:
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        elif o > 0xFFFF:
+            o -= 0x10000
+            out.append(f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{o:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _top_level_cni_version(data: bytes) -> str:
+    """The top-level "cniVersion" string of a JSON object, by a scan that needs no import; "" if none."""
+    depth, i, n, key = 0, 0, len(data), b'"cniVersion"'
+    while i < n:
+        c = data[i]
+        if c == 0x22:  # a string: a key at depth 1 may be ours
+            if depth == 1 and data.startswith(key, i):
+                j = i + len(key)
+                while j < n and data[j] in b" \t\r\n":
+                    j += 1
+                if j < n and data[j] == 0x3A:  # ':'
+                    j += 1
+                    while j < n and data[j] in b" \t\r\n":
+                        j += 1
+                    end = data.find(b'"', j + 1)
+                    if j < n and data[j] == 0x22 and end > 0:
+                        return data[j + 1:end].decode("ascii", "replace")
+                    return ""
+            i += 1
+            while i < n and data[i] != 0x22:
+                i += 2 if data[i] == 0x5C else 1  # skip escapes
+        elif c in b"{[":
+            depth += 1
+        elif c in b"}]":
+            depth -= 1
+        i += 1
+    return ""
+
+
+def _stdin_cni_version() -> str:
+    """The config's cniVersion if stdin still holds the config (the failure came before skel read it)."""
+    chunks: list[bytes] = []
+    try:
+        while len(chunks) < 256:  # <= 16 MiB
+            chunk = os.read(0, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BaseException:  # a closed or unreadable stdin: the newest version it is
+        pass
+    version = _top_level_cni_version(b"".join(chunks))
+    return version if version in CNI_VERSIONS else CNI_VERSIONS[-1]
+
+
+def _answer_failure(exc: BaseException) -> int:
+    """Report a failure skel could not: one CNI error object on fd 1 (unless skel has started its answer)."""
+    skel = sys.modules.get("cni_ignite.skel")
+    answered = bool(getattr(skel, "answered", False))
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (12, 11, 24, 23)):
+        code, msg = 11, "cni-ignite could not load its modules"  # ENOMEM, EAGAIN, EMFILE, ENFILE: try again
+    elif isinstance(exc, OSError):
+        code, msg = 5, "cni-ignite could not load its modules"  # e.g. EIO reading a module file
+    else:
+        code, msg = 999, "internal error: " + type(exc).__name__
+    try:
+        details = type(exc).__name__ + ": " + str(exc)
+    except BaseException:
+        details = type(exc).__name__
+    try:  # noqa: SIM105  (no contextlib here: importing may be what fails)
+        os.write(2, ("cni-ignite: " + details + "\n").encode("utf-8", "replace"))
+    except BaseException:
+        pass
+    if answered:
+        return 1
+    doc = ('{"cniVersion":' + _json_str(_stdin_cni_version()) + ',"code":' + str(code) + ',"msg":' +
+           _json_str(msg) + ',"details":' + _json_str(details) + "}\n").encode()
+    try:
+        while doc:
+            doc = doc[os.write(1, doc):]
+    except BaseException:
+        pass
+    return 1
+
+
 def main() -> int:
     debug = os.environ.get("CNI_IGNITE_DEBUG_MODULES") == "1"
     if debug:
@@ -74,8 +173,18 @@ def main() -> int:
     check = os.environ.get("CNI_IGNITE_DEBUG_IMPORT")
     if check:
         return _import_check(check)
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     try:
-        return _dispatch(os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "")
+        boot_error = getattr(sys, "_cni_ignite_boot_error", None)
+        if boot_error is not None:
+            raise boot_error
+        return _dispatch(name)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if name not in PLUGINS:
+            raise  # the admin command: a traceback on a terminal is the better report
+        return _answer_failure(exc)
     finally:
         if debug:
             _dump_modules("exit")
@@ -85,8 +194,12 @@ if __name__ == "__main__":
     status = main()
     if os.path.basename(sys.argv[0] if sys.argv else "") in PLUGINS:
         # A plugin call is over once its answer is written: skip the interpreter's teardown (freeing every
-        # module and object, several ms per call). Nothing of ours needs atexit; the streams are flushed here.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        # module and object, several ms per call). Nothing of ours needs atexit; the streams are flushed here
+        # (skel wrote its answer to fd 1 directly: nothing of it can be left in the buffer).
+        for stream in (sys.stdout, sys.stderr):
+            try:  # noqa: SIM105
+                stream.flush()
+            except BaseException:
+                pass
         os._exit(status)
     sys.exit(status)
