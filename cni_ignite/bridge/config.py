@@ -15,12 +15,15 @@ from typing import Any, NamedTuple
 
 from .._sha import sha256
 from ..errors import InvalidConfig
+from ..guard.config import GuardConfig, parse_guard
+from ..identity import OWNER_ARG, owner_of
 from ..netconf import NetConf, bool_field, int_field, list_field, obj_field, parse_cni_args, str_field
 from ..netlink.ops import TAP_MAX_ID, TAP_MAX_MTU
 
 # CNI_ARGS keys ignite-bridge understands (MAC as the reference bridge; IP goes to the IPAM;
-# TC_REDIRECT_TAP_* as awslabs/tc-redirect-tap takes them).
-KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID"})
+# TC_REDIRECT_TAP_* as awslabs/tc-redirect-tap takes them; IGNITE_OWNER names the owner, see identity).
+KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID",
+                        OWNER_ARG})
 OUR_IPAM = frozenset({"ignite-ipam"})
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 VM_MODES = ("none", "tc-redirect", "bridge")
@@ -64,13 +67,18 @@ class BridgeConfig(NamedTuple):
     dns: dict[str, Any] | None
     vm: VmConfig
     mode: str = "bridge"        # bridge | routed
+    owner: str = ""             # identity.owner_of: what survives a restart (MACs derive from it)
+    guard: GuardConfig = GuardConfig()
 
     @property
     def routed(self) -> bool:
         return self.mode == "routed"
 
 
-def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
+def parse_bridge_config(conf: NetConf, cni_args_text: str, container_id: str = "", *,
+                        strict_owner: bool = True) -> BridgeConfig:
+    """The config of one call; `container_id` is the owner when the runtime names none (identity). A
+    malformed owner is an error (code 4 / 7) unless not `strict_owner` (DEL must not fail on it)."""
     doc = conf.raw
     cni_args = parse_cni_args(cni_args_text, KNOWN_ARGS)
     ipam_type = str_field(obj_field(doc, "ipam"), "type", where="ipam.")
@@ -91,6 +99,11 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
     mode = _mode(doc, ipam_type)
     if vm.mode != "none" and mtu > TAP_MAX_MTU:
         raise InvalidConfig(f"mtu {mtu} is too large for VM mode", f"a tap's MTU is at most {TAP_MAX_MTU}")
+    guard = parse_guard(doc)
+    if guard.enabled and mode == "routed":
+        raise InvalidConfig("guard cannot be used in routed mode (yet)",
+                            "the guard filters frames entering a bridge; a routed attachment has no bridge port")
+    args_cni = obj_field(conf.args, "cni", where="args.")
     return BridgeConfig(
         bridge=bridge,
         is_gateway=bool_field(doc, "isGateway") or is_default_gw or mode == "routed",
@@ -112,6 +125,8 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str) -> BridgeConfig:
         dns=dns,
         vm=vm,
         mode=mode,
+        owner=owner_of(container_id, cni_args_text, args_cni, strict=strict_owner),
+        guard=guard,
     )
 
 
@@ -209,8 +224,9 @@ def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     return "veth" + attachment_hash(network, container_id, ifname)[:8]
 
 
-def derived_mac(network: str, container_id: str, ifname: str, salt: str) -> str:
-    """A stable, locally administered unicast MAC for an attachment."""
-    h = sha256(f"{salt}\0{network}\0{container_id}\0{ifname}".encode()).digest()
+def derived_mac(network: str, owner: str, ifname: str, salt: str) -> str:
+    """A stable, locally administered unicast MAC of (network, owner, ifname): a restarted VM or pod
+    comes back with the same MAC (the owner is the container ID when the runtime names no other)."""
+    h = sha256(f"{salt}\0{network}\0{owner}\0{ifname}".encode()).digest()
     first = (h[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in (first, *h[1:6]))

@@ -30,6 +30,11 @@ def config(cmd: CmdArgs, cfg: BridgeConfig, *, port_mappings: bool = True) -> Fi
     return parse_firewall_config(cmd.conf.raw, runtime)._replace(ip_masq=cfg.ip_masq)
 
 
+def state_dir_of(cmd: CmdArgs, cfg: BridgeConfig) -> str:
+    """The firewall's stateDir (the bridge keeps its namespace records there too, see ``records``)."""
+    return config(cmd, cfg, port_mappings=False).state_dir
+
+
 def attachment(cmd: CmdArgs, addresses: list[IPInterface], bridge: str) -> Attachment:
     from ..firewall.base import Attachment, Owner
 

@@ -16,18 +16,19 @@ def _ours(ipam_type: str) -> bool:
     return ipam_type in OUR_IPAM
 
 
-def validate(cmd: CmdArgs, ipam_type: str) -> None:
-    """Parse our own IPAM's block (code 7 on bad values) so ADD can refuse it before changing anything.
+def validate(cmd: CmdArgs, ipam_type: str) -> str:
+    """Parse our own IPAM's block (code 7 on bad values) so ADD can refuse it before changing anything;
+    returns its dataDir (sticky records, reservations), "" for a delegated IPAM.
 
     A delegated plugin validates its own configuration when it runs; here it need only be on CNI_PATH."""
     if _ours(ipam_type):
         from ..ipam import plugin
 
-        plugin.config_of(cmd)
-        return
+        return plugin.config_of(cmd).data_dir
     from ..delegate import find_plugin
 
     find_plugin(ipam_type, cmd.path)
+    return ""
 
 
 def add(cmd: CmdArgs, ipam_type: str) -> Result:

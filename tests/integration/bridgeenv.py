@@ -67,10 +67,25 @@ class HostEnv:
         return self.host_sh("iptables-save", check=False) + self.host_sh("nft", "list", "ruleset", check=False)
 
     def leases(self, network: str = "testnet") -> list[str]:
+        """Addresses leased to attachments (sticky placeholders, held or reserved for an owner, are not)."""
+        return [name for name, data in self._address_files(network) if not data.startswith(b"_ignite_")]
+
+    def held(self, network: str = "testnet") -> list[str]:
+        """Addresses held or reserved for an owner (sticky placeholders), not leased."""
+        return [name for name, data in self._address_files(network) if data.startswith(b"_ignite_")]
+
+    def lease_holder(self, address: str, network: str = "testnet") -> str:
+        """The container ID an address is leased to ("" when it is not leased)."""
+        files = dict(self._address_files(network))
+        data = files.get(address, b"")
+        return "" if data.startswith(b"_ignite_") else data.decode().split("\r\n")[0]
+
+    def _address_files(self, network: str) -> list[tuple[str, bytes]]:
         folder = Path(self.data_dir) / network
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.name[0].isdigit() or ":" in p.name)
+        return sorted((p.name, p.read_bytes()) for p in folder.iterdir()
+                      if (p.name[0].isdigit() or ":" in p.name) and p.is_file())
 
     def ping(self, ns: str, target: str, count: int = 1) -> bool:
         return in_ns(ns, ["ping", "-c", str(count), "-W", "2", target], check=False).returncode == 0
