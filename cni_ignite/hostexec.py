@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import time
+from contextlib import suppress  # already loaded by typing: free
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import CniError, IOFailure
@@ -77,35 +78,53 @@ def run(
     (not reading its stdin, filling its stdout, or running on with its pipes closed)."""
     env = child_env(os.environ if env is None else env)
     deadline = time.monotonic() + timeout
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    actions = [
-        (os.POSIX_SPAWN_DUP2, in_r, 0),
-        (os.POSIX_SPAWN_DUP2, out_w, 1),
-        (os.POSIX_SPAWN_DUP2, err_w, 2),
-    ]
+    fds: list[int] = []
     try:
+        for _ in range(3):
+            fds += os.pipe()
+        in_r, in_w, out_r, out_w, err_r, err_w = fds
+        actions = [
+            (os.POSIX_SPAWN_DUP2, in_r, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ]
         pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions)
     except OSError as exc:
-        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
-            os.close(fd)
+        _close(fds)
         raise IOFailure(f"cannot run {argv[0]}", str(exc)) from exc
-    for fd in (in_r, out_w, err_w):
-        os.close(fd)
+    _close([in_r, out_w, err_w])
     outs = {out_r: bytearray(), err_r: bytearray()}
     try:
         _pump(in_w, stdin, outs, deadline)
         status = _reap(pid, deadline)
     except TimeoutError:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _kill(pid)
         raise IOFailure(f"{argv[0]} timed out", f"after {timeout:g}s") from None
+    except OSError as exc:  # a pipe or the wait failed under us: the child's answer is lost
+        _kill(pid)
+        raise IOFailure(f"talking to {argv[0]} failed", str(exc)) from exc
     except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _kill(pid)
         raise
     return Completed(tuple(argv), os.waitstatus_to_exitcode(status), bytes(outs[out_r]), bytes(outs[err_r]))
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with suppress(OSError):  # best effort: Linux releases the descriptor even when close(2) fails
+            os.close(fd)
+
+
+def _kill(pid: int) -> None:
+    """Kill and reap the child; a failure here must not hide the error that brought us here."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except OSError:
+        return
+    with suppress(OSError):
+        os.waitpid(pid, 0)
 
 
 def _wait_ms(deadline: float) -> int:
@@ -123,15 +142,16 @@ def _pump(in_w: int, data: bytes, outs: dict[int, bytearray], deadline: float) -
     Closes every fd it was given, also on timeout."""
     poller = select.poll()
     view = memoryview(data)
-    if data:
-        os.set_blocking(in_w, False)
-        poller.register(in_w, select.POLLOUT)
-    else:
-        os.close(in_w)
-    for fd in outs:
-        poller.register(fd, select.POLLIN)
-    open_fds = set(outs) | ({in_w} if data else set())
+    open_fds = set(outs) | {in_w}
     try:
+        if data:
+            os.set_blocking(in_w, False)
+            poller.register(in_w, select.POLLOUT)
+        else:
+            open_fds.discard(in_w)
+            _close([in_w])
+        for fd in outs:
+            poller.register(fd, select.POLLIN)
         while open_fds:
             for fd, events in poller.poll(_wait_ms(deadline)):
                 if fd == in_w:
@@ -144,10 +164,9 @@ def _pump(in_w: int, data: bytes, outs: dict[int, bytearray], deadline: float) -
                 if done:
                     poller.unregister(fd)
                     open_fds.discard(fd)
-                    os.close(fd)
+                    _close([fd])
     finally:
-        for fd in open_fds:
-            os.close(fd)
+        _close(list(open_fds))
 
 
 def _feed(in_w: int, view: memoryview, events: int) -> memoryview:

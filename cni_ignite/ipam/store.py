@@ -13,8 +13,13 @@ change; anyone else creating or removing a lease (the Go plugin, an operator) ch
 next command rebuilds the index from the lease files.
 
 A lease is written to a temporary file, fsync'ed, then hard-linked to its address's name: the link is
-atomic and exclusive, so a lease is never half-written and a killed ADD leaves at most a temporary
-file in the index folder, removed by the next rebuild or GC.
+atomic and exclusive, so a lease is never half-written. Temporary files live in
+``<dataDir>/.ignite-index/.tmp-<network>/`` (same file system, not in the index folder) and are only ever
+written under the lock, so whatever the next command finds there (after holding the lock) was
+left by a writer that died; it removes it.
+
+Every file-system failure leaves the store as ``IOFailure`` (5); a failure to record the index stamp
+fails nothing (the index is a cache: without a stamp the next command rebuilds it from the leases).
 
 Holds and reservations (see sticky.py) are *placeholder* lease files under the address's name, so that
 host-local (which only ever creates a lease with ``O_EXCL``) sees the address as another container's:
@@ -53,6 +58,8 @@ LAST_RESERVED = "last_reserved_ip."
 Owner = tuple[str, str]  # (container ID, ifname); ifname "" for legacy id-only leases
 HELD, RESERVED = "_ignite_held_", "_ignite_reserved_"
 DURABLE = ("o-", "b-", "res-", "rip-", "config-reservations")  # index-folder files a rebuild keeps
+TMP_PREFIX = ".tmp-"  # <dataDir>/.ignite-index/.tmp-<network>/: temporary files, written only under the lock
+# (a network name starts with a letter or digit, so this folder is never a network's)
 
 
 class Slot(NamedTuple):
@@ -88,12 +95,17 @@ def parse_slot(data: bytes) -> Slot | None:
 @contextlib.contextmanager
 def flocked(path: str, timeout: float) -> Iterator[None]:
     """Hold an exclusive flock on `path` (created if missing), waiting at most `timeout` seconds."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise IOFailure(f"cannot open the IPAM lock {path}", str(exc)) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             _wait_flock(fd, path, timeout)
+        except OSError as exc:
+            raise IOFailure(f"cannot lock {path}", str(exc)) from exc
         yield
     finally:
         os.close(fd)  # closing drops the flock; the file stays (unlinking would split waiters)
@@ -107,6 +119,8 @@ def _wait_flock(fd: int, path: str, timeout: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        raise IOFailure(f"cannot lock {path}", str(exc)) from exc
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -142,6 +156,7 @@ class DiskStore:
     def __init__(self, data_dir: str, network: str, *, lock_timeout: float = 30.0) -> None:
         self.dir = os.path.join(data_dir, network)
         self.idx = os.path.join(data_dir, INDEX_DIR, network)
+        self.tmp = os.path.join(data_dir, INDEX_DIR, TMP_PREFIX + network)
         self.lock_timeout = lock_timeout
         self._dirty = False
         self.owner: Owner = ("", "")
@@ -157,16 +172,32 @@ class DiskStore:
         with flocked(os.path.join(self.dir, "lock"), self.lock_timeout):
             self._dirty = False
             try:
+                self._clear_tmp()
                 if not self._index_fresh():
                     self.rebuild_index()
                 yield self
-            except BaseException:
+            except BaseException as exc:
                 # Whatever was done before the failure may not be in the index: never vouch for it, and
                 # make sure no earlier stamp does either (the next command rebuilds from the leases).
                 self._invalidate()
+                if isinstance(exc, OSError):  # the store is where file-system errors enter our code
+                    raise IOFailure(f"IPAM store {self.dir}: {exc.strerror or exc}", str(exc)) from exc
                 raise
             if self._dirty:
-                self._stamp()
+                try:
+                    self._stamp()
+                except (OSError, CniError):  # the verb's work is done and on disk; the index is only a cache
+                    self._invalidate()
+
+    def _clear_tmp(self) -> None:
+        """Remove temporary files a writer that died left (we hold the lock: no one else is writing)."""
+        try:
+            names = os.listdir(self.tmp)
+        except FileNotFoundError:
+            return
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.tmp, name))
 
     def _index_fresh(self) -> bool:
         try:
@@ -311,7 +342,7 @@ class DiskStore:
         except OSError as exc:
             raise IOFailure(f"cannot write lease {ip}", str(exc)) from exc
         finally:
-            os.unlink(tmp)
+            self._drop_tmp(tmp)
         self._dirty = True
         try:
             self._write_atomic(os.path.join(self.dir, f"{LAST_RESERVED}{range_id}"), str(ip).encode())
@@ -353,7 +384,7 @@ class DiskStore:
             raise IOFailure(f"cannot write lease {ip}", str(exc)) from exc
         finally:
             if tmp:
-                os.unlink(tmp)
+                self._drop_tmp(tmp)
         self._dirty = True
         return True
 
@@ -379,26 +410,42 @@ class DiskStore:
                 os.unlink(path)
 
     def _write_tmp(self, data: bytes, *, sync: bool = False) -> str:
-        path = os.path.join(self.idx, f".tmp-{os.getpid()}-{time.monotonic_ns()}")
+        """A new temporary file holding all of `data` (fsync'ed with sync), or IOFailure and no file."""
+        path = os.path.join(self.tmp, f"t-{os.getpid()}-{time.monotonic_ns()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, data)
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                os.makedirs(self.tmp, mode=0o700, exist_ok=True)
+                fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise IOFailure(f"cannot write in {self.idx}", str(exc)) from exc
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
                 if sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
+            self._drop_tmp(path)
             raise IOFailure(f"cannot write in {self.idx}", str(exc)) from exc
         return path
+
+    @staticmethod
+    def _drop_tmp(path: str) -> None:
+        """Remove a temporary file; one that cannot be removed now goes with the next command's _clear_tmp."""
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
     def _write_atomic(self, path: str, data: bytes) -> None:
         tmp = self._write_tmp(data)
         try:
             os.replace(tmp, path)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if exc.errno == errno.ENOSPC:
-                raise IOFailure("no space left for IPAM state", path) from exc
-            raise CniError(f"cannot write {path}", str(exc)) from exc
+            self._drop_tmp(tmp)
+            what = "no space left for IPAM state" if exc.errno == errno.ENOSPC else f"cannot write {path}"
+            raise IOFailure(what, f"{path}: {exc}") from exc
