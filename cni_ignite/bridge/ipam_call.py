@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .config import OUR_IPAM
 
 if TYPE_CHECKING:
+    from ..ipam.config import IpamConfig
     from ..result import Result
     from ..skel import CmdArgs
 
@@ -16,19 +17,19 @@ def _ours(ipam_type: str) -> bool:
     return ipam_type in OUR_IPAM
 
 
-def validate(cmd: CmdArgs, ipam_type: str) -> str:
+def validate(cmd: CmdArgs, ipam_type: str) -> IpamConfig | None:
     """Parse our own IPAM's block (code 7 on bad values) so ADD can refuse it before changing anything;
-    returns its dataDir (sticky records, reservations), "" for a delegated IPAM.
+    returns it (its dataDir holds sticky records and reservations), None for a delegated IPAM.
 
     A delegated plugin validates its own configuration when it runs; here it need only be on CNI_PATH."""
     if _ours(ipam_type):
         from ..ipam import plugin
 
-        return plugin.config_of(cmd).data_dir
+        return plugin.config_of(cmd)
     from ..delegate import find_plugin
 
     find_plugin(ipam_type, cmd.path)
-    return ""
+    return None
 
 
 def add(cmd: CmdArgs, ipam_type: str) -> Result:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ..firewall.base import FirewallConfig
     from ..guard.rules import Attachment as GuardAttachment
+    from ..ipam.config import IpamConfig
     from ..netlink.ops import LinkInfo
     from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
@@ -54,7 +55,7 @@ def add(cmd: CmdArgs) -> Result:
     prev = decode(cmd.conf.prev_result) if cmd.conf.prev_result else None
     fw_cfg = rules.config(cmd, cfg) if rules.wanted(cmd, cfg) else None  # validated before any change
     state_dir = (fw_cfg or rules.config(cmd, cfg, port_mappings=False)).state_dir
-    data_dir = ipam_call.validate(cmd, cfg.ipam_type) if cfg.ipam_type else ""  # likewise the IPAM's block
+    ipam_cfg = ipam_call.validate(cmd, cfg.ipam_type) if cfg.ipam_type else None  # likewise the IPAM's block
     with ExitStack() as undo:
         host = kernel.HostNet()
         undo.callback(host.close)
@@ -62,7 +63,8 @@ def add(cmd: CmdArgs) -> Result:
         undo.callback(cont.close)
         if cont.link(cmd.ifname) is not None:
             raise CniError(f"container veth name provided ({cmd.ifname}) already exists")
-        ident = _identity(host, cmd, cfg, state_dir, data_dir)
+        _hold_records(state_dir, cmd.conf.name, undo)
+        ident = _identity(host, cmd, cfg, state_dir, ipam_cfg)
         tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
         bridge, host_veth = _host_veth(host, cont, cmd, cfg, ident.mac, tag, undo)
 
@@ -105,6 +107,15 @@ def add(cmd: CmdArgs) -> Result:
     return result
 
 
+def _hold_records(state_dir: str, network: str, undo: ExitStack) -> None:
+    import os
+
+    from .records import hold_shared
+
+    fd = hold_shared(state_dir, network)
+    undo.callback(os.close, fd)
+
+
 class Identity(NamedTuple):
     """The MACs of an attachment: stable per (network, owner, ifname) unless the runtime or a
     reservation names one; per container ID while another live attachment of the owner holds the
@@ -114,13 +125,15 @@ class Identity(NamedTuple):
     guest_mac: str   # the VM's in VM bridge mode (tc-redirect: the guest uses the container interface's)
 
 
-def _identity(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, state_dir: str, data_dir: str) -> Identity:
+def _identity(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, state_dir: str,
+              ipam_cfg: IpamConfig | None) -> Identity:
     """The attachment's MACs; first, an earlier attachment of the same owner (under another container ID)
     whose namespace is gone is removed completely (host veth, guard, rules, record, lease), so this ADD
     gets its address back (sticky IPAM) and its MACs. A live one is left alone."""
     from . import records
 
     network, owner, ifname = cmd.conf.name, cfg.owner, cmd.ifname
+    data_dir = ipam_cfg.data_dir if ipam_cfg is not None else ""
     key = owner
     for other in _earlier(state_dir, data_dir, network, owner, ifname, cmd.container_id):
         why = records.gone(host, state_dir, network, other, ifname)
@@ -129,10 +142,13 @@ def _identity(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, state_dir: str, da
         else:
             _take_over(cmd, other, why)
     reserved = ""
-    if data_dir and key == owner:
-        from ..ipam.sticky import reservation_mac
+    if ipam_cfg is not None and key == owner:  # the config's reservations, else the run-time ones
+        reserved = next((r.mac for r in ipam_cfg.reservations if (r.owner, r.ifname) == (owner, ifname) and r.mac),
+                        "")
+        if not reserved:
+            from ..ipam.sticky import reservation_mac
 
-        reserved = reservation_mac(data_dir, network, owner, ifname)
+            reserved = reservation_mac(data_dir, network, owner, ifname)
     bridge_vm = cfg.vm.mode == "bridge"  # the guest is the endpoint: a reserved MAC is the guest's
     mac = cfg.mac or ("" if bridge_vm else reserved) or derived_mac(network, key, ifname, "veth")
     guest = cfg.vm.guest_mac or (reserved if bridge_vm else "") or derived_mac(network, key, ifname, "vm")

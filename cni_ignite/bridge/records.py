@@ -23,8 +23,10 @@ and rename); read leniently (a damaged record is treated as missing).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..firewall.naming import network_dir
@@ -32,6 +34,8 @@ from ..identity import owner_key
 from .config import attachment_hash, attachment_tag, host_veth_name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..guard.rules import Attachment as GuardAttachment
     from .kernel import HostNet
 
@@ -79,7 +83,6 @@ def _read(path: str) -> bytes | None:
 
 
 def write(state_dir: str, network: str, rec: Record) -> None:
-    os.makedirs(folder(state_dir, network), mode=0o700, exist_ok=True)
     _write(_att_path(state_dir, network, rec.cid, rec.ifname), json.dumps(rec._asdict()).encode())
     _write(_owner_path(state_dir, network, rec.owner, rec.ifname), rec.cid.encode())
 
@@ -124,11 +127,51 @@ def all_records(state_dir: str, network: str) -> list[Record]:
         return []
     out = []
     for name in names:
-        data = _read(os.path.join(base, name)) if name.startswith("a-") and not name.endswith(".tmp") else None
+        data = _read(os.path.join(base, name)) if name.startswith("a-") and "." not in name else None
         rec = _decode(data) if data is not None else None
         if rec is not None:
             out.append(rec)
     return out
+
+
+# -------------------------------------------------------------------------------------------- locking
+
+def hold_shared(state_dir: str, network: str) -> int:
+    """ADD holds the network's ``lock`` shared from before it judges an earlier attachment until it ends
+    (ADDs never wait for each other); ``cni-ignite gc`` takes it exclusively around each judgement and
+    removal, so it never removes an attachment an ADD (Ignite reuses the VM ID) is making. Returns the fd
+    to close."""
+    base = folder(state_dir, network)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(base, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive(state_dir: str, network: str, timeout: float = 30.0) -> Iterator[bool]:
+    """The network's lock, exclusively (for gc); yields False when it could not be had within timeout."""
+    base = folder(state_dir, network)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(base, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+        yield True
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------- liveness
