@@ -125,7 +125,7 @@ def gc(cmd: CmdArgs) -> None:
                 gone.setdefault(owner, []).append(ip)
         for (cid, ifname), ips in gone.items():
             sticky.release(store, cfg, cid, ifname, ips, cid, now)
-        store.rebuild_index()
+        store.refresh_index()  # drops entries of released leases; best effort (a full disk must not fail GC)
 
 
 def status(cmd: CmdArgs) -> None:

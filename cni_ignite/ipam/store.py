@@ -18,8 +18,9 @@ atomic and exclusive, so a lease is never half-written. Temporary files live in
 written under the lock, so whatever the next command finds there (after holding the lock) was
 left by a writer that died; it removes it.
 
-Every file-system failure leaves the store as ``IOFailure`` (5); a failure to record the index stamp
-fails nothing (the index is a cache: without a stamp the next command rebuilds it from the leases).
+Every file-system failure leaves the store as ``IOFailure`` (5). The index is a cache: when it cannot be
+rebuilt or stamped (a full disk), the command goes on without it (``find`` scans the lease files, O(leases))
+and leaves it unstamped for the next one, so DEL and GC work on a full disk.
 
 Holds and reservations (see sticky.py) are *placeholder* lease files under the address's name, so that
 host-local (which only ever creates a lease with ``O_EXCL``) sees the address as another container's:
@@ -159,6 +160,7 @@ class DiskStore:
         self.tmp = os.path.join(data_dir, INDEX_DIR, TMP_PREFIX + network)
         self.lock_timeout = lock_timeout
         self._dirty = False
+        self._index_ok = True  # False: the index could not be rebuilt; find() scans the leases instead
         self.owner: Owner = ("", "")
 
     # ------------------------------------------------------------------------------------ transaction
@@ -170,11 +172,11 @@ class DiskStore:
         except OSError as exc:
             raise IOFailure(f"cannot create IPAM data folder {self.dir}", str(exc)) from exc
         with flocked(os.path.join(self.dir, "lock"), self.lock_timeout):
-            self._dirty = False
+            self._dirty, self._index_ok = False, True
             try:
                 self._clear_tmp()
                 if not self._index_fresh():
-                    self.rebuild_index()
+                    self.refresh_index()
                 yield self
             except BaseException as exc:
                 # Whatever was done before the failure may not be in the index: never vouch for it, and
@@ -183,7 +185,7 @@ class DiskStore:
                 if isinstance(exc, OSError):  # the store is where file-system errors enter our code
                     raise IOFailure(f"IPAM store {self.dir}: {exc.strerror or exc}", str(exc)) from exc
                 raise
-            if self._dirty:
+            if self._dirty and self._index_ok:
                 try:
                     self._stamp()
                 except (OSError, CniError):  # the verb's work is done and on disk; the index is only a cache
@@ -198,6 +200,15 @@ class DiskStore:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.tmp, name))
+
+    def refresh_index(self) -> None:
+        """Rebuild the index from the lease files; when that fails (a full disk), carry on without it: the
+        rest of the command scans the leases, and nothing stamps the half-written index."""
+        try:
+            self.rebuild_index()
+        except (OSError, CniError):
+            self._index_ok = False
+            self._invalidate()
 
     def _index_fresh(self) -> bool:
         try:
@@ -293,9 +304,13 @@ class DiskStore:
 
     def find(self, owner: Owner) -> list[IPAddress]:
         """The addresses leased to `owner`, from the index, each confirmed against its lease file."""
+        if not self._index_ok:
+            return sorted((ip for ip, o in self.scan().items() if o == owner), key=lambda a: (a.version, a))
         listed = self._read_index(owner)
         if listed is None:  # not written by us: rebuild it from the lease files
-            self.rebuild_index()
+            self.refresh_index()
+            if not self._index_ok:
+                return self.find(owner)
             listed = self._read_index(owner) or []
         return [ip for ip in listed if self.holder(ip) == owner]
 
@@ -398,8 +413,10 @@ class DiskStore:
         self._dirty = True
 
     def set_index(self, owner: Owner, ips: list[IPAddress]) -> None:
-        self._write_index(owner, ips)
+        """Record owner's addresses in the index (skipped while the index is out of use: nothing trusts it)."""
         self._dirty = True
+        if self._index_ok:
+            self._write_index(owner, ips)
 
     def _write_index(self, owner: Owner, ips: list[IPAddress]) -> None:
         path = os.path.join(self.idx, owner_key(owner))
