@@ -25,6 +25,7 @@ class Backend(Protocol):
     def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> None: ...
     def remove_by_key(self, key: str) -> None: ...
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
+    def prune(self) -> None: ...
 
 
 def _legacy_tables() -> bool:
@@ -180,6 +181,10 @@ class RuleFirewall:
                 failures.append(f"{o.container_id}/{o.ifname}: {exc}")
         if failures:
             raise TryAgainLater("firewall GC incomplete", "; ".join(failures))
+        if any(True for _ in state.records(cfg.state_dir, network)):
+            return  # chains shared per subnet are still in use (an unreferenced one waits for the next GC)
+        with contextlib.suppress(CniError):  # ToolMissing included: no nft, nothing of ours to prune
+            self.backend("nftables").prune()
 
     def attachments(self, network: str | None = None) -> list[AttachmentInfo]:
         return state.list_attachments(self.state_dir, network)

@@ -150,6 +150,9 @@ class IptablesBackend:
             if text:
                 _restore(family, text)
 
+    def prune(self) -> None:
+        """Nothing is shared per network in this layout."""
+
     # -------------------------------------------------------------------------------------------- check
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
         out: list[str] = []

@@ -8,8 +8,11 @@ maps and base chains with ``add`` (idempotent, safe to race), rewrites the base 
 and adds the elements; if that fails too and no state record named earlier rules, rules of the key
 left by a lost record are swept (a listing: rare path) and the transaction is retried once.
 
-DEL removes the elements and chain a state record describes, each added first (nft 1.0.6 has no
-``destroy``): exact, touching nothing else. A layout-1 record (per-attachment chains, nft_legacy) is
+DEL removes the elements and chain a state record describes: exact, touching nothing else; then it
+tries to delete the shared m-/h- chains its elements jumped to, which the kernel refuses (EBUSY) while
+another attachment's element still jumps there (one ``nft`` per chain, side by side). When one
+is absent already, the transaction fails as a whole and is retried with each added first (nft 1.0.6
+has no ``destroy``). A layout-1 record (per-attachment chains, nft_legacy) is
 removed with the layout-1 text. Without a record, or when that fails, DEL lists the table
 (``nft -j list table``, O(attachments): the rare path) and removes every element whose comment names
 the key, every verdict-map element that jumps to one of the key's chains, and those chains. When a DEL
@@ -23,7 +26,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from . import naming as n
-from ._exec import RuleToolFailed, checked, run
+from ._exec import RuleToolFailed, checked, run, run_all
 from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nft_delete_text, nft_plan
 
 if TYPE_CHECKING:
@@ -103,6 +106,17 @@ class Listed:
         return elems, sorted(own & self.chains)
 
 
+def _shared_name(name: str) -> bool:
+    return name[:2] in {"m-", "h-"} and len(name) == 2 + n.KEY_LEN
+
+
+def _drop_unused(chains: list[str]) -> None:
+    """Delete each shared chain unless an element still jumps to it (the kernel refuses with EBUSY:
+    no listing needed). One ``nft`` per chain, side by side; failures are the expected "in use"."""
+    if chains:
+        run_all(NAME, [["nft", f"flush chain {TABLE} {c}; delete chain {TABLE} {c}"] for c in chains])
+
+
 def _legacy_left(chains: set[str]) -> bool:
     from .nft_legacy import is_legacy_chain
 
@@ -141,10 +155,16 @@ class NftablesBackend:
         plan = nft_plan(att, cfg)
         if not plan.chains and not plan.elements:
             return
-        try:
-            _apply(nft_delete_text(plan.elements, list(plan.chains), ensure=True), "nft DEL")
+        chains = list(plan.chains)
+        try:  # everything is there (the common case): one plain transaction
+            _apply(nft_delete_text(plan.elements, chains, ensure=False), "nft DEL")
         except RuleToolFailed:
-            self.remove_by_key(att.owner.key)
+            try:  # something is absent already: add each first, then delete
+                _apply(nft_delete_text(plan.elements, chains, ensure=True), "nft DEL")
+            except RuleToolFailed:
+                self.remove_by_key(att.owner.key)
+                return
+        _drop_unused(list(plan.shared))
 
     def _remove_legacy(self, att: Attachment, cfg: FirewallConfig) -> None:
         from . import nft_legacy
@@ -180,8 +200,21 @@ class NftablesBackend:
         elements, chains = listed.of_key(key)
         if elements or chains:
             _apply(nft_delete_text(elements, chains, ensure=False), f"nft DEL for {key}")
+        _drop_unused(sorted({e.data.split(" ")[-1] for e in elements if _shared_name(e.data.split(" ")[-1])}))
         if any(c in n.nft_chains(key) for c in chains):
             self._cleanup_legacy()
+
+    def prune(self) -> None:
+        """Remove the shared m-/h- chains no element jumps to any more (GC: lists our chains; a DEL
+        whose attempt lost a race with another DEL leaves one behind)."""
+        res = run(NAME, ["nft", "-j", "list", "chains", "inet"])
+        if not res.ok:
+            return
+        for item in json.loads(res.stdout or b"{}").get("nftables", []):
+            chain = item.get("chain", {})
+            name = chain.get("name", "")
+            if chain.get("table") == n.NFT_TABLE and _shared_name(name):
+                _drop_unused([name])
 
     def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
         plan = nft_plan(att, cfg)
@@ -198,8 +231,8 @@ class NftablesBackend:
         counts: dict[str, int] = {}
         for r in listed.rules:
             counts[r["chain"]] = counts.get(r["chain"], 0) + 1
-        out = [f"missing {desc} ({NAME})" for chain, rules in plan.chains.items() for _, desc in rules
-               if (chain, desc[:127].replace('"', "'")) not in have]
+        out = [f"missing {desc} in {chain} ({NAME})" for chain, rules in [*plan.shared.items(), *plan.chains.items()]
+               for _, desc in rules if (chain, desc[:127].replace('"', "'")) not in have]
         elements = {e for e, _ in listed.elements}
         out += [f"missing {plan.descs[e]} ({NAME})" for e in plan.elements if e not in elements]
         out += [f"base chain {c} has {counts.get(c, 0)} of its {len(rules)} rules ({NAME})"

@@ -14,15 +14,19 @@ iptables (per family; ``K`` = the attachment key, ``C`` = ``-m comment --comment
 
 nftables (``table inet cni_ignite``, layout 2; ``D`` = the host interface, quoted)::
 
-    masq4/6        D . <ip>                          set       (ipMasq)
-    nomasq4/6      D . <ip> . <subnet>               interval  (masquerade exemption)
-    hairpin4/6     D . <target> . <subnet|127.0.0.1|any>  interval  (snat: hairpin/localhost masquerade)
-    accept4/6      D . <ip>                          set       (forward)
-    acceptdnat4/6  D . <target>                      set       (forward, with port mappings)
+    masq4/6        D . <ip> : jump m-<hash>          (ipMasq; m-: ``ip daddr != <subnet> masquerade``)
+    hairpin4/6     D . <target> : jump h-<hash>      (snat; h-: masquerade from <subnet> [and 127.0.0.1])
+    hairpinall4/6  D . <target>                      (snat with masqAll)
+    accept4/6      D . <ip>                          (forward)
+    acceptdnat4/6  D . <target>                      (forward, with port mappings)
     dnat4/6        <proto> . <port>  : <target> . <port>          (mappings without hostIP)
     hostdnat4/6    <hostIP> . <proto> . <port> : <target> . <port>
     cdnat4/6, chostdnat4/6  same keys : jump c-K     (attachments with conditions: chain c-K)
 
+No interval sets: nft 1.0.6 fetches an interval set's elements to delete one (O(attachments)). The
+m-/h- chains are named after their rules (sha256), shared by every attachment that needs the same text
+(one per subnet and option set, not per attachment); an ADD rewrites its own, a DEL leaves them, GC
+removes those no element jumps to. The multicast exemption is a constant base rule.
 Every element carries ``comment "cni-ignite:K"``; the base chains (NFT_BASE_RULES) are constant.
 Layout 1 (per-attachment chains) is in nft_legacy.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from .._sha import sha256
 from . import naming as n
 
 if TYPE_CHECKING:
@@ -297,16 +302,24 @@ class NftElem(NamedTuple):
 
 
 class NftPlan:
-    __slots__ = ("chains", "descs", "elements", "key")
+    __slots__ = ("chains", "descs", "elements", "key", "shared")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.chains: dict[str, list[tuple[str, str]]] = {}  # c-K -> [(rule, desc)]; conditions only
+        self.shared: dict[str, list[tuple[str, str]]] = {}  # content-named chains other attachments share
         self.elements: list[NftElem] = []
         self.descs: dict[NftElem, str] = {}  # what each element does, for CHECK
 
     def add_rule(self, chain: str, rule: str, desc: str) -> None:
         self.chains.setdefault(chain, []).append((rule, desc))
+
+    def shared_chain(self, prefix: str, rules: list[tuple[str, str]]) -> str:
+        """A chain named after its rules: every attachment that needs the same rules (one subnet, one
+        option set) jumps to the same chain; an ADD rewrites it (same text), a DEL leaves it."""
+        name = f"{prefix}-{sha256(chr(10).join(r for r, _ in rules).encode()).hexdigest()[:n.KEY_LEN]}"
+        self.shared[name] = rules
+        return name
 
     def add(self, set_name: str, key: str, desc: str, data: str = "") -> None:
         elem = NftElem(set_name, key, data)
@@ -327,28 +340,34 @@ def nft_plan(att: Attachment, cfg: FirewallConfig) -> NftPlan:
         raise InvalidConfig("the nftables rules need the attachment's host interface name", repr(att.host_iface))
     dev = f'"{att.host_iface}"'
     for family in (4, 6):
-        addrs = att.of_family(family)
-        if not addrs:
-            continue
-        maps, target = mappings_for(cfg, family), addrs[0]
-        if cfg.ip_masq:
-            for a in addrs:
-                plan.add(f"nomasq{family}", f"{dev} . {a.ip} . {a.network}",
-                         f"masquerade exemption {a.network} of {a.ip}")
-                plan.add(f"masq{family}", f"{dev} . {a.ip}", f"masquerade of {a.ip}")
-        if maps:
-            _nft_dnat(plan, cfg, maps, target, family)
-        if maps and cfg.snat:
-            src = ("0.0.0.0/0" if family == 4 else "::/0") if cfg.masq_all else str(target.network)
-            plan.add(f"hairpin{family}", f"{dev} . {target.ip} . {src}", f"hairpin masquerade to {target.ip}")
-            if family == 4 and not cfg.masq_all:
-                plan.add("hairpin4", f"{dev} . {target.ip} . 127.0.0.1", f"localhost masquerade to {target.ip}")
-        if cfg.forward:
-            for a in addrs:
-                plan.add(f"accept{family}", f"{dev} . {a.ip}", f"forward accept to and from {a.ip}")
-                if maps and a == target:
-                    plan.add(f"acceptdnat{family}", f"{dev} . {a.ip}", f"forward accept of DNAT to {a.ip}")
+        if att.of_family(family):
+            _nft_family(plan, cfg, dev, att.of_family(family), family)
     return plan
+
+
+def _nft_family(plan: NftPlan, cfg: FirewallConfig, dev: str, addrs: tuple[Address, ...], family: int) -> None:
+    ip = "ip" if family == 4 else "ip6"
+    maps, target = mappings_for(cfg, family), addrs[0]
+    if cfg.ip_masq:
+        for a in addrs:
+            masq = plan.shared_chain("m", [(f"{ip} daddr != {a.network} masquerade",
+                                            f"masquerade unless to {a.network}")])
+            plan.add(f"masq{family}", f"{dev} . {a.ip}", f"masquerade of {a.ip}", f"jump {masq}")
+    if maps:
+        _nft_dnat(plan, cfg, maps, target, family)
+    if maps and cfg.snat and cfg.masq_all:
+        plan.add(f"hairpinall{family}", f"{dev} . {target.ip}", f"hairpin masquerade to {target.ip}")
+    elif maps and cfg.snat:
+        hairpin = [(f"{ip} saddr {target.network} masquerade", f"hairpin masquerade from {target.network}")]
+        if family == 4:
+            hairpin.append(("ip saddr 127.0.0.1 masquerade", "localhost masquerade"))
+        chain = plan.shared_chain("h", hairpin)
+        plan.add(f"hairpin{family}", f"{dev} . {target.ip}", f"hairpin masquerade to {target.ip}", f"jump {chain}")
+    if cfg.forward:
+        for a in addrs:
+            plan.add(f"accept{family}", f"{dev} . {a.ip}", f"forward accept to and from {a.ip}")
+            if maps and a == target:
+                plan.add(f"acceptdnat{family}", f"{dev} . {a.ip}", f"forward accept of DNAT to {a.ip}")
 
 
 def _nft_dnat(plan: NftPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address, family: int) -> None:
@@ -375,9 +394,9 @@ def _quote(desc: str) -> str:
 def _sets(family: int) -> str:
     t, a = f"inet {n.NFT_TABLE}", f"ipv{family}_addr"
     return "".join((
-        f"add set {t} masq{family} {{ type ifname . {a}; }}\n",
-        f"add set {t} nomasq{family} {{ type ifname . {a} . {a}; flags interval; }}\n",
-        f"add set {t} hairpin{family} {{ type ifname . {a} . {a}; flags interval; }}\n",
+        f"add map {t} masq{family} {{ type ifname . {a} : verdict; }}\n",
+        f"add map {t} hairpin{family} {{ type ifname . {a} : verdict; }}\n",
+        f"add set {t} hairpinall{family} {{ type ifname . {a}; }}\n",
         f"add set {t} accept{family} {{ type ifname . {a}; }}\n",
         f"add set {t} acceptdnat{family} {{ type ifname . {a}; }}\n",
         f"add map {t} dnat{family} {{ type inet_proto . inet_service : {a} . inet_service; }}\n",
@@ -410,12 +429,12 @@ _DNAT_RULES = (
 NFT_BASE_RULES = {
     "nat-prerouting": _DNAT_RULES,
     "nat-output": _DNAT_RULES,
-    "nat-postrouting": ("ct status dnat oifname . ip daddr . ip saddr @hairpin4 masquerade",
-                        "ct status dnat oifname . ip6 daddr . ip6 saddr @hairpin6 masquerade",
+    "nat-postrouting": ("ct status dnat oifname . ip daddr vmap @hairpin4",
+                        "ct status dnat oifname . ip6 daddr vmap @hairpin6",
+                        "ct status dnat oifname . ip daddr @hairpinall4 masquerade",
+                        "ct status dnat oifname . ip6 daddr @hairpinall6 masquerade",
                         f"ip daddr {MULTICAST[4]} return", f"ip6 daddr {MULTICAST[6]} return",
-                        "iifname . ip saddr . ip daddr @nomasq4 return",
-                        "iifname . ip6 saddr . ip6 daddr @nomasq6 return",
-                        "iifname . ip saddr @masq4 masquerade", "iifname . ip6 saddr @masq6 masquerade"),
+                        "iifname . ip saddr vmap @masq4", "iifname . ip6 saddr vmap @masq6"),
     "filter-forward": ("jump admin",
                        "ct state established,related oifname . ip daddr @accept4 accept",
                        "ct state established,related oifname . ip6 daddr @accept6 accept",
@@ -442,7 +461,7 @@ def nft_add_text(plan: NftPlan) -> str:
     """The attachment's conditions chain (flushed and refilled) and its elements."""
     t, cmt = f"inet {n.NFT_TABLE}", n.comment(plan.key)
     out = []
-    for chain, own in plan.chains.items():
+    for chain, own in [*plan.shared.items(), *plan.chains.items()]:
         out.append(f"add chain {t} {chain}\nflush chain {t} {chain}\n")
         out += [f"add rule {t} {chain} {r} comment {_quote(d)}\n" for r, d in own]
     out += [f"add element {t} {e.set} {e.text(cmt)}\n" for e in plan.elements]

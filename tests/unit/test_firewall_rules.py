@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 import pytest
@@ -169,24 +170,54 @@ def test_iptables_add_verifies_the_entry_rules_it_needs_by_listing_constant_chai
     assert no_maps.tables() == ["nat"]
 
 
+def shared(prefix: str, *rules: str) -> str:
+    """The name of a chain shared by content: prefix-sha256(its rules)[:20]."""
+    return f"{prefix}-{hashlib.sha256(chr(10).join(rules).encode()).hexdigest()[:20]}"
+
+
 def test_nft_attachment_is_elements_keyed_by_family_interface_and_port() -> None:
     t = "inet cni_ignite"
     c = f'comment "cni-ignite:{K}"'
-    assert nft_add_text(nft_plan(att(V4, V6), CFG)) == f"""add element {t} nomasq4 {{ "br0" . 10.61.0.2 . 10.61.0.0/16 {c} }}
-add element {t} masq4 {{ "br0" . 10.61.0.2 {c} }}
+    m4, m6 = shared("m", "ip daddr != 10.61.0.0/16 masquerade"), shared("m", "ip6 daddr != fd00::/64 masquerade")
+    h4 = shared("h", "ip saddr 10.61.0.0/16 masquerade", "ip saddr 127.0.0.1 masquerade")
+    h6 = shared("h", "ip6 saddr fd00::/64 masquerade")
+    assert nft_add_text(nft_plan(att(V4, V6), CFG)) == f"""add chain {t} {m4}
+flush chain {t} {m4}
+add rule {t} {m4} ip daddr != 10.61.0.0/16 masquerade comment "masquerade unless to 10.61.0.0/16"
+add chain {t} {h4}
+flush chain {t} {h4}
+add rule {t} {h4} ip saddr 10.61.0.0/16 masquerade comment "hairpin masquerade from 10.61.0.0/16"
+add rule {t} {h4} ip saddr 127.0.0.1 masquerade comment "localhost masquerade"
+add chain {t} {m6}
+flush chain {t} {m6}
+add rule {t} {m6} ip6 daddr != fd00::/64 masquerade comment "masquerade unless to fd00::/64"
+add chain {t} {h6}
+flush chain {t} {h6}
+add rule {t} {h6} ip6 saddr fd00::/64 masquerade comment "hairpin masquerade from fd00::/64"
+add element {t} masq4 {{ "br0" . 10.61.0.2 {c} : jump {m4} }}
 add element {t} dnat4 {{ tcp . 8080 {c} : 10.61.0.2 . 80 }}
 add element {t} hostdnat4 {{ 127.0.0.1 . udp . 5353 {c} : 10.61.0.2 . 53 }}
-add element {t} hairpin4 {{ "br0" . 10.61.0.2 . 10.61.0.0/16 {c} }}
-add element {t} hairpin4 {{ "br0" . 10.61.0.2 . 127.0.0.1 {c} }}
+add element {t} hairpin4 {{ "br0" . 10.61.0.2 {c} : jump {h4} }}
 add element {t} accept4 {{ "br0" . 10.61.0.2 {c} }}
 add element {t} acceptdnat4 {{ "br0" . 10.61.0.2 {c} }}
-add element {t} nomasq6 {{ "br0" . fd00::2 . fd00::/64 {c} }}
-add element {t} masq6 {{ "br0" . fd00::2 {c} }}
+add element {t} masq6 {{ "br0" . fd00::2 {c} : jump {m6} }}
 add element {t} dnat6 {{ tcp . 8080 {c} : fd00::2 . 80 }}
-add element {t} hairpin6 {{ "br0" . fd00::2 . fd00::/64 {c} }}
+add element {t} hairpin6 {{ "br0" . fd00::2 {c} : jump {h6} }}
 add element {t} accept6 {{ "br0" . fd00::2 {c} }}
 add element {t} acceptdnat6 {{ "br0" . fd00::2 {c} }}
 """
+
+
+def test_nft_attachments_of_one_subnet_share_its_masquerade_chains() -> None:
+    other = nft_plan(Attachment(owner=Owner("net1", "c2", "eth0"), addresses=(ipaddress.ip_interface("10.61.0.3/16"),),
+                                host_iface="br0"), CFG)
+    assert other.shared == nft_plan(att(V4), CFG).shared
+    assert nft_plan(att(V4), CFG._replace(snat=False)).shared.keys() < other.shared.keys()
+
+
+def test_nft_uses_no_interval_set() -> None:
+    # nft 1.0.6 fetches every element of an interval set to delete one: DEL would grow with attachments
+    assert "interval" not in nft_bootstrap_text()
 
 
 def test_nft_any_address_mappings_of_two_families_go_to_two_maps() -> None:
@@ -201,7 +232,7 @@ def test_nft_bootstrap_declares_everything_and_never_flushes_admin() -> None:
     assert "add chain inet cni_ignite admin\n" in text
     assert "flush chain inet cni_ignite admin" not in text
     assert text.index("filter-forward jump admin") < text.index("filter-forward ct state established")
-    for name in ("masq", "nomasq", "hairpin", "accept", "acceptdnat", "dnat", "hostdnat", "cdnat", "chostdnat"):
+    for name in ("masq", "hairpin", "hairpinall", "accept", "acceptdnat", "dnat", "hostdnat", "cdnat", "chostdnat"):
         for family in (4, 6):
             assert f" {name}{family} {{ type " in text, (name, family)
     # layout 1's base chains and maps are not touched: its attachments keep working until their DEL
@@ -215,7 +246,8 @@ def test_nft_conditions_keep_a_small_chain_reached_by_a_verdict_map() -> None:
     plan = nft_plan(att(V4), cfg)
     assert plan.chains == {f"c-{K}": [('meta nfproto ipv4 iifname "eth0" tcp dport 8080 dnat ip to 10.61.0.2:80',
                                        "DNAT tcp *:8080 -> 10.61.0.2:80")]}
-    assert plan.elements == [("cdnat4", "tcp . 8080", f"jump c-{K}"), ("hairpin4", '"br0" . 10.61.0.2 . 0.0.0.0/0', "")]
+    assert plan.elements == [("cdnat4", "tcp . 8080", f"jump c-{K}"), ("hairpinall4", '"br0" . 10.61.0.2', "")]
+    assert plan.shared == {}
 
 
 def test_nft_needs_a_plain_host_interface_name() -> None:
@@ -228,13 +260,12 @@ def test_nft_needs_a_plain_host_interface_name() -> None:
 
 def test_nft_delete_text_adds_before_deleting_so_absent_items_do_not_fail() -> None:
     plan = nft_plan(att(V4), CFG._replace(port_mappings=(TCP,), forward=False, snat=False))
-    assert nft_delete_text(plan.elements, [], ensure=True) == """add element inet cni_ignite nomasq4 { "br0" . 10.61.0.2 . 10.61.0.0/16 }
-delete element inet cni_ignite nomasq4 { "br0" . 10.61.0.2 . 10.61.0.0/16 }
-add element inet cni_ignite masq4 { "br0" . 10.61.0.2 }
-delete element inet cni_ignite masq4 { "br0" . 10.61.0.2 }
-add element inet cni_ignite dnat4 { tcp . 8080 : 10.61.0.2 . 80 }
-delete element inet cni_ignite dnat4 { tcp . 8080 }
-"""
+    m4 = shared("m", "ip daddr != 10.61.0.0/16 masquerade")
+    assert nft_delete_text(plan.elements, list(plan.chains), ensure=True) == f"""add element inet cni_ignite masq4 {{ "br0" . 10.61.0.2 : jump {m4} }}
+delete element inet cni_ignite masq4 {{ "br0" . 10.61.0.2 }}
+add element inet cni_ignite dnat4 {{ tcp . 8080 : 10.61.0.2 . 80 }}
+delete element inet cni_ignite dnat4 {{ tcp . 8080 }}
+"""  # the shared chain stays: other attachments of the subnet may jump to it
 
 
 def test_nft_layout_1_text_is_what_the_earlier_code_made() -> None:
