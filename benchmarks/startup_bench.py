@@ -8,13 +8,17 @@ reference Go bridge (/usr/lib/cni/bridge) and the venv console scripts (unfrozen
     python benchmarks/startup_bench.py [--runs 41] [--markdown]
     sudo python benchmarks/startup_bench.py --compare NAME=DIR [NAME=DIR ...] [--runs 41]
     python benchmarks/startup_bench.py --restart [--runs 41]
+    python benchmarks/startup_bench.py --importtime DIR [--runs 41]
 
 --compare: bundles (a folder holding the `cni-ignite` executable, e.g. two builds of packaging/build.sh)
 side by side, interleaved run by run: VERSION and a whole-network ADD + DEL (conf/10-ignite.conflist, one
 port mapping) in a throwaway host netns per bundle, container netns per call, temp dataDir/stateDir
 (benchmarks/chain_bench.py). --restart: what PyInstaller's onedir restart (the bootloader's execvp of
 itself) costs: VERSION started normally against VERSION started with the environment the restarted
-process gets (_PYI_* and LD_LIBRARY_PATH), which skips the restart.
+process gets (_PYI_* and LD_LIBRARY_PATH), which skips the restart. --importtime: DIR is a bundle built
+with `-X importtime` (CNI_IGNITE_PY_OPTIONS="X importtime" python -m PyInstaller ... packaging/cni-ignite.spec,
+see benchmarks/IMPORTS.md); the self time of every module on VERSION and on the ADD path (imported through
+CNI_IGNITE_DEBUG_IMPORT), each charged to the nearest cni_ignite module that imported it, medians over runs.
 
 Each program is started with os.posix_spawn (no subprocess overhead in the figure) with a minimal
 environment, stdin from /dev/null and stdout to /dev/null; one warm-up run first. Results: median and p90
@@ -26,10 +30,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION"}
@@ -168,13 +174,80 @@ def compare(bundles: dict[str, Path], runs: int) -> list[str]:
     return out
 
 
+ADD_PATH = ("cni_ignite.cli,cni_ignite.skel,cni_ignite.hostexec,cni_ignite.bridge.plugin,cni_ignite.bridge.kernel,"
+            "cni_ignite.bridge.firewall_glue,cni_ignite.bridge.ipam_call,cni_ignite.ipam.plugin,cni_ignite.netlink.rtnl,"
+            "cni_ignite.netlink.sysctl,cni_ignite.firewall.base,cni_ignite.firewall.core,cni_ignite.firewall.nftables,"
+            "ctypes,encodings.ascii")
+
+
+def owners(stderr: str) -> dict[str, float]:
+    """-X importtime output -> self ms per owner (the nearest cni_ignite module up the import tree; modules
+    imported before ours are charged to "(start-up)")."""
+    pending: list[tuple[int, str, float, list[Any]]] = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line or "self [us]" in line:
+            continue
+        self_us, _, name = line[len("import time:"):].split("|")
+        depth = (len(name) - len(name.lstrip(" "))) // 2
+        children = []
+        while pending and pending[-1][0] == depth:
+            children.insert(0, pending.pop())
+        pending.append((depth - 1, name.strip(), int(self_us) / 1000, children))
+    out: dict[str, float] = {}
+
+    def walk(node: tuple[int, str, float, list[Any]], owner: str) -> None:
+        _, name, ms, children = node
+        owner = name if name.startswith("cni_ignite") else owner
+        out[owner] = out.get(owner, 0.0) + ms
+        for child in children:
+            walk(child, owner)
+
+    for root in pending:
+        walk(root, "(start-up)")
+    return out
+
+
+def importtime(bundle: Path, runs: int) -> list[str]:
+    exe = str((bundle / "cni-ignite").resolve())
+    calls = (("VERSION", {"CNI_COMMAND": "VERSION"}), ("ADD path", {"CNI_IGNITE_DEBUG_IMPORT": ADD_PATH}))
+    with tempfile.TemporaryDirectory() as tmp:
+        link = Path(tmp) / "ignite-bridge"
+        link.symlink_to(exe)
+        per: dict[str, dict[str, list[float]]] = {"VERSION": {}, "ADD path": {}}
+        for _ in range(runs):
+            for label, env in calls:
+                res = subprocess.run([str(link)], env={"PATH": ENV["PATH"], **env}, input=b"", capture_output=True,
+                                     timeout=60, check=False)
+                if res.returncode != 0 or "import time:" not in res.stderr.decode():
+                    raise SystemExit(f"{label}: not an -X importtime bundle or failed: {res.stdout[:300]!r}")
+                for owner, ms in owners(res.stderr.decode()).items():
+                    per[label].setdefault(owner, []).append(ms)
+    def pad(v: list[float]) -> list[float]:
+        return v + [0.0] * (runs - len(v))
+
+    med = {label: {k: statistics.median(pad(v)) for k, v in d.items()} for label, d in per.items()}
+    low = {label: {k: min(pad(v)) for k, v in d.items()} for label, d in per.items()}
+    out = [f"| owner (self ms of it and of the stdlib it imports first; {runs} runs) | VERSION median | "
+           "ADD path median | ADD path min |", "|---|---:|---:|---:|"]
+    for owner in sorted(med["ADD path"], key=lambda k: -med["ADD path"][k]):
+        out.append(f"| {owner} | {med['VERSION'].get(owner, 0.0):.2f} | {med['ADD path'][owner]:.2f} | "
+                   f"{low['ADD path'][owner]:.2f} |")
+    out.append(f"| **all** | {sum(med['VERSION'].values()):.2f} | {sum(med['ADD path'].values()):.2f} | "
+               f"{sum(low['ADD path'].values()):.2f} |")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=41)
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--compare", nargs="+", metavar="NAME=DIR", help="bundle folders to compare (needs root)")
     ap.add_argument("--restart", action="store_true", help="what the bootloader's restart costs")
+    ap.add_argument("--importtime", type=Path, metavar="DIR", help="an -X importtime bundle: cost per module")
     args = ap.parse_args()
+    if args.importtime:
+        print("\n".join(importtime(args.importtime, args.runs)))
+        return 0
     if args.compare:
         print("\n".join(compare({k: Path(v) for k, v in (c.split("=", 1) for c in args.compare)}, args.runs)))
         return 0

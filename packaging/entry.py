@@ -41,15 +41,16 @@ def _dump_modules(stage: str) -> None:
 
 
 def _import_check(names: str) -> int:
-    import importlib
-    import json
-
+    """``__import__`` rather than importlib: no extra module, and ``-X importtime`` builds (benchmarks/IMPORTS.md)
+    time these imports too (importlib.import_module's are not logged)."""
     failed = {}
     for name in (n for n in names.split(",") if n):
         try:
-            importlib.import_module(name)
+            __import__(name)
         except Exception as exc:  # report every failure, not just the first
             failed[name] = f"{type(exc).__name__}: {exc}"
+    import json
+
     sys.stdout.write(json.dumps({"failed": failed}) + "\n")
     return 1 if failed else 0
 
