@@ -106,7 +106,10 @@ class Run:
 
     @property
     def outcome(self) -> str:
-        """ok | code-N | killed | traceback | no-answer | garbage."""
+        """ok | code-N | killed | answer-lost | traceback | no-answer | garbage.
+
+        answer-lost: the fault hit the write of the answer itself (nothing can be said on a stdout that
+        fails; the plugin notes it on stderr and exits 1, and the runtime treats the call as failed)."""
         if self.killed:
             return "killed"
         if "Traceback (most recent call last)" in self.stderr:
@@ -115,6 +118,8 @@ class Run:
         if self.rc == 0:
             return "ok" if self.stdout.strip() == "" or doc is not None else "garbage"
         if doc is None:
+            if not self.stdout.strip() and "writing the answer to stdout failed" in self.stderr:
+                return "answer-lost"
             return "no-answer" if not self.stdout.strip() else "garbage"
         return f"code-{doc.get('code')}"
 
@@ -132,6 +137,8 @@ class Scenario:
     conf: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     prev: dict[str, Any] | None = None
+    prefix: list[str] = field(default_factory=list)  # runs the plugin in another mount namespace (nsenter)
+    view: str = ""  # where this process sees the scenario's files (/proc/<pid>/root of that namespace)
 
     def __post_init__(self) -> None:
         self.root = tempfile.mkdtemp(prefix="cnit-faults-")
@@ -140,13 +147,13 @@ class Scenario:
         data, state = f"{self.root}/data", f"{self.root}/state"
         ipam = {"type": "ignite-ipam", "subnet": "10.61.0.0/24", "dataDir": data}
         if self.plugin == "bridge":
-            self.conf = {"cniVersion": "1.0.0", "name": "faultnet", "type": "ignite-bridge", "bridge": "ignite0",
+            self.conf = {"cniVersion": "1.1.0", "name": "faultnet", "type": "ignite-bridge", "bridge": "ignite0",
                          "isGateway": True, "isDefaultGateway": True, "ipMasq": True, "backend": "nftables",
                          "vm": {"mode": "tc-redirect"}, "stateDir": state, "ipam": ipam,
                          "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80,
                                                              "protocol": "tcp"}]}}
         else:
-            self.conf = {"cniVersion": "1.0.0", "name": "faultnet", "type": "ignite-ipam", "ipam": ipam}
+            self.conf = {"cniVersion": "1.1.0", "name": "faultnet", "type": "ignite-ipam", "ipam": ipam}
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -178,22 +185,29 @@ class Scenario:
         self.baseline = self.snapshot()
 
     # ------------------------------------------------------------------------------------------- calls
-    def env(self, verb: str) -> dict[str, str]:
+    def env(self, verb: str, cid: str = "", ctr: str = "") -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": verb,
-                "CNI_CONTAINERID": self.cid, "CNI_NETNS": f"/var/run/netns/{self.ctr}", "CNI_IFNAME": self.ifname,
+                "CNI_CONTAINERID": cid or self.cid, "CNI_NETNS": f"/var/run/netns/{ctr or self.ctr}",
+                "CNI_IFNAME": self.ifname,
                 "CNI_PATH": str(plugin_dir()), "CNI_ARGS": "", "PYTHONDONTWRITEBYTECODE": "1",
                 **({"PYTHONPATH": os.environ["FAULTS_PYTHONPATH"]} if os.environ.get("FAULTS_PYTHONPATH") else {})}
 
-    def stdin(self, verb: str) -> bytes:
+    def stdin(self, verb: str, valid: list[str] | None = None, prev: dict[str, Any] | None = None) -> bytes:
         conf = dict(self.conf)
+        prev = prev if prev is not None else self.prev
         if verb == "GC":
-            conf["cni.dev/valid-attachments"] = []
-        elif verb in ("CHECK", "DEL") and self.prev is not None:
-            conf["prevResult"] = self.prev
+            conf["cni.dev/valid-attachments"] = [{"containerID": c, "ifname": self.ifname} for c in valid or []]
+        elif verb in ("CHECK", "DEL") and prev is not None:
+            conf["prevResult"] = prev
         return json.dumps(conf).encode()
 
+    def path(self, *parts: str) -> Path:
+        """A path of the scenario's files as this process sees it."""
+        return Path(self.view + self.root, *parts)
+
     def call(self, verb: str, *, syscall: str = "", index: int = 0, fault: str = "",
-             trace: str = "", timeout: float = 60) -> Run:
+             trace: str = "", timeout: float = 60, cid: str = "", ctr: str = "", valid: list[str] | None = None,
+             prev: dict[str, Any] | None = None) -> Run:
         """Run the plugin for `verb` in the host namespace, with a fault at the `index`th `syscall` when given
         (fault: an errno name or KILL), or with a syscall trace written to `trace`."""
         exe = str(plugin_dir() / f"ignite-{self.plugin}")
@@ -207,16 +221,17 @@ class Scenario:
         elif trace:
             argv = ["strace", "-qq", "-o", trace, exe]
         started = time.monotonic()
-        res = _sh(["ip", "netns", "exec", self.host, *argv], input=self.stdin(verb), env=self.env(verb),
-                  timeout=timeout)
+        res = _sh([*self.prefix, "ip", "netns", "exec", self.host, *argv], input=self.stdin(verb, valid, prev),
+                  env=self.env(verb, cid, ctr), timeout=timeout)
         run = Run(res.returncode, res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace"),
                   seconds=time.monotonic() - started)
         if syscall:
+            seen = Path(self.view + log)
             try:
-                text = Path(log).read_text(errors="replace")
+                text = seen.read_text(errors="replace")
             finally:
                 if not trace:
-                    Path(log).unlink(missing_ok=True)
+                    seen.unlink(missing_ok=True)
             run.killed = fault == "KILL" and "+++ killed by SIGKILL" in text
             run.injected = "(INJECTED)" in text or run.killed
         return run
@@ -229,7 +244,7 @@ class Scenario:
         total: dict[str, int] = dict.fromkeys(syscalls, 0)
         startup: dict[str, int] = dict.fromkeys(syscalls, 0)
         started = False
-        for line in Path(log).read_text(errors="replace").splitlines():
+        for line in Path(self.view + log).read_text(errors="replace").splitlines():
             name = line.split("(", 1)[0]
             if not started and line.startswith("read(0,"):
                 started = True
@@ -237,8 +252,30 @@ class Scenario:
                 total[name] += 1
                 if not started:
                     startup[name] += 1
-        os.unlink(log)
+        os.unlink(self.view + log)
         return total, startup
+
+    def locate(self, verb: str, syscall: str, after: str) -> int:
+        """The invocation number of the first `syscall` at or after the first line of a clean run's trace
+        that matches the regex `after` (e.g. the rename whose target is a port claim): a reproduction that
+        does not depend on how many modules the plugin imports. The run is undone with a DEL."""
+        if verb != "ADD":
+            self.prev = self.call("ADD").doc
+        log = f"{self.root}/locate.log"
+        self.call(verb, trace=log)
+        n, armed = 0, False
+        try:
+            for line in Path(self.view + log).read_text(errors="replace").splitlines():
+                armed = armed or re.search(after, line) is not None
+                if line.split("(", 1)[0] == syscall:
+                    n += 1
+                    if armed:
+                        return n
+        finally:
+            os.unlink(self.view + log)
+            self.call("DEL")
+            self.prev = None
+        raise AssertionError(f"no {syscall} after {after!r} in a clean {verb}")
 
     # ---------------------------------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:
@@ -259,11 +296,11 @@ class Scenario:
 
         files: list[str] = []
         for top in ("data", "state"):
-            base = Path(self.root, top)
+            base = self.path(top)
             if not base.exists():
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
-                rel = os.path.relpath(dirpath, self.root)
+                rel = os.path.relpath(dirpath, self.view + self.root)
                 files += [f"{rel}/{d}/" for d in dirnames]
                 files += [f"{rel}/{f}" for f in filenames if f not in ("lock", "stamp", "iptables.lock")
                           and not f.startswith("last_reserved_ip.")]
@@ -289,11 +326,69 @@ class Scenario:
 
     def leases(self) -> dict[str, str]:
         """Lease files of the network and their content."""
-        folder = Path(self.root, "data", "faultnet")
+        folder = self.path("data", "faultnet")
         if not folder.exists():
             return {}
         return {p.name: p.read_bytes().decode(errors="replace") for p in folder.iterdir()
                 if p.name[0].isdigit() or ":" in p.name}
+
+
+# ------------------------------------------------------------------------------------ a mount namespace
+
+class PrivateMounts:
+    """A process holding a mount namespace of its own (``unshare -m``, slave propagation: nothing mounted in
+    it reaches the machine's namespace), for small tmpfs mounts under a scenario's temp folder. The plugins
+    run in it through ``nsenter``; this process reads its files through /proc/<pid>/root. Killed (by its
+    PID) on close, which unmounts everything."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "slave", "sleep", "3600"])
+        mine = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{self.proc.pid}/ns/mnt") == mine:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise AssertionError("unshare -m did not start")
+            time.sleep(0.01)
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", "-t", str(self.proc.pid), "-m"]
+
+    @property
+    def view(self) -> str:
+        return f"/proc/{self.proc.pid}/root"
+
+    def sh(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return _sh([*self.prefix, *argv], check=check)
+
+    def tmpfs(self, where: str, size: str) -> None:
+        assert where.startswith(tempfile.gettempdir() + "/cnit-"), where  # only ever our own temp folders
+        self.sh("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", where)
+
+    def fill(self, where: str) -> None:
+        """Take every free block of the file system holding `where`."""
+        self.sh("sh", "-c", f"cat /dev/zero > {where}/.fill 2>/dev/null; true")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> PrivateMounts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def on_tmpfs(sc: Scenario, mounts: PrivateMounts, *, what: str = "", size: str = "1m") -> None:
+    """Put the scenario's files (all, or its `what` subfolder) on a small tmpfs and run its plugin calls in
+    that mount namespace."""
+    where = os.path.join(sc.root, what) if what else sc.root
+    os.makedirs(where, exist_ok=True)
+    mounts.tmpfs(where, size)
+    sc.prefix, sc.view = mounts.prefix, mounts.view
 
 
 # ------------------------------------------------------------------------------------------- one case
@@ -320,7 +415,7 @@ class Case:
 def answer_problem(run: Run, what: str, *, allow_kill: bool = False) -> str:
     """'' when the run answered as a plugin must; else what is wrong."""
     out = run.outcome
-    if out == "ok":
+    if out in ("ok", "answer-lost"):
         return ""
     if out == "killed":
         return "" if allow_kill else f"{what}: killed"
