@@ -31,13 +31,15 @@ plus Neutron port security's RA guard and DHCP server guard.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InvalidConfig
-from ..ipparse import IPNetwork, ip_network
+
+if TYPE_CHECKING:
+    from ..ipparse import IPNetwork
 
 KEY = "guard"
-MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+MAC_PATTERN = r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z"  # compiled on use (re's cache): not on every ADD
 
 
 class AddressPair(NamedTuple):
@@ -76,6 +78,8 @@ def _pair(item: object) -> AddressPair:
     where = f"{KEY}.allowedAddressPairs"
     if not isinstance(item, dict):
         raise InvalidConfig(f"{where} entries must be objects", repr(item)[:200])
+    from ..ipparse import ip_network
+
     try:
         net = ip_network(item.get("ipAddress"), f"{where}.ipAddress")
     except ValueError as exc:
@@ -83,7 +87,7 @@ def _pair(item: object) -> AddressPair:
     if net.prefixlen == 0:
         raise InvalidConfig(f"{where}.ipAddress {net} would allow every source address", "use a narrower prefix")
     mac = item.get("macAddress", "") or ""
-    if not isinstance(mac, str) or (mac and not MAC_RE.match(mac)):
+    if not isinstance(mac, str) or (mac and not re.match(MAC_PATTERN, mac)):
         raise InvalidConfig(f"invalid {where}.macAddress", repr(mac)[:200])
     if mac and int(mac[:2], 16) & 1:
         raise InvalidConfig(f"{where}.macAddress {mac} is a multicast address")

@@ -1,10 +1,13 @@
 """Applying, removing and checking the guard with ``nft -f -`` (through firewall._exec / hostexec).
 
-    apply(att)               ADD: one transaction; when the port is guarded already (an ADD again, or
-                             leftovers of a lost DEL, perhaps with other addresses) it fails as a whole:
-                             purge the port's elements and apply again, so only `att` stays allowed
+    apply(att)               ADD: one transaction of the port's elements when this version of the skeleton
+                             is in place (lean, ~12 ms cheaper), else with the skeleton; when the port is
+                             guarded already (an ADD again, or leftovers of a lost DEL, perhaps with other
+                             addresses) it fails as a whole: purge the port's elements and apply again,
+                             so only `att` stays allowed
     remove(port, att=None)   DEL: with the attachment (rebuilt from prevResult: the same MACs and
-                             addresses ADD applied), one add-then-delete transaction; without it, found by
+                             addresses ADD applied), one add-then-delete transaction (elements only, else
+                             with the sets declared); without it, found by
                              the port name: the dry run tells whether the port is guarded at all (the
                              usual second DEL: nothing to do); only a port that is still guarded with
                              unknown elements costs a listing of the table (purge, O(ports))
@@ -31,6 +34,8 @@ _DRY = ("nft", "-c", "-f", "-")
 
 
 def apply(att: Attachment) -> None:
+    if run(BACKEND, _NFT, rules.lean_apply_script(att)).ok:  # the skeleton is in place: elements only
+        return
     try:
         checked(BACKEND, _NFT, rules.apply_script(att), "guard apply")
     except RuleToolFailed:
@@ -42,7 +47,8 @@ def apply(att: Attachment) -> None:
 def remove(port: str, att: Attachment | None = None) -> None:
     """Remove every guard element of `port`; succeeds when there is none (or no nft at all)."""
     try:
-        if att is not None and run(BACKEND, _NFT, rules.remove_script(att)).ok:
+        if att is not None and (run(BACKEND, _NFT, rules.lean_remove_script(att)).ok
+                                or run(BACKEND, _NFT, rules.remove_script(att)).ok):
             return
         if guarded(port):
             purge(port)
