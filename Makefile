@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean fuzz
+.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean faults-long soak fuzz
 
 setup:
 	@bash packaging/setup-host.sh
@@ -35,6 +35,15 @@ vm-demo: build
 
 bench: build
 	$(PY) benchmarks/run.py
+
+# Every index of every swept syscall (issue 13 §2), ENOSPC/EIO/EACCES/SIGKILL, bridge and ipam, ADD and DEL; writes
+# the outcome table. FAULTS_PLUGIN_DIR=dist runs the frozen bundle instead of the source (.venv/bin).
+faults-long: setup
+	$(PY) tests/faults/harness.py --profile long --out tests/faults/RESULTS.md
+
+# The mixed soak's long profile (issue 13 §3); SOAK_ARGS="--ops 10000 --seed 7" etc.
+soak: setup
+	$(PY) tests/soak/soak.py --profile long $(SOAK_ARGS)
 
 conformance: setup
 	$(PY) -m conformance --cni-path $(VENV)/bin --conflist conformance/ignite.conflist

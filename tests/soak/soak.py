@@ -1,0 +1,464 @@
+"""The mixed soak: 8 workers run random ADD / CHECK / DEL / GC of random containers (half of them with a
+mapped host port) through ignite-bridge with the in-process IPAM, SIGKILL the plugin now and then, let the
+reference host-local allocate from the same dataDir in between, and delete a container's namespace before
+its DEL now and then. All in one throwaway host namespace with temp dataDir/stateDir (harness.Scenario).
+
+Checked continuously: no address is held by two live attachments (the runtime's view, host-local's leases
+and the lease files agree), every live attachment's lease names it and its rules and state are present
+(CHECK). At the end, after the final DELs and a GC: nothing left (the scenario's baseline). Measured: peak
+RSS and CPU time of every plugin process (wait4's rusage) and its wall time; the last 10% of calls are
+compared with the first 10%.
+
+``python tests/soak/soak.py --profile long`` (``make soak``); the quick profile runs in the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "faults"))
+sys.path.insert(0, str(HERE.parent))
+
+from harness import MEANINGFUL, Scenario, plugin_dir  # noqa: E402
+
+HOST_LOCAL = Path("/usr/lib/cni/host-local")
+PROFILES = {"quick": {"ops": 150, "slots": 24}, "long": {"ops": 4000, "slots": 40}}
+
+
+@dataclass
+class Call:
+    verb: str
+    rc: int
+    out: dict[str, Any] | None
+    stderr: str
+    wall: float
+    cpu: float
+    rss_kb: int
+    killed: bool = False
+
+
+class Gate:
+    """Calls share it, GC takes it alone: a runtime never collects an attachment it is still adding."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.shared = 0
+        self.alone = False
+
+    def __enter__(self) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: not self.alone)
+            self.shared += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.shared -= 1
+            self.cond.notify_all()
+
+    def exclusive(self) -> Gate.Excl:
+        return Gate.Excl(self)
+
+    class Excl:
+        def __init__(self, gate: Gate) -> None:
+            self.gate = gate
+
+        def __enter__(self) -> None:
+            with self.gate.cond:
+                self.gate.cond.wait_for(lambda: not self.gate.alone)
+                self.gate.alone = True
+                self.gate.cond.wait_for(lambda: self.gate.shared == 0)
+
+        def __exit__(self, *exc: object) -> None:
+            with self.gate.cond:
+                self.gate.alone = False
+                self.gate.cond.notify_all()
+
+
+@dataclass
+class Slot:
+    """One container of the soak; its lock serialises calls for it, as a runtime does."""
+    n: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cid: str = ""
+    ns: str = ""
+    prev: dict[str, Any] | None = None
+    state: str = "absent"  # absent | live | dirty (an ADD that was killed or failed: needs its DEL)
+    port: int = 0
+    generation: int = 0
+
+
+class Soak:
+    def __init__(self, profile: str, seed: int, workers: int = 8, kill_rate: float = 0.06,
+                 hostlocal_rate: float = 0.08, gone_rate: float = 0.05, gc_rate: float = 0.03) -> None:
+        self.p = PROFILES[profile]
+        self.rng = random.Random(seed)
+        self.rng_lock = threading.Lock()
+        self.workers = workers
+        self.rates = {"kill": kill_rate, "hostlocal": hostlocal_rate, "gone": gone_rate, "gc": gc_rate}
+        self.sc = Scenario("bridge")
+        self.sc.conf["ipam"]["subnet"] = "10.61.0.0/22"
+        self.slots = [Slot(i) for i in range(self.p["slots"])]
+        self.calls: list[Call] = []
+        self.calls_lock = threading.Lock()
+        self.errors: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.hl_lock = threading.Lock()
+        self.hl_live: dict[str, str] = {}  # host-local container ID -> address
+        self.hl_seq = 0
+        self.done = 0
+        self.done_lock = threading.Lock()
+        self.gate = Gate()
+
+    # --------------------------------------------------------------------------------------------- calls
+    def conf(self, slot: Slot, prev: dict[str, Any] | None, *, gc_valid: list[str] | None = None) -> bytes:
+        conf = json.loads(json.dumps(self.sc.conf))
+        conf["runtimeConfig"] = {"portMappings": [{"hostPort": slot.port, "containerPort": 80, "protocol": "tcp"}]
+                                 if slot.port else []}
+        if prev is not None:
+            conf["prevResult"] = prev
+        if gc_valid is not None:
+            conf["cni.dev/valid-attachments"] = [{"containerID": c, "ifname": "eth0"} for c in gc_valid]
+        return json.dumps(conf).encode()
+
+    def run(self, verb: str, stdin: bytes, cid: str = "", ns: str = "", *, kill_after: float | None = None,
+            exe: str = "", extra: dict[str, str] | None = None) -> Call:
+        env = self.sc.env(verb, cid or "none", ns or "none")
+        if not ns:
+            env["CNI_NETNS"] = ""
+        env.update(extra or {})
+        argv = ["ip", "netns", "exec", self.sc.host, exe or str(plugin_dir() / "ignite-bridge")]
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env)
+        killer = None
+        if kill_after is not None:
+            killer = threading.Timer(kill_after, _kill, (proc.pid,))
+            killer.start()
+        out_b, err_b = _talk(proc, stdin)
+        if killer is not None:  # stopped before the child is reaped: the PID cannot be another's yet
+            killer.cancel()
+            killer.join()
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        try:
+            out = json.loads(out_b) if out_b.strip() else None
+        except ValueError:
+            out = None
+        call = Call(verb, proc.returncode, out if isinstance(out, dict) else None, err_b.decode(errors="replace"),
+                    wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, killed=proc.returncode == -signal.SIGKILL)
+        if not exe and not call.killed:
+            with self.calls_lock:
+                self.calls.append(call)
+        return call
+
+    def bad(self, what: str, call: Call) -> None:
+        self.errors.append(f"{what}: rc {call.rc} {json.dumps(call.out)[:300]} {call.stderr[-300:]}")
+
+    def answered_well(self, call: Call) -> bool:
+        if call.killed:
+            return True
+        if "Traceback" in call.stderr:
+            return False
+        if call.rc == 0:
+            return True
+        return call.out is not None and call.out.get("code") in MEANINGFUL
+
+    # --------------------------------------------------------------------------------------- operations
+    def pick(self, n: int) -> int:
+        with self.rng_lock:
+            return self.rng.randrange(n)
+
+    def chance(self, p: float) -> bool:
+        with self.rng_lock:
+            return self.rng.random() < p
+
+    def op(self) -> None:
+        if self.chance(self.rates["gc"]):
+            return self.gc()
+        if self.chance(self.rates["hostlocal"]):
+            return self.hostlocal()
+        slot = self.slots[self.pick(len(self.slots))]
+        with slot.lock, self.gate:
+            if slot.state == "absent":
+                self.add(slot)
+            elif slot.state == "dirty":
+                self.delete(slot)
+            elif self.chance(0.4):
+                self.check(slot)
+            else:
+                self.delete(slot, gone=self.chance(self.rates["gone"]))
+
+    def count(self, what: str) -> None:
+        with self.done_lock:
+            self.counts[what] = self.counts.get(what, 0) + 1
+
+    def add(self, slot: Slot) -> None:
+        slot.generation += 1
+        slot.cid = f"soak-{slot.n}-{slot.generation}"
+        slot.ns = self.sc.spaces.new("cnit-soak")
+        slot.port = 20000 + slot.n if self.chance(0.5) else 0
+        slot.state = "dirty"  # until the ADD is known to have succeeded
+        kill = self.pick(1000) / 1000 * 0.25 if self.chance(self.rates["kill"]) else None
+        call = self.run("ADD", self.conf(slot, None), slot.cid, slot.ns, kill_after=kill)
+        self.count("ADD killed" if call.killed else "ADD")
+        if call.killed:
+            return
+        if call.rc == 0 and call.out is not None:
+            slot.prev, slot.state = call.out, "live"
+            self.check_live(slot)
+        elif not self.answered_well(call):
+            self.bad(f"ADD {slot.cid}", call)
+
+    def check(self, slot: Slot) -> None:
+        call = self.run("CHECK", self.conf(slot, slot.prev), slot.cid, slot.ns)
+        self.count("CHECK")
+        if call.rc != 0:
+            self.bad(f"CHECK of live {slot.cid}", call)
+        self.check_live(slot)
+
+    def delete(self, slot: Slot, *, gone: bool = False) -> None:
+        slot.state = "dirty"  # no longer live from here: its address may go to someone else
+        if gone:
+            self.drop_ns(slot)
+        kill = self.pick(1000) / 1000 * 0.2 if self.chance(self.rates["kill"] / 2) else None
+        call = self.run("DEL", self.conf(slot, slot.prev), slot.cid, slot.ns if slot.ns else "", kill_after=kill)
+        self.count("DEL killed" if call.killed else ("DEL (namespace gone)" if gone else "DEL"))
+        if call.killed:
+            slot.state = "dirty"
+            return
+        if call.rc != 0:
+            self.bad(f"DEL {slot.cid}", call)
+            slot.state = "dirty"
+            return
+        self.check_released(slot)
+        self.drop_ns(slot)
+        slot.state, slot.prev, slot.cid = "absent", None, ""
+
+    def drop_ns(self, slot: Slot) -> None:
+        if slot.ns and slot.ns in self.sc.spaces.made:
+            self.sc.spaces.made.remove(slot.ns)
+            subprocess.run(["ip", "netns", "del", slot.ns], capture_output=True, check=False)
+        slot.ns = ""
+
+    def gc(self) -> None:
+        # Everything a runtime knows (live, dirty and in-flight containers) is valid: a GC never races an ADD.
+        with self.gate.exclusive():
+            valid = [s.cid for s in self.slots if s.cid]
+            call = self.run("GC", self.conf(Slot(-1), None, gc_valid=valid))
+        self.count("GC")
+        if call.rc != 0:
+            self.bad("GC", call)
+
+    def hostlocal(self) -> None:
+        """The reference host-local, on the same dataDir and network: ADD a new container or DEL an old one."""
+        with self.hl_lock:
+            self.hl_seq += 1
+            cid = f"hl-{self.hl_seq}"
+            old = next(iter(self.hl_live), None) if len(self.hl_live) >= 4 or self.chance(0.4) else None
+        conf = {"cniVersion": "1.0.0", "name": self.sc.conf["name"],
+                "ipam": {"type": "host-local", "subnet": "10.61.0.0/22", "dataDir": self.sc.conf["ipam"]["dataDir"]}}
+        if old is not None:
+            with self.hl_lock:
+                self.hl_live.pop(old, None)  # not live from here
+            call = self.run("DEL", json.dumps(conf).encode(), old, "/var/run/netns/none", exe=str(HOST_LOCAL))
+            self.count("host-local DEL")
+            if call.rc != 0:
+                self.bad(f"host-local DEL {old}", call)
+            with self.hl_lock:
+                self.hl_live.pop(old, None)
+            return
+        call = self.run("ADD", json.dumps(conf).encode(), cid, "/var/run/netns/none", exe=str(HOST_LOCAL))
+        self.count("host-local ADD")
+        if call.rc != 0 or call.out is None:
+            self.bad(f"host-local ADD {cid}", call)
+            return
+        with self.hl_lock:
+            self.hl_live[cid] = call.out["ips"][0]["address"].split("/")[0]
+
+    # --------------------------------------------------------------------------------------- invariants
+    def addresses(self, slot: Slot) -> list[str]:
+        return sorted({ip["address"].split("/")[0] for ip in (slot.prev or {}).get("ips", [])})
+
+    def check_live(self, slot: Slot) -> None:
+        """The live attachment's leases name it; its firewall record exists."""
+        for ip in self.addresses(slot):
+            try:
+                text = self.sc.path("data", "faultnet", ip).read_bytes().decode(errors="replace")
+            except FileNotFoundError:
+                self.errors.append(f"live {slot.cid}: no lease for {ip}")
+                continue
+            if text != f"{slot.cid}\r\neth0":
+                self.errors.append(f"live {slot.cid}: lease {ip} holds {text!r}")
+        if not any(rec.get("containerID") == slot.cid for rec in self.records()):
+            self.errors.append(f"live {slot.cid}: no firewall state record")
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        folder = self.sc.path("state", "faultnet")
+        for p in folder.iterdir() if folder.exists() else ():
+            try:
+                out.append(json.loads(p.read_text()))
+            except (FileNotFoundError, ValueError):  # removed by a concurrent DEL, or a temp file
+                continue
+        return out
+
+    def check_released(self, slot: Slot) -> None:
+        for ip in self.addresses(slot):
+            try:
+                text = self.sc.path("data", "faultnet", ip).read_bytes().decode(errors="replace")
+            except FileNotFoundError:
+                continue
+            if text == f"{slot.cid}\r\neth0":
+                self.errors.append(f"DEL {slot.cid} left its lease {ip}")
+
+    def check_unique(self) -> None:
+        """No address held by two live attachments (ours and host-local's)."""
+        held: dict[str, str] = {}
+        for s in self.slots:
+            if s.state == "live":
+                for ip in self.addresses(s):
+                    if ip in held:
+                        self.errors.append(f"{ip} held by {held[ip]} and {s.cid}")
+                    held[ip] = s.cid
+        for cid, ip in list(self.hl_live.items()):
+            if ip in held:
+                self.errors.append(f"{ip} held by {held[ip]} and host-local {cid}")
+            held[ip] = cid
+
+    # ----------------------------------------------------------------------------------------------- run
+    def worker(self) -> None:
+        while True:
+            with self.done_lock:
+                if self.done >= self.p["ops"]:
+                    return
+                self.done += 1
+            try:
+                self.op()
+            except Exception as exc:  # a harness failure is a soak failure, not a hang
+                self.errors.append(f"worker: {type(exc).__name__}: {exc}")
+            if self.pick(10) == 0:
+                self.check_unique()
+
+    def finish(self) -> list[str]:
+        """Final DELs (each twice), host-local DELs and a GC: then nothing may be left."""
+        for s in self.slots:
+            if s.state != "absent":
+                self.delete(s)
+                if s.state != "absent":
+                    self.delete(s)
+        for cid in list(self.hl_live):
+            conf = {"cniVersion": "1.0.0", "name": self.sc.conf["name"],
+                    "ipam": {"type": "host-local", "subnet": "10.61.0.0/22",
+                             "dataDir": self.sc.conf["ipam"]["dataDir"]}}
+            call = self.run("DEL", json.dumps(conf).encode(), cid, "/var/run/netns/none", exe=str(HOST_LOCAL))
+            if call.rc != 0:
+                self.bad(f"host-local DEL {cid}", call)
+            self.hl_live.pop(cid)
+        gc = self.run("GC", self.conf(Slot(-1), None, gc_valid=[]))
+        if gc.rc != 0:
+            self.bad("final GC", gc)
+        left = self.sc.leftovers()
+        # The bridge's own records (stateDir/.bridge) may keep per-network lock files only.
+        return left
+
+    def trend(self) -> dict[str, tuple[float, float]]:
+        """(first 10%, last 10%) medians of CPU seconds, wall seconds and peak RSS (kB), over every call."""
+        calls = [c for c in self.calls if c.verb in ("ADD", "DEL", "CHECK")]
+        k = max(1, len(calls) // 10)
+        first, last = calls[:k], calls[-k:]
+        out = {}
+        for name, get in (("cpu", lambda c: c.cpu), ("wall", lambda c: c.wall), ("rss", lambda c: c.rss_kb)):
+            out[name] = (statistics.median(map(get, first)), statistics.median(map(get, last)))
+        out["peak rss"] = (max(c.rss_kb for c in first), max(c.rss_kb for c in last))
+        return out
+
+    def main(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self.sc.prepare()
+        threads = [threading.Thread(target=self.worker) for _ in range(self.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.check_unique()
+        left = self.finish()
+        return {"seconds": time.monotonic() - started, "counts": dict(sorted(self.counts.items())),
+                "errors": self.errors, "leftovers": left, "trend": self.trend(), "calls": len(self.calls)}
+
+    def close(self) -> None:
+        self.sc.close()
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # our own child, by PID, not yet reaped
+
+
+def _talk(proc: subprocess.Popen[bytes], data: bytes) -> tuple[bytes, bytes]:
+    """communicate() without its wait (the caller reaps with wait4 for the child's rusage)."""
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else b""))
+    reader.start()
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    out = proc.stdout.read()
+    reader.join()
+    return out, err[0] if err else b""
+
+
+def report(res: dict[str, Any]) -> str:
+    lines = [f"soak: {res['calls']} plugin calls in {res['seconds']:.0f} s; operations {res['counts']}"]
+    for name, (a, b) in res["trend"].items():
+        lines.append(f"  {name}: first 10% {a:.4g}, last 10% {b:.4g} ({(b / a if a else 1):.2f}x)")
+    lines += [f"  error: {e}" for e in res["errors"][:30]]
+    lines += [f"  left: {x}" for x in res["leftovers"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="long")
+    ap.add_argument("--ops", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    args = ap.parse_args(argv)
+    soak = Soak(args.profile, args.seed)
+    if args.ops:
+        soak.p = {**soak.p, "ops": args.ops}
+    print(f"seed {args.seed}, profile {args.profile}, {soak.p}", flush=True)
+    try:
+        res = soak.main()
+    finally:
+        soak.close()
+    print(report(res))
+    ok = not res["errors"] and not res["leftovers"]
+    if args.profile == "long":
+        for name in ("cpu", "wall", "peak rss"):
+            a, b = res["trend"][name]
+            if b > a * 1.10:
+                print(f"FAIL: {name} of the last 10% is {b / a:.2f}x the first 10% (> 1.10x)")
+                ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
