@@ -29,10 +29,10 @@ pytestmark = [pytest.mark.privileged, pytest.mark.skipif(not shutil.which("strac
 # start; fault kinds rotate over them. About 2 minutes on a loaded 2-core host.
 QUICK: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {
     ("bridge", "ADD"): (("write", "rename", "link", "fsync", "openat", "unlink", "utimensat", "mkdir", "flock",
-                         "sendto", "recvfrom"), 3),
-    ("bridge", "DEL"): (("write", "rename", "openat", "unlink", "sendto", "recvfrom"), 2),
+                         "sendto", "recvfrom"), 2),
+    ("bridge", "DEL"): (("write", "rename", "unlink", "sendto", "recvfrom"), 2),
     ("ipam", "ADD"): (("write", "rename", "link", "fsync", "openat", "unlink", "mkdir", "flock"), 2),
-    ("ipam", "DEL"): (("write", "rename", "openat", "unlink"), 2),
+    ("ipam", "DEL"): (("rename", "unlink"), 1),
 }
 
 
@@ -76,11 +76,47 @@ KNOWN: dict[str, Known] = {
         "unlinks <key>.tmp*",
         "bridge", "ADD", "write", "KILL", r"state/faultnet/[0-9a-f]+\.tmp"),
     "skel-import-error": Known(
-        r"ImportError|ModuleNotFoundError",
+        r"ImportError|ModuleNotFoundError|_fill_cache",
         "cni_ignite/skel.py _load/_dispatch: an ImportError while loading the plugin's modules (dlopen of "
         "fcntl/_socket fails with ENOSPC/EACCES, or a package folder cannot be opened: ModuleNotFoundError) "
         "escapes as 999 + traceback; fix: treat ImportError there like OSError (load_failure: 5)",
         "ipam", "ADD", "openat", "EACCES", r"lib-dynload/fcntl"),
+    "netlink-send-oserror": Known(
+        r"netlink/_nl\.py.*_send|self\.sock\.send",
+        "cni_ignite/netlink/_nl.py _send: sock.send raising OSError (any sendto fault) escapes as 999 + "
+        "traceback; fix: wrap it like the receive side (netlink send failed: IOFailure 5, or 11 for "
+        "ENOBUFS/EAGAIN)",
+        "bridge", "ADD", "sendto", "EIO", r"^sendto\("),
+    "bridge-del-incomplete-999": Known(
+        r"DEL incomplete",
+        "cni_ignite/bridge/plugin.py delete(): incomplete() raises a plain CniError (999) unless every failure "
+        "is TryAgainLater, so a DEL that met an I/O or netlink failure (ENOSPC/EIO on recvfrom/sendto/unlink) "
+        "answers 999; fix: IOFailure (5) when the failures are OSError/IOFailure, 11 when transient",
+        "bridge", "DEL", "recvfrom", "ENOSPC", r"^recvfrom\("),
+    "netns-open-oserror": Known(
+        r"thread-self/ns/net",
+        "cni_ignite/netlink/netns.py: os.open('/proc/thread-self/ns/net') failing (openat fault) escapes as "
+        "999 + traceback; fix: wrap in IOFailure (5)",
+        "bridge", "ADD", "openat", "ENOSPC", r"thread-self/ns/net"),
+    "tun-open-999": Known(
+        r"/dev/net/tun",
+        "cni_ignite/netlink/tap.py (VM mode): a failed open of /dev/net/tun answers CniError 999 'cannot open "
+        "/dev/net/tun'; fix: IOFailure (5)",
+        "bridge", "ADD", "openat", "EIO", r"/dev/net/tun"),
+    "firewall-del-empty-nat-tables": Known(
+        r"nft: \+table ip6? nat",
+        "cni_ignite/firewall (today's working tree, being reworked): a DEL that finds no state record (the ADD "
+        "failed before its rules) removes by key in both backends, and the iptables side leaves empty "
+        "iptables-nft 'table ip nat' / 'table ip6 nat' in the host namespace; fix: do not create tables while "
+        "looking for rules (list tables first)",
+        "bridge", "ADD", "openat", "EIO", r"/dev/net/tun"),
+    "vm-tap-kill": Known(
+        r"container links: \+tap0",
+        "cni_ignite/bridge/vm.py: an ADD killed after the tap is made but before it is tagged leaves tap0 in the "
+        "container namespace; DEL's vm.teardown skips an untagged tap, so no DEL removes it; fix: tag the "
+        "tap in the same request that creates it (or DEL removes the configured tap name when the container "
+        "interface it redirects to is ours)",
+        "bridge", "ADD", "recvfrom", "KILL", r"TUNSETIFF"),
 }
 
 
