@@ -16,6 +16,8 @@
     cni-ignite reserve [--conf-dir C] [--ifname eth0] [--mac M] NETWORK OWNER ADDRESS
     cni-ignite unreserve [--conf-dir C] [--ifname eth0] NETWORK OWNER [ADDRESS]
                                                     pin / unpin an address (and MAC) to an owner at run time
+    cni-ignite gc [--conf-dir C] [--network N] [--dry-run]
+                                                    remove attachments whose namespace is gone (runtimes without GC)
     cni-ignite version
 """
 
@@ -80,21 +82,31 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--network", default="")
     p_log.add_argument("--errors", action="store_true", help="failed calls only")
     p_log.add_argument("--follow", "-f", action="store_true", help="keep printing new calls (across rotations)")
+    _identity_commands(sub, DEFAULT_CONF_DIR)
+    sub.add_parser("version", help="print the cni-ignite version")
+    return parser
+
+
+def _identity_commands(sub: Any, conf_dir: str) -> None:
+    """reserve, unreserve and gc: the stable-identity and dead-attachment commands."""
     p_res = sub.add_parser("reserve", help="pin an address (and a MAC) to an owner")
-    p_res.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_res.add_argument("--conf-dir", default=conf_dir)
     p_res.add_argument("--ifname", default="eth0")
     p_res.add_argument("--mac", default="")
     p_res.add_argument("network")
     p_res.add_argument("owner")
     p_res.add_argument("address")
     p_unres = sub.add_parser("unreserve", help="drop an owner's run-time reservations")
-    p_unres.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
+    p_unres.add_argument("--conf-dir", default=conf_dir)
     p_unres.add_argument("--ifname", default="eth0")
     p_unres.add_argument("network")
     p_unres.add_argument("owner")
     p_unres.add_argument("address", nargs="?")
-    sub.add_parser("version", help="print the cni-ignite version")
-    return parser
+    p_dgc = sub.add_parser("gc", help="remove attachments whose network namespace is gone (leases, links, rules, "
+                                      "state)")
+    p_dgc.add_argument("--conf-dir", default=conf_dir)
+    p_dgc.add_argument("--network", default=None)
+    p_dgc.add_argument("--dry-run", action="store_true", help="list what would be removed")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
                        out=sys.stdout, take_over_ignite=args.take_over_ignite, network=args.network_kind)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
-    if args.cmd in ("log", "ignite-gc", "reserve", "unreserve"):
+    if args.cmd in ("log", "ignite-gc", "reserve", "unreserve", "gc"):
         return _run_more(args)
     if args.cmd == "status":
         return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
@@ -129,6 +141,10 @@ def _run_more(args: argparse.Namespace) -> int:
             for ip in unreserve(net, args.owner, args.address, args.ifname):
                 sys.stdout.write(f"unreserved {ip}\n")
         return 0
+    if args.cmd == "gc":
+        from .gc import run as gc_dead
+
+        return gc_dead(args.conf_dir, args.network, dry_run=args.dry_run, out=sys.stdout)
     if args.cmd == "ignite-gc":
         from .leases import gc_go_rules
 
