@@ -148,7 +148,8 @@ def _mode(doc: dict[str, Any], ipam_type: str) -> str:
 
 
 def _check_ifname(name: str, what: str) -> None:
-    if not name or len(name.encode()) > 15 or name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+    if not name or len(name.encode()) > 15 or name in (".", "..") or any(
+            c in "/:" or c.isspace() or not c.isprintable() for c in name):  # a NUL cuts the name in netlink/nft
         raise InvalidConfig(f"invalid {what} name", repr(name))
 
 
