@@ -32,7 +32,7 @@ _common: dict[str, Any] = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                               HealthCheck.large_base_example],
 }
-settings.register_profile("quick", max_examples=40, **_common)
+settings.register_profile("quick", max_examples=25, **_common)
 settings.register_profile("long", max_examples=3000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
@@ -81,7 +81,7 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
     out = tmp_path_factory.mktemp("libcni-oracle")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(out), "GO111MODULE": "off",
            "GOPATH": str(GOPATH), "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0",
-           "GOCACHE": str(out / "gocache"), "GOTMPDIR": "", "TMPDIR": str(out)}
+           "GOCACHE": str(ROOT / ".pytest_cache" / "fuzz-gocache"), "GOTMPDIR": "", "TMPDIR": str(out)}
     exe = out / "oracle"
     res = subprocess.run(["go", "build", "-o", str(exe), "."], cwd=ORACLE_SOURCE, env=env, capture_output=True,
                          text=True, timeout=240, check=False)
