@@ -310,3 +310,26 @@ def test_containerd_restarted_between_run_and_stop(env: Env):
     assert refused(env, "http://127.0.0.1:18081/")
     assert_pods_gone(env, address)
     assert time.monotonic() - t0 < 30
+
+
+def test_a_pod_recreated_under_the_same_name_keeps_its_address_and_mac(env: Env):
+    """The default network is sticky: the owner is the pod (k8s:<namespace>/<name> from K8S_POD_*), not the
+    sandbox ID, so a pod deleted and created again under its name gets its address and MAC back."""
+    t0 = time.monotonic()
+    other, _, _ = run_pod(env, "bystander")
+    pod, _, cid = run_pod(env, "db")
+    address = env.cri.pod_ip(pod)
+    code, mac, err = env.cri.exec_sync(cid, ["cat", "/sys/class/net/eth0/address"])
+    assert code == 0, err
+    remove_pod(env, pod)
+    again, _, _ = run_pod(env, "newcomer")  # a new pod is not given the held address
+    assert env.cri.pod_ip(again) != address
+    pod2, _, cid3 = run_pod(env, "db")
+    assert pod2 != pod and env.cri.pod_ip(pod2) == address
+    code, mac2, err = env.cri.exec_sync(cid3, ["cat", "/sys/class/net/eth0/address"])
+    assert (code, mac2) == (0, mac), err
+    assert fetch(env, f"http://{address}/") == PAGE
+    for p in (other, again, pod2):
+        remove_pod(env, p)
+    assert_pods_gone(env, address)
+    assert time.monotonic() - t0 < 45
