@@ -103,13 +103,6 @@ KNOWN: dict[str, Known] = {
         "cni_ignite/netlink/tap.py (VM mode): a failed open of /dev/net/tun answers CniError 999 'cannot open "
         "/dev/net/tun'; fix: IOFailure (5)",
         "bridge", "ADD", "openat", "EIO", r"/dev/net/tun"),
-    "firewall-del-empty-nat-tables": Known(
-        r"nft: \+table ip6? nat",
-        "cni_ignite/firewall (today's working tree, being reworked): a DEL that finds no state record (the ADD "
-        "failed before its rules) removes by key in both backends, and the iptables side leaves empty "
-        "iptables-nft 'table ip nat' / 'table ip6 nat' in the host namespace; fix: do not create tables while "
-        "looking for rules (list tables first)",
-        "bridge", "ADD", "openat", "EIO", r"/dev/net/tun"),
     "vm-tap-kill": Known(
         r"container links: \+tap0",
         "cni_ignite/bridge/vm.py: an ADD killed after the tap is made but before it is tagged leaves tap0 in the "
