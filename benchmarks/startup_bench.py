@@ -227,13 +227,13 @@ def importtime(bundle: Path, runs: int) -> list[str]:
 
     med = {label: {k: statistics.median(pad(v)) for k, v in d.items()} for label, d in per.items()}
     low = {label: {k: min(pad(v)) for k, v in d.items()} for label, d in per.items()}
-    out = [f"| owner (self ms of it and of the stdlib it imports first; {runs} runs) | VERSION median | "
-           "ADD path median | ADD path min |", "|---|---:|---:|---:|"]
-    for owner in sorted(med["ADD path"], key=lambda k: -med["ADD path"][k]):
-        out.append(f"| {owner} | {med['VERSION'].get(owner, 0.0):.2f} | {med['ADD path'][owner]:.2f} | "
-                   f"{low['ADD path'][owner]:.2f} |")
-    out.append(f"| **all** | {sum(med['VERSION'].values()):.2f} | {sum(med['ADD path'].values()):.2f} | "
-               f"{sum(low['ADD path'].values()):.2f} |")
+    out = [f"| owner (self ms of it and of the stdlib it imports first; {runs} runs) | VERSION median | VERSION min | "
+           "ADD path median | ADD path min |", "|---|---:|---:|---:|---:|"]
+    for owner in sorted(low["ADD path"], key=lambda k: -low["ADD path"][k]):
+        out.append(f"| {owner} | {med['VERSION'].get(owner, 0.0):.2f} | {low['VERSION'].get(owner, 0.0):.2f} | "
+                   f"{med['ADD path'][owner]:.2f} | {low['ADD path'][owner]:.2f} |")
+    out.append(f"| **all** | {sum(med['VERSION'].values()):.2f} | {sum(low['VERSION'].values()):.2f} | "
+               f"{sum(med['ADD path'].values()):.2f} | {sum(low['ADD path'].values()):.2f} |")
     return out
 
 

@@ -63,7 +63,7 @@ def _install_index() -> None:
 
 
 try:
-    import pyimod02_importers
+    import pyimod02_importers  # type: ignore[import-not-found]  # (in the PKG archive)
 
     pyimod02_importers.install()
     sys.frozen = True  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from nsutil import Namespaces
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-SAMPLES = 30
+SAMPLES = int(os.environ.get("CNI_IGNITE_FAULT_SAMPLES", "30"))  # the ADD sweep; more for a full run
 
 
 def strace(plugin: Path, env: dict[str, str], stdin: bytes, *opts: str, netns: str = "",
@@ -115,7 +115,7 @@ def test_bridge_add_answers_one_object_whatever_openat_fails(plugin_dir: Path, t
             errors += 1
             assert doc["cniVersion"] == "1.0.0", (n, doc)
         if os.environ.get("CNI_IGNITE_FAULT_LOG"):
-            print(n, res.returncode, res.stdout[:150])
+            print(n, res.returncode, res.stdout[:400])
     assert errors, "no sampled fault made the ADD fail: the window missed the import phase"
 
 
