@@ -24,7 +24,7 @@ class Backend(Protocol):
     def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None: ...
     def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> None: ...
     def remove_by_key(self, key: str) -> None: ...
-    def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
+    def problems(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> list[str]: ...
     def prune(self) -> None: ...
 
 
@@ -164,8 +164,9 @@ class RuleFirewall:
     def check(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
         rec = state.load(cfg.state_dir, att.owner)
         name = rec.backend if rec is not None else choose_backend(cfg)
+        backend = self.backend(name)
         try:
-            return self.backend(name).problems(att, cfg)
+            return backend.problems(att, cfg, rec.layout if rec is not None else backend.layout)
         except CniError as exc:
             return [str(exc)]
 

@@ -22,6 +22,8 @@ IPT_FORWARD = "CNI-IGNITE-FWD"  # filter, jumped from FORWARD
 IPT_ADMIN = "CNI-IGNITE-ADMIN"  # filter, first rule of CNI-IGNITE-FWD; the administrator's
 IPT_INPUT = "CNI-IGNITE-INPUT"  # filter, jumped from INPUT (CVE-2020-8558 localnet guard)
 
+IPT_BUCKETS = "0123456789abcdef"  # layout 2: each shared chain's rules sit in 16 sub-chains by key[0]
+
 NFT_TABLE = "cni_ignite"  # table inet cni_ignite
 
 _SAFE_NET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}\Z")  # \Z: "$" lets "net\n" through
@@ -47,6 +49,12 @@ def ipt_dnat_chain(key: str) -> str:
 
 def ipt_chains(key: str) -> tuple[str, ...]:
     return ipt_masq_chain(key), ipt_dnat_chain(key)
+
+
+def ipt_bucket(shared: str, key: str) -> str:
+    """Layout 2: the sub-chain of a shared chain that holds key's rules (iptables-nft fetches only the
+    chains a batch touches: a DEL's ``-D`` reads 1/16 of the shared rules)."""
+    return f"{shared}-{key[0]}"
 
 
 def nft_post_chain(key: str) -> str:
@@ -80,6 +88,7 @@ def network_dir(network: str) -> str:
 
 __all__ = [
     "IPT_ADMIN",
+    "IPT_BUCKETS",
     "IPT_DNAT",
     "IPT_FORWARD",
     "IPT_INPUT",
@@ -87,6 +96,7 @@ __all__ = [
     "IPT_POSTROUTING",
     "NFT_TABLE",
     "comment",
+    "ipt_bucket",
     "ipt_chains",
     "ipt_dnat_chain",
     "ipt_masq_chain",

@@ -204,6 +204,19 @@ class NftablesBackend:
         if any(c in n.nft_chains(key) for c in chains):
             self._cleanup_legacy()
 
+    def _legacy_problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
+        """A layout-1 attachment: its chains' rules (by comment); a new ADD moves it to layout 2."""
+        from . import nft_legacy
+
+        plan = nft_legacy.nft_plan(att, cfg)
+        try:
+            items = list_table()
+        except RuleToolFailed as exc:
+            return [str(exc)]
+        have = {(r["chain"], r.get("comment", "")) for r in Listed(items or []).rules}
+        return [f"missing {desc} ({NAME}, layout 1)" for chain, rules in plan.chains.items() for _, desc in rules
+                if (chain, desc[:127].replace('"', "'")) not in have]
+
     def prune(self) -> None:
         """Remove the shared m-/h- chains no element jumps to any more (GC: lists our chains; a DEL
         whose attempt lost a race with another DEL leaves one behind)."""
@@ -216,7 +229,9 @@ class NftablesBackend:
             if chain.get("table") == n.NFT_TABLE and _shared_name(name):
                 _drop_unused([name])
 
-    def problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
+    def problems(self, att: Attachment, cfg: FirewallConfig, layout: int = LAYOUT) -> list[str]:
+        if layout == 1:
+            return self._legacy_problems(att, cfg)
         plan = nft_plan(att, cfg)
         if not plan.chains and not plan.elements:
             return []

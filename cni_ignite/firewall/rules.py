@@ -1,16 +1,19 @@
 """Pure rule builders: the exact iptables-restore lines and nft statements of one attachment.
 
-iptables (per family; ``K`` = the attachment key, ``C`` = ``-m comment --comment cni-ignite:K``)::
+iptables (per family; ``K`` = the attachment key, ``C`` = ``-m comment --comment cni-ignite:K``; layout 2:
+``S-k`` is the bucket sub-chain of shared chain ``S`` for the key's first hex digit ``k``, jumped from ``S``)::
 
-    nat    CNI-IGNITE-POSTRT  -s <ip>/32 C -j CNI-IGM-K                      (ipMasq, per address)
-                              -d <target>/32 -m mark --mark M/M C -j MASQUERADE   (hairpin/localhost, snat)
-           CNI-IGM-K          -d <subnet> -j RETURN; -d 224.0.0.0/4 -j RETURN; -j MASQUERADE
-           CNI-IGNITE-DNAT    <conditions> -p <proto> -m multiport --dports <≤15 ports> C -j CNI-IGD-K
-           CNI-IGD-K          [-s <subnet>|127.0.0.1] [-d <hostIP>] -p P -m P --dport H -j MARK/<external chain>
-                              [-d <hostIP>] -p P -m P --dport H -j DNAT --to-destination <target>:<port>
-    filter CNI-IGNITE-FWD     -d <ip>/32 -m conntrack --ctstate RELATED,ESTABLISHED C -j ACCEPT
-                              -d <target>/32 -m conntrack --ctstate DNAT C -j ACCEPT   (with port mappings)
-                              -s <ip>/32 C -j ACCEPT
+    nat    CNI-IGNITE-POSTRT-k  -s <ip>/32 C -j CNI-IGM-K                    (ipMasq, per address)
+                                -d <target>/32 -m mark --mark M/M C -j MASQUERADE   (hairpin/localhost, snat)
+           CNI-IGM-K            -d <subnet> -j RETURN; -d 224.0.0.0/4 -j RETURN; -j MASQUERADE
+           CNI-IGNITE-DNAT-k    <conditions> -p <proto> -m multiport --dports <≤15 ports> C -j CNI-IGD-K
+           CNI-IGD-K            [-s <subnet>|127.0.0.1] [-d <hostIP>] -p P -m P --dport H -j MARK/<external chain>
+                                [-d <hostIP>] -p P -m P --dport H -j DNAT --to-destination <target>:<port>
+    filter CNI-IGNITE-FWD-k     -d <ip>/32 -m conntrack --ctstate RELATED,ESTABLISHED C -j ACCEPT
+                                -d <target>/32 -m conntrack --ctstate DNAT C -j ACCEPT   (with port mappings)
+                                -s <ip>/32 C -j ACCEPT
+
+Layout 1 (records without a layout) had these rules in the shared chains themselves.
 
 nftables (``table inet cni_ignite``, layout 2; ``D`` = the host interface, quoted)::
 
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 MULTIPORT_MAX = 15
 SHARED_IPT = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT), "filter": (n.IPT_FORWARD,)}
+_SHARED = {c for chains in SHARED_IPT.values() for c in chains}
 
 
 class IptRule(NamedTuple):
@@ -107,7 +111,12 @@ def needs_localnet(att: Attachment, cfg: FirewallConfig) -> bool:
 
 # ---------------------------------------------------------------------------------------------- iptables
 
-def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
+IPT_LAYOUT = 2
+
+
+def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int, layout: int = IPT_LAYOUT) -> IptPlan:
+    """Layout 2 puts the shared-chain rules into the key's bucket sub-chains; layout 1 (records written
+    before it) into the shared chains themselves."""
     plan = IptPlan(family=family)
     addrs = att.of_family(family)
     if not addrs:
@@ -115,6 +124,7 @@ def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
     key = att.owner.key
     cmt = f"-m comment --comment {n.comment(key)}"
     masq, dnat = n.ipt_masq_chain(key), n.ipt_dnat_chain(key)
+    post, fwd = (n.ipt_bucket(c, key) if layout >= 2 else c for c in (n.IPT_POSTROUTING, n.IPT_FORWARD))
     if cfg.ip_masq:
         plan.own_chains.setdefault("nat", []).append(masq)
         for net in dict.fromkeys(str(a.network) for a in addrs):
@@ -122,24 +132,26 @@ def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
         plan.rules.append(IptRule("nat", masq, f"-d {MULTICAST[family]} -j RETURN", "multicast exemption"))
         plan.rules.append(IptRule("nat", masq, "-j MASQUERADE", "masquerade target"))
         for a in addrs:
-            plan.rules.append(IptRule("nat", n.IPT_POSTROUTING, f"-s {_host(a)} {cmt} -j {masq}",
+            plan.rules.append(IptRule("nat", post, f"-s {_host(a)} {cmt} -j {masq}",
                                       f"masquerade of {a.ip}"))
     maps = mappings_for(cfg, family)
     target = addrs[0]
     if maps:
-        _iptables_dnat(plan, cfg, maps, target, cmt, dnat)
+        _iptables_dnat(plan, cfg, maps, target, cmt, (dnat, post, n.ipt_bucket(n.IPT_DNAT, key) if layout >= 2
+                                                      else n.IPT_DNAT))
     if cfg.forward:
         for a in addrs:
-            plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-d {_host(a)} -m conntrack --ctstate "
+            plan.rules.append(IptRule("filter", fwd, f"-d {_host(a)} -m conntrack --ctstate "
                                       f"RELATED,ESTABLISHED {cmt} -j ACCEPT", f"forward accept to {a.ip}"))
             if maps and a == target:
-                plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-d {_host(a)} -m conntrack --ctstate DNAT "
+                plan.rules.append(IptRule("filter", fwd, f"-d {_host(a)} -m conntrack --ctstate DNAT "
                                           f"{cmt} -j ACCEPT", f"forward accept of DNAT to {a.ip}"))
-            plan.rules.append(IptRule("filter", n.IPT_FORWARD, f"-s {_host(a)} {cmt} -j ACCEPT",
+            plan.rules.append(IptRule("filter", fwd, f"-s {_host(a)} {cmt} -j ACCEPT",
                                       f"forward accept from {a.ip}"))
     if plan.rules and not plan.own_chains:  # an empty marker: an ADD without a state record can tell
         plan.own_chains["nat"] = [masq]      # (one flat listing) whether rules of this key exist already
     used = {r.chain for r in plan.rules}
+    used |= {c.rsplit("-", 1)[0] for c in used if c.rsplit("-", 1)[0] in _SHARED}  # a bucket needs its chain
     if family == 4 and needs_localnet(att, cfg):
         used.add(n.IPT_INPUT)
     plan.entries = [e for e in ipt_entries(family) if e.serves in used]
@@ -147,8 +159,10 @@ def iptables_plan(att: Attachment, cfg: FirewallConfig, family: int) -> IptPlan:
 
 
 def _iptables_dnat(plan: IptPlan, cfg: FirewallConfig, maps: list[PortMapping], target: Address,
-                   cmt: str, dnat: str) -> None:
+                   cmt: str, chains: tuple[str, str, str]) -> None:
+    """chains: the key's DNAT chain, and where its postrouting and its DNAT-jump rules go."""
     family = plan.family
+    dnat, post, jumps = chains
     plan.own_chains.setdefault("nat", []).append(dnat)
     cond = " ".join(conditions(cfg, family))
     for proto in sorted({m.protocol for m in maps}):
@@ -156,7 +170,7 @@ def _iptables_dnat(plan: IptPlan, cfg: FirewallConfig, maps: list[PortMapping], 
         for i in range(0, len(ports), MULTIPORT_MAX):
             chunk = ",".join(ports[i:i + MULTIPORT_MAX])
             spec = f"-p {proto} -m multiport --dports {chunk} {cmt} -j {dnat}"
-            plan.rules.append(IptRule("nat", n.IPT_DNAT, f"{cond} {spec}" if cond else spec,
+            plan.rules.append(IptRule("nat", jumps, f"{cond} {spec}" if cond else spec,
                                       f"jump to DNAT chain {proto} {chunk}"))
     mark = (f"-j {cfg.external_set_mark_chain}" if cfg.external_set_mark_chain
             else f"-j MARK --set-xmark {cfg.mark:#x}/{cfg.mark:#x}")
@@ -173,14 +187,18 @@ def _iptables_dnat(plan: IptPlan, cfg: FirewallConfig, maps: list[PortMapping], 
         plan.rules.append(IptRule("nat", dnat, f"{match} -j DNAT --to-destination {to}",
                                   f"DNAT {m.protocol} {m.specific_ip() or '*'}:{m.host_port} -> {to}"))
     if cfg.snat and not cfg.external_set_mark_chain:
-        plan.rules.append(IptRule("nat", n.IPT_POSTROUTING, f"-d {_host(target)} -m mark --mark "
+        plan.rules.append(IptRule("nat", post, f"-d {_host(target)} -m mark --mark "
                                   f"{cfg.mark:#x}/{cfg.mark:#x} {cmt} -j MASQUERADE",
                                   f"hairpin masquerade to {target.ip}"))
 
 
 def iptables_add_text(plan: IptPlan, table: str) -> str:
+    """``-N`` the key's own chains (fails when they exist: rules of a lost record), ``-C`` the entry
+    rules in built-in chains (fails when one is missing; iptables-nft reads only the chains a batch
+    names, all small), then the rules. A failed batch changes nothing: the caller repairs and retries."""
     lines = [f"*{table}"]
-    lines += [f":{c} - [0:0]" for c in plan.own_chains.get(table, [])]
+    lines += [f"-N {c}" for c in plan.own_chains.get(table, [])]
+    lines += [f"-C {e.chain} {e.spec}" for e in plan.entries if e.table == table and e.on_add]
     lines += [f"-A {r.chain} {r.spec}" for r in plan.rules if r.table == table]
     return "\n".join([*lines, "COMMIT", ""])
 
@@ -215,6 +233,8 @@ def ipt_entries(family: int) -> tuple[IptEntry, ...]:
            _jump("nat", "OUTPUT", n.IPT_DNAT, False, match=ADDRTYPE_LOCAL),
            _jump("filter", n.IPT_FORWARD, n.IPT_ADMIN, True, serves=n.IPT_FORWARD, on_add=False),
            _jump("filter", "FORWARD", n.IPT_FORWARD, True)]
+    out += [_jump(t, c, n.ipt_bucket(c, b), False, on_add=False)  # layout 2's buckets (CHECK and repair)
+            for t, chains in SHARED_IPT.items() for c in chains for b in n.IPT_BUCKETS]
     if family == 4:  # route_localnet is an IPv4 setting: IPv6 needs no guard
         out += [_jump("filter", "INPUT", n.IPT_INPUT, True),
                 IptEntry("filter", n.IPT_INPUT, LOCALNET_GUARD, False,
@@ -229,24 +249,8 @@ IPT_BOOTSTRAP_CHAINS = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT),
 
 def ipt_shared_chains(family: int, table: str) -> tuple[str, ...]:
     chains = IPT_BOOTSTRAP_CHAINS[table]
+    chains += tuple(n.ipt_bucket(c, b) for c in SHARED_IPT[table] for b in n.IPT_BUCKETS)
     return chains if family == 4 else tuple(c for c in chains if c != n.IPT_INPUT)
-
-
-def entry_listings(plan: IptPlan) -> list[tuple[str, str]]:
-    """The (table, chain) pairs an ADD lists (``iptables -S``) to verify its entry rules: built-in
-    chains only, whose size does not grow with attachments."""
-    return list(dict.fromkeys((e.table, e.chain) for e in plan.entries if e.on_add))
-
-
-def entries_missing(plan: IptPlan, listed: dict[tuple[str, str], str | None]) -> bool:
-    """Whether an entry rule is absent from the ``iptables -S`` outputs (None: the chain is absent).
-    Exact text comparison: a rule printed differently only costs a (locked, normalising) repair pass."""
-    for e in plan.entries:
-        if e.on_add:
-            text = listed.get((e.table, e.chain))
-            if text is None or f"-A {e.chain} {e.spec}\n" not in text:
-                return True
-    return False
 
 
 def norm_spec(spec: str) -> tuple[str, ...]:

@@ -10,8 +10,6 @@ import pytest
 
 from cni_ignite.firewall.base import Attachment, FirewallConfig, Owner, PortMapping
 from cni_ignite.firewall.rules import (
-    entries_missing,
-    entry_listings,
     iptables_add_text,
     iptables_delete_text,
     iptables_plan,
@@ -39,27 +37,32 @@ def att(*addrs: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> Attachment
 def test_iptables_ipv4_nat_and_filter() -> None:
     plan = iptables_plan(att(V4), CFG, 4)
     assert iptables_add_text(plan, "nat") == f"""*nat
-:CNI-IGM-{K} - [0:0]
-:CNI-IGD-{K} - [0:0]
+-N CNI-IGM-{K}
+-N CNI-IGD-{K}
+-C POSTROUTING -j CNI-IGNITE-POSTRT
+-C PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
+-C OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
 -A CNI-IGM-{K} -d 10.61.0.0/16 -j RETURN
 -A CNI-IGM-{K} -d 224.0.0.0/4 -j RETURN
 -A CNI-IGM-{K} -j MASQUERADE
--A CNI-IGNITE-POSTRT -s 10.61.0.2/32 {C} -j CNI-IGM-{K}
--A CNI-IGNITE-DNAT -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
--A CNI-IGNITE-DNAT -p udp -m multiport --dports 5353 {C} -j CNI-IGD-{K}
+-A CNI-IGNITE-POSTRT-4 -s 10.61.0.2/32 {C} -j CNI-IGM-{K}
+-A CNI-IGNITE-DNAT-4 -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
+-A CNI-IGNITE-DNAT-4 -p udp -m multiport --dports 5353 {C} -j CNI-IGD-{K}
 -A CNI-IGD-{K} -s 10.61.0.0/16 -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x2000/0x2000
 -A CNI-IGD-{K} -s 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x2000/0x2000
 -A CNI-IGD-{K} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.61.0.2:80
 -A CNI-IGD-{K} -s 10.61.0.0/16 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j MARK --set-xmark 0x2000/0x2000
 -A CNI-IGD-{K} -s 127.0.0.1/32 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j MARK --set-xmark 0x2000/0x2000
 -A CNI-IGD-{K} -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.61.0.2:53
--A CNI-IGNITE-POSTRT -d 10.61.0.2/32 -m mark --mark 0x2000/0x2000 {C} -j MASQUERADE
+-A CNI-IGNITE-POSTRT-4 -d 10.61.0.2/32 -m mark --mark 0x2000/0x2000 {C} -j MASQUERADE
 COMMIT
 """
     assert iptables_add_text(plan, "filter") == f"""*filter
--A CNI-IGNITE-FWD -d 10.61.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED {C} -j ACCEPT
--A CNI-IGNITE-FWD -d 10.61.0.2/32 -m conntrack --ctstate DNAT {C} -j ACCEPT
--A CNI-IGNITE-FWD -s 10.61.0.2/32 {C} -j ACCEPT
+-C FORWARD -j CNI-IGNITE-FWD
+-C INPUT -j CNI-IGNITE-INPUT
+-A CNI-IGNITE-FWD-4 -d 10.61.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED {C} -j ACCEPT
+-A CNI-IGNITE-FWD-4 -d 10.61.0.2/32 -m conntrack --ctstate DNAT {C} -j ACCEPT
+-A CNI-IGNITE-FWD-4 -s 10.61.0.2/32 {C} -j ACCEPT
 COMMIT
 """
 
@@ -67,16 +70,19 @@ COMMIT
 def test_iptables_ipv6_skips_ipv4_host_ips_and_localhost() -> None:
     plan = iptables_plan(att(V4, V6), CFG._replace(forward=False), 6)
     assert iptables_add_text(plan, "nat") == f"""*nat
-:CNI-IGM-{K} - [0:0]
-:CNI-IGD-{K} - [0:0]
+-N CNI-IGM-{K}
+-N CNI-IGD-{K}
+-C POSTROUTING -j CNI-IGNITE-POSTRT
+-C PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
+-C OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
 -A CNI-IGM-{K} -d fd00::/64 -j RETURN
 -A CNI-IGM-{K} -d ff00::/8 -j RETURN
 -A CNI-IGM-{K} -j MASQUERADE
--A CNI-IGNITE-POSTRT -s fd00::2/128 {C} -j CNI-IGM-{K}
--A CNI-IGNITE-DNAT -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
+-A CNI-IGNITE-POSTRT-4 -s fd00::2/128 {C} -j CNI-IGM-{K}
+-A CNI-IGNITE-DNAT-4 -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
 -A CNI-IGD-{K} -s fd00::/64 -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x2000/0x2000
 -A CNI-IGD-{K} -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80
--A CNI-IGNITE-POSTRT -d fd00::2/128 -m mark --mark 0x2000/0x2000 {C} -j MASQUERADE
+-A CNI-IGNITE-POSTRT-4 -d fd00::2/128 -m mark --mark 0x2000/0x2000 {C} -j MASQUERADE
 COMMIT
 """
     assert plan.tables() == ["nat"]
@@ -90,8 +96,10 @@ def test_iptables_external_mark_chain_masq_all_and_conditions() -> None:
     cfg = CFG._replace(ip_masq=False, forward=False, port_mappings=(TCP,), masq_all=True,
                   external_set_mark_chain="KUBE-MARK-MASQ", conditions_v4=("-i", "eth0"))
     assert iptables_add_text(iptables_plan(att(V4), cfg, 4), "nat") == f"""*nat
-:CNI-IGD-{K} - [0:0]
--A CNI-IGNITE-DNAT -i eth0 -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
+-N CNI-IGD-{K}
+-C PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
+-C OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
+-A CNI-IGNITE-DNAT-4 -i eth0 -p tcp -m multiport --dports 8080 {C} -j CNI-IGD-{K}
 -A CNI-IGD-{K} -p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ
 -A CNI-IGD-{K} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.61.0.2:80
 COMMIT
@@ -107,7 +115,7 @@ def test_iptables_no_snat_means_no_marks_and_no_hairpin_masquerade() -> None:
 def test_iptables_multiport_splits_every_15_ports() -> None:
     maps = tuple(PortMapping(host_port=1000 + i, container_port=80, protocol="tcp") for i in range(16))
     plan = iptables_plan(att(V4), CFG._replace(port_mappings=maps), 4)
-    jumps = [r.spec for r in plan.rules if r.chain == "CNI-IGNITE-DNAT"]
+    jumps = [r.spec for r in plan.rules if r.chain == "CNI-IGNITE-DNAT-4"]
     assert [j.split()[5] for j in jumps] == [",".join(str(1000 + i) for i in range(15)), "1015"]
 
 
@@ -118,56 +126,53 @@ def test_iptables_delete_text_removes_shared_rules_then_our_chains() -> None:
 
 def test_iptables_repair_creates_admin_before_forward_jumps_to_it() -> None:
     text = iptables_repair_text(4, "filter", "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
-    assert text == """*filter
--N CNI-IGNITE-ADMIN
--N CNI-IGNITE-FWD
--N CNI-IGNITE-INPUT
--I CNI-IGNITE-FWD 1 -j CNI-IGNITE-ADMIN
--I FORWARD 1 -j CNI-IGNITE-FWD
--I INPUT 1 -j CNI-IGNITE-INPUT
--A CNI-IGNITE-INPUT -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
-COMMIT
-"""
+    buckets = "0123456789abcdef"
+    assert text == "\n".join(["*filter", "-N CNI-IGNITE-ADMIN", "-N CNI-IGNITE-FWD", "-N CNI-IGNITE-INPUT",
+                              *(f"-N CNI-IGNITE-FWD-{b}" for b in buckets),
+                              "-I CNI-IGNITE-FWD 1 -j CNI-IGNITE-ADMIN", "-I FORWARD 1 -j CNI-IGNITE-FWD",
+                              *(f"-A CNI-IGNITE-FWD -j CNI-IGNITE-FWD-{b}" for b in buckets),
+                              "-I INPUT 1 -j CNI-IGNITE-INPUT",
+                              "-A CNI-IGNITE-INPUT -d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate "
+                              "RELATED,ESTABLISHED,DNAT -j DROP", "COMMIT", ""])
     assert ":" not in text.replace("127.0.0.0/8", "")  # shared chains are never declared (that flushes them)
 
 
 def test_iptables_repair_adds_only_the_missing_entry_rules() -> None:
-    saved = """*nat
-:PREROUTING ACCEPT [0:0]
-:CNI-IGNITE-POSTRT - [0:0]
-:CNI-IGNITE-DNAT - [0:0]
--A OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT
--A POSTROUTING -j CNI-IGNITE-POSTRT
-COMMIT
-"""
+    saved = "\n".join(["*nat", ":PREROUTING ACCEPT [0:0]", ":CNI-IGNITE-POSTRT - [0:0]", ":CNI-IGNITE-DNAT - [0:0]",
+                       *(f":CNI-IGNITE-{c}-{b} - [0:0]" for c in ("POSTRT", "DNAT") for b in "0123456789abcdef"),
+                       *(f"-A CNI-IGNITE-{c} -j CNI-IGNITE-{c}-{b}" for c in ("POSTRT", "DNAT")
+                         for b in "0123456789abcdef"),
+                       "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT",
+                       "-A POSTROUTING -j CNI-IGNITE-POSTRT", "COMMIT", ""])
     assert iptables_repair_text(6, "nat", saved) == \
         "*nat\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\nCOMMIT\n"
     full = saved + "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n"
     assert iptables_repair_text(4, "nat", full) == ""
 
 
-def test_iptables_add_verifies_the_entry_rules_it_needs_by_listing_constant_chains() -> None:
+def test_iptables_add_checks_its_entry_rules_in_the_batch_and_lists_nothing() -> None:
     plan = iptables_plan(att(V4), CFG, 4)
-    assert entry_listings(plan) == [("nat", "POSTROUTING"), ("nat", "PREROUTING"), ("nat", "OUTPUT"),
-                                    ("filter", "FORWARD"), ("filter", "INPUT")]
-    listed = {
-        ("nat", "POSTROUTING"): "-P POSTROUTING ACCEPT\n-A POSTROUTING -j CNI-IGNITE-POSTRT\n",
-        ("nat", "PREROUTING"): "-P PREROUTING ACCEPT\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n",
-        ("nat", "OUTPUT"): "-P OUTPUT ACCEPT\n-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT\n",
-        ("filter", "FORWARD"): "-P FORWARD DROP\n-A FORWARD -j OTHER\n-A FORWARD -j CNI-IGNITE-FWD\n",
-        ("filter", "INPUT"): "-P INPUT ACCEPT\n-A INPUT -j CNI-IGNITE-INPUT\n",
-        ("filter", "CNI-IGNITE-INPUT"): "-N CNI-IGNITE-INPUT\n-A CNI-IGNITE-INPUT -d 127.0.0.0/8 ! -i lo -m conntrack "
-                                        "! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n",
-    }
-    assert not entries_missing(plan, listed)
-    assert entries_missing(plan, {**listed, ("filter", "INPUT"): "-P INPUT ACCEPT\n"})
-    assert entries_missing(plan, {**listed, ("nat", "OUTPUT"): None})
+    checks = [line for t in plan.tables() for line in iptables_add_text(plan, t).splitlines() if line[:3] == "-C "]
+    assert checks == ["-C POSTROUTING -j CNI-IGNITE-POSTRT",
+                      "-C PREROUTING -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT",
+                      "-C OUTPUT -m addrtype --dst-type LOCAL -j CNI-IGNITE-DNAT",
+                      "-C FORWARD -j CNI-IGNITE-FWD", "-C INPUT -j CNI-IGNITE-INPUT"]
     # the guard only where route_localnet is asked for: IPv4 with port mappings, snat and a bridge
     assert not any(e.serves == "CNI-IGNITE-INPUT" for e in iptables_plan(att(V4, V6), CFG, 6).entries)
     assert not any(e.serves == "CNI-IGNITE-INPUT" for e in iptables_plan(att(V4), CFG._replace(snat=False), 4).entries)
     no_maps = iptables_plan(att(V4), CFG._replace(port_mappings=(), forward=False), 4)
-    assert entry_listings(no_maps) == [("nat", "POSTROUTING")]
+    assert iptables_add_text(no_maps, "nat").splitlines()[:3] == ["*nat", f"-N CNI-IGM-{K}",
+                                                                   "-C POSTROUTING -j CNI-IGNITE-POSTRT"]
     assert no_maps.tables() == ["nat"]
+    # CHECK (not ADD) sees the jumps inside our own chains: the admin jump and the key's buckets
+    assert {e.spec for e in plan.entries if not e.on_add} >= {"-j CNI-IGNITE-ADMIN", "-j CNI-IGNITE-POSTRT-4",
+                                                               "-j CNI-IGNITE-DNAT-4", "-j CNI-IGNITE-FWD-4"}
+
+
+def test_iptables_layout_1_records_are_removed_from_the_shared_chains_themselves() -> None:
+    old = iptables_plan(att(V4), CFG, 4, layout=1)
+    assert {r.chain for r in old.rules} == {f"CNI-IGM-{K}", f"CNI-IGD-{K}", "CNI-IGNITE-POSTRT", "CNI-IGNITE-DNAT",
+                                            "CNI-IGNITE-FWD"}
 
 
 def shared(prefix: str, *rules: str) -> str:
