@@ -421,6 +421,9 @@ def _talk(proc: subprocess.Popen[bytes], data: bytes) -> tuple[bytes, bytes]:
         pass
     out = proc.stdout.read()
     reader.join()
+    proc.stdout.close()
+    if proc.stderr is not None:
+        proc.stderr.close()
     return out, err[0] if err else b""
 
 
