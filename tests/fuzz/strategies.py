@@ -434,3 +434,16 @@ def _break_inside(doc: Any) -> st.SearchStrategy[Any]:
         return out
 
     return st.tuples(st.sampled_from(paths), json_values(4)).map(put)
+
+
+def conflist_docs() -> st.SearchStrategy[Any]:
+    """A .conflist: name and cniVersion at the top, plugin configurations (any of them broken) in a list."""
+    plugin = st.one_of(netconf_docs("ignite-bridge"), netconf_docs("ignite-ipam"),
+                       ipam_blocks().map(lambda b: {"type": "ignite-bridge", "ipam": {**b, "type": "ignite-ipam"}}),
+                       json_values(4))
+    return st.one_of(
+        st.fixed_dictionaries({"cniVersion": wrong(VERSIONS), "name": wrong(names())},
+                              optional={"plugins": wrong(st.lists(plugin, max_size=4)), "disableCheck": json_values(2),
+                                        "disableGC": json_values(2), "deep": st.just(DEEP)}),
+        netconf_docs(),
+    )
