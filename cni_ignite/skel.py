@@ -15,7 +15,7 @@ import json
 import os
 from contextlib import suppress  # already loaded by typing: free
 from time import perf_counter
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import CniError, InvalidEnvironment, IOFailure, TryAgainLater
 from .netconf import NAME_RE, NetConf, load_object, parse_netconf
@@ -23,8 +23,11 @@ from .version import CURRENT, SUPPORTED, require_verb
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import NamedTuple as Record
 
     from .result import Result
+else:
+    from . import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 
@@ -42,7 +45,7 @@ REQUIRED_ENV: dict[str, tuple[str, ...]] = {
 }
 
 
-class CmdArgs(NamedTuple):
+class CmdArgs(Record):
     command: str
     container_id: str
     netns: str
@@ -53,7 +56,7 @@ class CmdArgs(NamedTuple):
     conf: NetConf
 
 
-class Handlers(NamedTuple):
+class Handlers(Record):
     add: Callable[[CmdArgs], Result]
     delete: Callable[[CmdArgs], None]
     check: Callable[[CmdArgs], None]
