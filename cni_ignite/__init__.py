@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections import namedtuple  # loaded by typing anyway on every path
-from typing import Any
+from collections import namedtuple  # loaded by typing anyway on every plugin path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
