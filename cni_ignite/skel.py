@@ -238,8 +238,8 @@ def _emit(stdout: IO[str], doc: dict[str, Any], stderr: IO[str]) -> bool:
     A real stdout gets it with write(2) on its descriptor, not through the text buffer: a failed flush keeps
     the data buffered and the flush at exit would write it after all, behind whatever came next."""
     global answered  # noqa: PLW0603
+    text = json.dumps(doc, separators=(",", ":")) + "\n"  # a failure here (a bug) is still answered by entry.py
     answered = True
-    text = json.dumps(doc, separators=(",", ":")) + "\n"
     try:
         try:
             fd = stdout.fileno()
