@@ -15,7 +15,7 @@ import ipaddress
 from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import CniError, NotFound, TryAgainLater, UnknownContainer
+from ..errors import CniError, IOFailure, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
 from ..skel import Handlers
 from . import ipam_call
@@ -175,8 +175,7 @@ def _take_over(cmd: CmdArgs, dead_cid: str, why: str) -> None:
     try:
         delete(dead)
     except CniError as exc:
-        kind = TryAgainLater if isinstance(exc, TryAgainLater) else CniError
-        raise kind(f"cannot remove the earlier attachment {dead_cid} of this owner ({why})",
+        raise _BY_CODE.get(exc.code, CniError)(f"cannot remove the earlier attachment {dead_cid} of this owner ({why})",
                    f"{exc.msg}: {exc.details}" if exc.details else exc.msg) from exc
 
 
@@ -333,7 +332,7 @@ def delete(cmd: CmdArgs) -> None:
     from .firewall_glue import delete_rules, state_dir_of
 
     failures: list[str] = []
-    transient: list[bool] = []  # per failure: a TryAgainLater (a retry may well succeed)
+    codes: list[int] = []  # per failure: its CNI code (an OSError: 5)
 
     def attempt(what: str, fn: Callable[[], object]) -> None:
         try:
@@ -342,10 +341,10 @@ def delete(cmd: CmdArgs) -> None:
             pass  # already gone: that is what DEL wants
         except (CniError, OSError) as exc:
             failures.append(f"{what}: {exc}")
-            transient.append(isinstance(exc, TryAgainLater))
+            codes.append(exc.code if isinstance(exc, CniError) else IOFailure.code)
 
     def incomplete(msg: str) -> CniError:
-        return (TryAgainLater if all(transient) else CniError)(msg, "; ".join(failures))
+        return incomplete_error(msg, "; ".join(failures), codes)
 
     network = cmd.conf.name
     veth_name = host_veth_name(network, cmd.container_id, cmd.ifname)
@@ -374,8 +373,27 @@ def delete(cmd: CmdArgs) -> None:
     if failures:
         raise incomplete("DEL incomplete")
     attempt("namespace record", lambda: records.remove(state_dir, network, cmd.container_id, cmd.ifname))
+    attempt("record temp files", lambda: records.tidy(state_dir, network))  # of ADDs killed mid-write
     if failures:
         raise incomplete("DEL incomplete")
+
+
+_BY_CODE: dict[int, type[CniError]] = {c.code: c for c in CniError.__subclasses__()
+                                       if c.__module__ == CniError.__module__}  # errors.py's: one class per code
+
+
+def incomplete_error(msg: str, details: str, codes: list[int]) -> CniError:
+    """The error of a DEL whose steps failed with `codes`: the code they share when they agree (all 11: try
+    again later); else an I/O failure (5) when any step met one (it says what went wrong better than 999,
+    and the runtime retries a DEL whatever the code); else the first code that is not 11 (a transient
+    failure beside a lasting one does not make the DEL transient)."""
+    if codes and all(c == codes[0] for c in codes):
+        code = codes[0]
+    elif IOFailure.code in codes:
+        code = IOFailure.code
+    else:
+        code = next((c for c in codes if c != TryAgainLater.code), CniError.code)
+    return _BY_CODE.get(code, CniError)(msg, details)
 
 
 def _del_port_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None, port: str,

@@ -16,8 +16,12 @@ A namespace is gone when its path is missing, is no namespace any more, or names
 attachment made before records existed, or after a reboot wiped them while the IPAM leases stayed) the
 attachment's tagged host veth decides: the kernel deletes a veth pair when either end's namespace dies.
 
-``.bridge`` cannot be a network's folder (CNI names start with a letter or digit). Written whole (temp file
-and rename); read leniently (a damaged record is treated as missing).
+``.bridge`` cannot be a network's folder (CNI names start with a letter or digit). Written whole (a temp
+file ``tmp/<name>.<pid>.tmp`` renamed over the record); read leniently (a damaged record is treated as
+missing). A write that fails removes its temp file and answers IOFailure (5). A writer killed between the
+two leaves its temp file: whoever next takes the network's ``lock`` exclusively (an ADD or DEL that finds
+no other ADD, or ``cni-ignite gc``) knows that no writer is alive and empties ``tmp/`` (O(leftovers): it
+holds nothing else, so no ADD or DEL lists the records).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import IOFailure
 from ..firewall.naming import network_dir
 from ..identity import owner_key
 from .config import attachment_hash, attachment_tag, host_veth_name
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from .kernel import HostNet
 
 FOLDER = ".bridge"
+TMP = "tmp"  # the temp files of writes in progress (or of writers killed mid-write), beside the records
 
 
 class Record(NamedTuple):
@@ -65,13 +71,26 @@ def _owner_path(state_dir: str, network: str, owner: str, ifname: str) -> str:
 
 
 def _write(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Replace the record at path with data, whole; IOFailure (and no temp file left) when that fails."""
+    base, name = os.path.split(path)
+    tmp = os.path.join(base, TMP, f"{name}.{os.getpid()}.tmp")
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # the network's first write (or one since its tmp/ was lost)
+            os.makedirs(os.path.join(base, TMP), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise IOFailure(f"cannot write the attachment record {path}", str(exc)) from exc
 
 
 def _read(path: str) -> bytes | None:
@@ -80,6 +99,32 @@ def _read(path: str) -> bytes | None:
             return f.read(1 << 16)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise IOFailure(f"cannot read the attachment record {path}", str(exc)) from exc
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise IOFailure(f"cannot remove the attachment record {path}", str(exc)) from exc
+
+
+def clear_temps(state_dir: str, network: str) -> None:
+    """Remove the temp files of the network's writers; only with the network's lock held exclusively (no
+    writer is alive then: every write happens under the lock, shared)."""
+    base = os.path.join(folder(state_dir, network), TMP)
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise IOFailure(f"cannot list {base}", str(exc)) from exc
+    for name in names:
+        if name.endswith(".tmp"):
+            _unlink(os.path.join(base, name))
 
 
 def write(state_dir: str, network: str, rec: Record) -> None:
@@ -112,10 +157,8 @@ def remove(state_dir: str, network: str, cid: str, ifname: str) -> None:
     """Forget the attachment; the owner's pointer too when it names this attachment."""
     rec = load(state_dir, network, cid, ifname)
     if rec is not None and latest(state_dir, network, rec.owner, ifname) == cid:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_owner_path(state_dir, network, rec.owner, ifname))
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_att_path(state_dir, network, cid, ifname))
+        _unlink(_owner_path(state_dir, network, rec.owner, ifname))
+    _unlink(_att_path(state_dir, network, cid, ifname))
 
 
 def all_records(state_dir: str, network: str) -> list[Record]:
@@ -136,39 +179,76 @@ def all_records(state_dir: str, network: str) -> list[Record]:
 
 # -------------------------------------------------------------------------------------------- locking
 
+def _open_lock(state_dir: str, network: str) -> int:
+    """An fd of the network's ``lock``, created (with the folder) when missing."""
+    base = folder(state_dir, network)
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        return os.open(os.path.join(base, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise IOFailure(f"cannot open the lock of {base}", str(exc)) from exc
+
+
+def _try_exclusive(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        raise IOFailure("cannot lock the attachment records", str(exc)) from exc
+    return True
+
+
 def hold_shared(state_dir: str, network: str) -> int:
     """ADD holds the network's ``lock`` shared from before it judges an earlier attachment until it ends
     (ADDs never wait for each other); ``cni-ignite gc`` takes it exclusively around each judgement and
-    removal, so it never removes an attachment an ADD (Ignite reuses the VM ID) is making. Returns the fd
-    to close."""
-    base = folder(state_dir, network)
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(base, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    removal, so it never removes an attachment an ADD (Ignite reuses the VM ID) is making. An ADD that
+    finds the lock free takes it exclusively first, long enough to clear killed writers' temp files.
+    Returns the fd to close."""
+    fd = _open_lock(state_dir, network)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        if _try_exclusive(fd):
+            clear_temps(state_dir, network)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # from exclusive: a downgrade
+    except OSError as exc:
+        os.close(fd)
+        raise IOFailure("cannot lock the attachment records", str(exc)) from exc
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
+def tidy(state_dir: str, network: str) -> None:
+    """DEL: clear killed writers' temp files when no ADD of the network is running (else a later ADD or
+    DEL will); never waits, never creates the network's folder."""
+    path = os.path.join(folder(state_dir, network), "lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise IOFailure(f"cannot open {path}", str(exc)) from exc
+    try:
+        if _try_exclusive(fd):
+            clear_temps(state_dir, network)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def exclusive(state_dir: str, network: str, timeout: float = 30.0) -> Iterator[bool]:
-    """The network's lock, exclusively (for gc); yields False when it could not be had within timeout."""
-    base = folder(state_dir, network)
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(base, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """The network's lock, exclusively (for gc); yields False when it could not be had within timeout.
+    Killed writers' temp files are cleared once it is had."""
+    fd = _open_lock(state_dir, network)
     try:
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    yield False
-                    return
-                time.sleep(0.02)
+        while not _try_exclusive(fd):
+            if time.monotonic() > deadline:
+                yield False
+                return
+            time.sleep(0.02)
+        clear_temps(state_dir, network)
         yield True
     finally:
         os.close(fd)

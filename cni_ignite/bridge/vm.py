@@ -12,15 +12,18 @@ The result gains tc-redirect-tap's two entries — the tap ``{name, mac, sandbox
 Ownership: ADD never adopts an existing tap or in-namespace bridge (the tap is made with IFF_TUN_EXCL)
 and gives what it makes the attachment's tag as alias; DEL removes only links carrying that tag (or,
 made before tags, a tap that is joined to this attachment's veth), so the DEL of one attachment never
-takes another's tap.
+takes another's tap. Neither the tun driver nor a bridge's RTM_NEWLINK takes an alias, so each is made
+under a staging name derived from the tag (``staging_name``) and gets its name and tag in one message: an
+ADD killed in between leaves a link whose name alone says whose it is, and DEL removes it.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidConfig
-from ..netlink.ops import TAP_MAX_MTU, LinkExists
+from ..netlink.ops import TAP_MAX_MTU, LinkExists, NetlinkError
 from ..result import Interface
 from .config import attachment_tag
 
@@ -36,6 +39,12 @@ def inner_bridge_name(tap: str) -> str:
     return ("br-" + tap)[:15]
 
 
+def staging_name(tag: str, kind: str) -> str:
+    """The name a link of the attachment (``tag``) has between its creation and its tagging: ``ct``
+    (tap) or ``cb`` (bridge) and 13 hex digits of the attachment's hash."""
+    return ("ct" if kind == "tap" else "cb") + tag.rsplit(":", 1)[-1][:13]
+
+
 def setup(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips: list[IPConfig],
           guest_mac: str, *, tag: str, made: list[int]) -> tuple[Interface, ...]:
     """Build the VM side; every link made is appended to ``made`` at once, for the caller's undo."""
@@ -45,7 +54,7 @@ def setup(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, i
                             f"a tap's MTU is at most {TAP_MAX_MTU}: set mtu in the network configuration")
     try:
         tap = cont.nl.create_tap(vm.tap, uid=vm.uid, gid=vm.gid, vnet_hdr=True, multi_queue=False, mtu=veth.mtu,
-                                 alias=tag, exclusive=True)
+                                 alias=tag, exclusive=True, staging=staging_name(tag, "tap"))
     except LinkExists as exc:
         raise LinkExists(f"VM tap {vm.tap} already exists in {cmd.netns} (another attachment's VM?); "
                          "choose another vm.tap or TC_REDIRECT_TAP_NAME", exc.details) from exc
@@ -58,9 +67,16 @@ def setup(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, i
         if cont.nl.link(br_name) is not None:
             raise LinkExists(f"cannot create the VM bridge {br_name}: a device of that name already exists in "
                              f"{cmd.netns}")
-        br = cont.nl.create_bridge(br_name, mtu=veth.mtu, forward_delay=0)
+        br = cont.nl.create_bridge(staging_name(tag, "bridge"), mtu=veth.mtu, forward_delay=0)
         made.append(br.index)
-        cont.nl.set_link(br.index, mac=_bridge_mac(guest_mac), up=True, alias=tag)
+        try:  # named and tagged in one message (see the module's docstring)
+            cont.nl.set_link(br.index, name=br_name, mac=_bridge_mac(guest_mac), up=True, alias=tag)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                raise LinkExists(f"cannot create the VM bridge {br_name}: a device of that name already exists "
+                                 f"in {cmd.netns}", str(exc)) from exc
+            raise
+        br = cont.nl.require(br.index)
         for port in (veth, tap):
             cont.nl.set_link(port.index, master=br.index, up=True)
         cont.nl.set_brport(veth.index, learning=False)
@@ -98,6 +114,10 @@ def teardown(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag: str) -> N
         cont.nl.delete_link(br.index)
     if tap_ours and tap is not None:
         cont.nl.delete_link(tap.index)
+    for kind, want in (("bridge", "bridge"), ("tap", "tun")):  # an ADD killed between making and tagging
+        staged = cont.nl.link(staging_name(tag, kind))
+        if staged is not None and staged.kind == want:
+            cont.nl.delete_link(staged.index)
 
 
 def _joined(cont: ContainerNet, cfg: BridgeConfig, veth: LinkInfo | None, tap: LinkInfo,

@@ -12,6 +12,7 @@ the replies that carry the request's sequence number:
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -44,6 +45,9 @@ NETLINK_GET_STRICT_CHK = 12
 NLMSGERR_ATTR_MSG = 1
 
 DUMP_ATTEMPTS = 5
+# A send or receive failing with these is the kernel short of memory or the socket's buffer overrun (a
+# dump raced a flood of events): a retry may well succeed (CNI 11). Any other OSError is an I/O failure (5).
+TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN, errno.ENOMEM})
 RECV_BUF = 1 << 18
 RECV_TIMEOUT = 10.0  # the kernel answers in microseconds; this only keeps a wedged plugin from hanging
 
@@ -103,9 +107,12 @@ class NetlinkSocket:
         self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
         return self._seq
 
-    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
+    def _send(self, msg_type: int, flags: int, body: bytes, what: str) -> int:
         seq = self._next_seq()
-        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags | NLM_F_REQUEST, seq, 0) + body)
+        try:
+            self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags | NLM_F_REQUEST, seq, 0) + body)
+        except OSError as exc:
+            raise socket_failure(what, "send", exc) from exc
         return seq
 
     def _replies(self, seq: int, what: str) -> Iterator[tuple[int, int, memoryview]]:
@@ -115,8 +122,8 @@ class NetlinkSocket:
                 data = self.sock.recv(RECV_BUF)
             except TimeoutError as exc:
                 raise IOFailure(what, f"no answer from the kernel within {RECV_TIMEOUT:.0f}s") from exc
-            except OSError as exc:  # ENOBUFS: the socket overran (a dump raced a flood of events)
-                raise IOFailure(what, f"netlink receive failed: {exc}") from exc
+            except OSError as exc:
+                raise socket_failure(what, "receive", exc) from exc
             view = memoryview(data)
             off = 0
             while off + _HDR.size <= len(data):
@@ -147,13 +154,13 @@ class NetlinkSocket:
 
     def request(self, msg_type: int, body: bytes, *, flags: int = 0, what: str = "netlink request") -> list[bytes]:
         """Send one request with NLM_F_ACK; return the reply messages (whole, header included) before the ACK."""
-        seq = self._send(msg_type, flags | NLM_F_ACK, body)
+        seq = self._send(msg_type, flags | NLM_F_ACK, body, what)
         return [bytes(m) for t, _, m in self._replies(seq, what) if t != NLMSG_DONE]
 
     def dump(self, msg_type: int, body: bytes, *, what: str = "netlink dump") -> list[bytes]:
         """Send a dump request; return all parts, repeating the dump if the kernel marks it interrupted."""
         for _ in range(DUMP_ATTEMPTS):
-            seq = self._send(msg_type, NLM_F_DUMP, body)
+            seq = self._send(msg_type, NLM_F_DUMP, body, what)
             parts: list[bytes] = []
             interrupted = False
             for mtype, mflags, msg in self._replies(seq, what):
@@ -165,17 +172,26 @@ class NetlinkSocket:
         raise TryAgainLater(what, f"dump interrupted {DUMP_ATTEMPTS} times by concurrent changes")
 
 
+def socket_failure(what: str, op: str, exc: OSError) -> IOFailure | TryAgainLater:
+    """The CNI error for a failed netlink send or receive: 11 when transient (TRANSIENT), else 5."""
+    kind = TryAgainLater if exc.errno in TRANSIENT else IOFailure
+    return kind(what, f"netlink {op} failed: {exc}")
+
+
 def open_route_socket() -> socket.socket:
     """A NETLINK_ROUTE socket in the caller's current network namespace."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    except OSError as exc:
+        raise socket_failure("cannot open a netlink socket", "socket", exc) from exc
     try:
         sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         sock.bind((0, 0))
         sock.settimeout(RECV_TIMEOUT)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise socket_failure("cannot set up a netlink socket", "setup", exc) from exc
     return sock
 
 

@@ -13,7 +13,7 @@ import socket
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from ..errors import CniError, InvalidNetns
+from ..errors import CniError, InvalidNetns, IOFailure
 from .ops import NetnsGone
 
 if TYPE_CHECKING:
@@ -74,7 +74,10 @@ def open_netns(path: str) -> int:
 
 
 def ns_id(fd_or_path: int | str) -> NsId:
-    st = os.stat(fd_or_path)
+    try:
+        st = os.stat(fd_or_path)
+    except OSError as exc:
+        raise IOFailure(f"cannot stat the network namespace {fd_or_path}", str(exc)) from exc
     return NsId(st.st_dev, st.st_ino)
 
 
@@ -90,7 +93,10 @@ def is_current(fd_or_path: int | str) -> bool:
 @contextmanager
 def entered(fd: int) -> Iterator[None]:
     """Run the body inside the netns open at fd, then return to the original one, even on error."""
-    origin = os.open(SELF_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        origin = os.open(SELF_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:  # nothing changed yet: an I/O failure (the way back could not be kept)
+        raise IOFailure(f"cannot open {SELF_NETNS}", str(exc)) from exc
     try:
         try:
             setns(fd)

@@ -363,23 +363,37 @@ class Rtnl:
     def create_tap(
         self, name: str, *, uid: int | None = None, gid: int | None = None, vnet_hdr: bool = True,
         multi_queue: bool = False, mtu: int = 0, up: bool = True, alias: str | None = None,
-        exclusive: bool = True,
+        exclusive: bool = True, staging: str | None = None,
     ) -> LinkInfo:
         """A persistent tap in this socket's netns, then MTU, alias and up over netlink.
 
         ``exclusive`` (IFF_TUN_EXCL): LinkExists when the name is taken, even by an identical tap, so a
         caller never adopts someone else's. A tap made here that cannot be configured is deleted again.
+        ``staging``: the tap is made under that name and gets ``name`` and ``alias`` in one message, so
+        it never exists under ``name`` untagged (a caller killed in between leaves a link whose name
+        tells whose it is); LinkExists when ``name`` is taken.
         """
-        actual = call_in(self.netns_fd, lambda: _create_tap(name, uid=uid, gid=gid, vnet_hdr=vnet_hdr,
+        made = staging or name
+        actual = call_in(self.netns_fd, lambda: _create_tap(made, uid=uid, gid=gid, vnet_hdr=vnet_hdr,
                                                             multi_queue=multi_queue, exclusive=exclusive))
+        index: int | None = None
         try:
             found = self.require(actual)
-            if (mtu and found.mtu != mtu) or (up and not found.up) or (alias is not None and found.alias != alias):
-                self.set_link(found.index, mtu=mtu or None, up=True if up else None, alias=alias)
+            index = found.index
+            rename = name if staging is not None and found.name != name else None
+            if (rename or (mtu and found.mtu != mtu) or (up and not found.up)
+                    or (alias is not None and found.alias != alias)):
+                try:
+                    self.set_link(found.index, name=rename, mtu=mtu or None, up=True if up else None, alias=alias)
+                except NetlinkError as exc:
+                    if rename and exc.errno in (errno.EEXIST, errno.EBUSY):
+                        raise LinkExists(f"cannot create tap {name}: a device of that name already exists in "
+                                         "the network namespace", str(exc)) from exc
+                    raise
                 found = self.require(found.index)
         except BaseException:
             if exclusive:  # it is ours: do not leave a half-made tap for the next caller to trip over
-                self.delete_link(actual)
+                self.delete_link(index if index is not None else actual)
             raise
         return found
 

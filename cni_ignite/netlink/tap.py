@@ -13,7 +13,7 @@ import fcntl
 import os
 import struct
 
-from ..errors import CniError
+from ..errors import CniError, IOFailure
 from .ops import TAP_MAX_ID, LinkExists
 
 TUN_DEV = "/dev/net/tun"
@@ -72,7 +72,7 @@ def create_tap(
     try:
         fd = os.open(TUN_DEV, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
-        raise TapFailed(f"cannot open {TUN_DEV}", str(exc)) from exc
+        raise IOFailure(f"cannot open {TUN_DEV}", str(exc)) from exc
     try:
         try:
             res = fcntl.ioctl(fd, TUNSETIFF, ifreq(name, flags))

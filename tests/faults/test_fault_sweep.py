@@ -48,19 +48,6 @@ class Known(NamedTuple):
 
 
 KNOWN: dict[str, Known] = {
-    "bridge-records-write": Known(
-        r"bridge/records\.py|state/\.bridge/",
-        "cni_ignite/bridge/records.py _write: a failed os.write/fsync/rename raises a raw OSError (999 + "
-        "traceback) and leaves the half-written record (a-*/o-* in <stateDir>/.bridge/<net>/) that no DEL "
-        "removes; fix: wrap OSError in IOFailure, unlink the temp file on failure, and let DEL/the next "
-        "writer remove *.tmp files",
-        "bridge", "ADD", "write", "EIO", r"\.bridge/faultnet/a-[0-9a-f]+\.\d+\.tmp"),
-    "bridge-records-kill": Known(
-        r"state/\.bridge/.*\.tmp",
-        "cni_ignite/bridge/records.py: a SIGKILL between writing a record's temp file and renaming it leaves "
-        "<stateDir>/.bridge/<net>/<name>.<pid>.tmp that no DEL removes; fix: DEL (or the next write under "
-        "the same name) removes <name>.*.tmp",
-        "bridge", "ADD", "write", "KILL", r"\.bridge/faultnet/a-[0-9a-f]+\.\d+\.tmp"),
     "firewall-port-claim": Known(
         r"state/ports/",
         "cni_ignite/firewall/state.py + core.py add(): an ADD that fails after claim_ports (the claim's or the "
@@ -81,35 +68,6 @@ KNOWN: dict[str, Known] = {
         "fcntl/_socket fails with ENOSPC/EACCES, or a package folder cannot be opened: ModuleNotFoundError) "
         "escapes as 999 + traceback; fix: treat ImportError there like OSError (load_failure: 5)",
         "ipam", "ADD", "openat", "EACCES", r"lib-dynload/fcntl"),
-    "netlink-send-oserror": Known(
-        r"netlink/_nl\.py.*_send|self\.sock\.send",
-        "cni_ignite/netlink/_nl.py _send: sock.send raising OSError (any sendto fault) escapes as 999 + "
-        "traceback; fix: wrap it like the receive side (netlink send failed: IOFailure 5, or 11 for "
-        "ENOBUFS/EAGAIN)",
-        "bridge", "ADD", "sendto", "EIO", r"^sendto\("),
-    "bridge-del-incomplete-999": Known(
-        r"DEL incomplete",
-        "cni_ignite/bridge/plugin.py delete(): incomplete() raises a plain CniError (999) unless every failure "
-        "is TryAgainLater, so a DEL that met an I/O or netlink failure (ENOSPC/EIO on recvfrom/sendto/unlink) "
-        "answers 999; fix: IOFailure (5) when the failures are OSError/IOFailure, 11 when transient",
-        "bridge", "DEL", "recvfrom", "ENOSPC", r"^recvfrom\("),
-    "netns-open-oserror": Known(
-        r"thread-self/ns/net",
-        "cni_ignite/netlink/netns.py: os.open('/proc/thread-self/ns/net') failing (openat fault) escapes as "
-        "999 + traceback; fix: wrap in IOFailure (5)",
-        "bridge", "ADD", "openat", "ENOSPC", r"thread-self/ns/net"),
-    "tun-open-999": Known(
-        r"/dev/net/tun",
-        "cni_ignite/netlink/tap.py (VM mode): a failed open of /dev/net/tun answers CniError 999 'cannot open "
-        "/dev/net/tun'; fix: IOFailure (5)",
-        "bridge", "ADD", "openat", "EIO", r"/dev/net/tun"),
-    "vm-tap-kill": Known(
-        r"container links: \+tap0",
-        "cni_ignite/bridge/vm.py: an ADD killed after the tap is made but before it is tagged leaves tap0 in the "
-        "container namespace; DEL's vm.teardown skips an untagged tap, so no DEL removes it; fix: tag the "
-        "tap in the same request that creates it (or DEL removes the configured tap name when the container "
-        "interface it redirects to is ours)",
-        "bridge", "ADD", "recvfrom", "KILL", r"TUNSETIFF"),
 }
 
 
