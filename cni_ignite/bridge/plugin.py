@@ -197,7 +197,7 @@ def _join(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet, st
           ips: list[IPConfig], bridge: LinkInfo | None, host_veth: LinkInfo, tag: str, undo: ExitStack) -> None:
     """Record the attachment's namespace, guard its port, then make it a port of the bridge (routed: of
     its own): the port is guarded before it joins, so no frame of it is ever bridged unguarded."""
-    guard = _guard_attachment(cfg, host_veth.name, ident, ips) if cfg.guard.enabled else None
+    guard = _guard_attachment(cfg, host_veth.name, ident, ips) if cfg.guard is not None else None
     _record(cmd, cfg, cont, state_dir, guard, undo)
     if guard is not None:
         _apply_guard(guard, undo)
@@ -417,7 +417,7 @@ def _guard_for_del(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None,
         from .records import guard_att
 
         return True, guard_att(rec.guard)
-    if not cfg.guard.enabled:
+    if cfg.guard is None:
         return False, None
     if not cmd.conf.prev_result:
         return True, None
@@ -497,7 +497,7 @@ def check(cmd: CmdArgs) -> None:
         found = problems(cmd, cfg, prev, kernel)
     except NotFound as exc:
         raise UnknownContainer(f"container namespace {cmd.netns} does not exist", str(exc)) from exc
-    if cfg.guard.enabled:
+    if cfg.guard is not None:
         found += _guard_problems(cmd, cfg, prev)
     if found:
         raise CniError(f"CHECK failed: {found[0]}", "; ".join(found))
