@@ -1,23 +1,28 @@
 """The nftables backend: one ``nft -f -`` transaction per verb in ``table inet cni_ignite``.
 
 Layout 2 (rules.py): an attachment is a handful of elements in shared sets and maps (plus one chain
-``c-K`` when it has conditions); the base chains hold constant rules. An ADD first adds its elements
-alone, assuming the table exists (the cost does not depend on how many attachments exist: nothing is
-listed, and no chain is created). When that fails, one transaction (re)declares the table, its sets,
-maps and base chains with ``add`` (idempotent, safe to race), rewrites the base chains' constant rules
-and adds the elements; if that fails too and no state record named earlier rules, rules of the key
-left by a lost record are swept (a listing: rare path) and the transaction is retried once.
+``c-K`` when it has conditions); the base chains hold constant rules, and the m-/h- chains (masquerade
+and hairpin rules of one subnet) are shared by every attachment that needs the same text. Nothing on
+the ADD/DEL path lists anything, and no transaction deletes anything it does not have to (a deletion
+costs an RCU grace period of wall time).
 
-DEL removes the elements and chain a state record describes: exact, touching nothing else; then it
-tries to delete the shared m-/h- chains its elements jumped to, which the kernel refuses (EBUSY) while
-another attachment's element still jumps there (one ``nft`` per chain, side by side). When one
-is absent already, the transaction fails as a whole and is retried with each added first (nft 1.0.6
-has no ``destroy``). A layout-1 record (per-attachment chains, nft_legacy) is
-removed with the layout-1 text. Without a record, or when that fails, DEL lists the table
-(``nft -j list table``, O(attachments): the rare path) and removes every element whose comment names
-the key, every verdict-map element that jumps to one of the key's chains, and those chains. When a DEL
-removed a layout-1 attachment, it lists the table's chains and, once no layout-1 chain is left,
-removes the layout-1 base chains and maps.
+ADD sends its elements, its own chain, and a shared chain only when the state dir says it is that
+chain's first user (``state.shared_ref``), assuming the table exists. When that fails, one transaction
+(re)declares the table, its sets, maps and base chains with ``add`` (idempotent, safe to race),
+rewrites the base chains' constant rules and the shared chains, and adds the elements; if that fails
+too and no state record named earlier rules, rules of the key left by a lost record are swept (a
+listing: rare path) and the transaction is retried once.
+
+DEL removes the elements and chain a state record describes, and a shared chain when the state dir
+says it was its last user (``state.shared_unref``): one transaction, exact, touching nothing else.
+The kernel refuses to delete a chain an element still jumps to (EBUSY: a record-less user), then the
+DEL is retried without it; when an element is absent already, with each added first (nft 1.0.6 has no
+``destroy``). A layout-1 record (per-attachment chains, nft_legacy) is removed with the layout-1 text.
+Without a record, or when all that fails, DEL lists the table (``nft -j list table``, O(attachments):
+the rare path) and removes every element whose comment names the key, every verdict-map element that
+jumps to one of the key's chains, and those chains. When a DEL removed a layout-1 attachment, it lists
+the table's chains and, once no layout-1 chain is left, removes the layout-1 base chains and maps. GC
+removes shared chains left unused (e.g. by a DEL that lost a race).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from . import naming as n
+from . import state
 from ._exec import RuleToolFailed, checked, run, run_all
 from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nft_delete_text, nft_plan
 
@@ -111,8 +117,8 @@ def _shared_name(name: str) -> bool:
 
 
 def _drop_unused(chains: list[str]) -> None:
-    """Delete each shared chain unless an element still jumps to it (the kernel refuses with EBUSY:
-    no listing needed). One ``nft`` per chain, side by side; failures are the expected "in use"."""
+    """Delete each shared chain unless an element still jumps to it (the kernel refuses with EBUSY).
+    One ``nft`` per chain, side by side; a failure is the expected "in use"."""
     if chains:
         run_all(NAME, [["nft", f"flush chain {TABLE} {c}; delete chain {TABLE} {c}"] for c in chains])
 
@@ -132,14 +138,17 @@ class NftablesBackend:
 
     def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
         plan = nft_plan(att, cfg)
-        text, what = nft_add_text(plan), f"nft ADD for {att.owner.key}"
-        if not text:
+        what = f"nft ADD for {att.owner.key}"
+        if not plan.elements:
             return
+        # the shared chains this ADD is the first user of (state-dir hint); the others exist already
+        new = tuple(c for c in plan.shared if state.shared_ref(self.state_dir, c, plan.key))
         try:
-            _apply(text, what)  # fast path: the table exists
+            _apply(nft_add_text(plan, new), what)  # fast path: the table exists
             return
         except RuleToolFailed:
             pass
+        text = nft_add_text(plan)
         try:
             _apply(nft_bootstrap_text() + text, what)
         except RuleToolFailed:
@@ -156,15 +165,18 @@ class NftablesBackend:
         if not plan.chains and not plan.elements:
             return
         chains = list(plan.chains)
-        try:  # everything is there (the common case): one plain transaction
-            _apply(nft_delete_text(plan.elements, chains, ensure=False), "nft DEL")
-        except RuleToolFailed:
-            try:  # something is absent already: add each first, then delete
-                _apply(nft_delete_text(plan.elements, chains, ensure=True), "nft DEL")
-            except RuleToolFailed:
-                self.remove_by_key(att.owner.key)
+        last = tuple(c for c in plan.shared if state.shared_unref(self.state_dir, c, plan.key))
+        # 1. the common case: everything is there (and, when the state dir says this was the last user
+        # of a shared chain, that chain goes too); 2. the chain is in use after all (a record-less user);
+        # 3. something is absent already: each element is added first; 4. list the table.
+        attempts = [(False, last), (False, ())] if last else [(False, ())]
+        for ensure, drop in [*attempts, (True, ())]:
+            try:
+                _apply(nft_delete_text(plan.elements, chains, ensure=ensure, drop=drop), "nft DEL")
                 return
-        _drop_unused(list(plan.shared))
+            except RuleToolFailed:
+                continue
+        self.remove_by_key(att.owner.key)
 
     def _remove_legacy(self, att: Attachment, cfg: FirewallConfig) -> None:
         from . import nft_legacy
@@ -200,7 +212,8 @@ class NftablesBackend:
         elements, chains = listed.of_key(key)
         if elements or chains:
             _apply(nft_delete_text(elements, chains, ensure=False), f"nft DEL for {key}")
-        _drop_unused(sorted({e.data.split(" ")[-1] for e in elements if _shared_name(e.data.split(" ")[-1])}))
+        used = {e.data.split(" ")[-1] for e in elements if _shared_name(e.data.split(" ")[-1])}
+        _drop_unused(sorted(c for c in used if state.shared_unref(self.state_dir, c, key)))
         if any(c in n.nft_chains(key) for c in chains):
             self._cleanup_legacy()
 

@@ -461,18 +461,22 @@ def nft_bootstrap_text() -> str:
     return "".join(out)
 
 
-def nft_add_text(plan: NftPlan) -> str:
-    """The attachment's conditions chain (flushed and refilled) and its elements."""
+def nft_add_text(plan: NftPlan, shared: tuple[str, ...] | None = None) -> str:
+    """The attachment's conditions chain (flushed and refilled), the shared chains named in shared
+    (None: all of the plan's; rewriting one that has rules deletes them: a grace period of wall time)
+    and its elements."""
     t, cmt = f"inet {n.NFT_TABLE}", n.comment(plan.key)
     out = []
-    for chain, own in [*plan.shared.items(), *plan.chains.items()]:
+    rewrite = plan.shared if shared is None else {c: plan.shared[c] for c in shared}
+    for chain, own in [*rewrite.items(), *plan.chains.items()]:
         out.append(f"add chain {t} {chain}\nflush chain {t} {chain}\n")
         out += [f"add rule {t} {chain} {r} comment {_quote(d)}\n" for r, d in own]
     out += [f"add element {t} {e.set} {e.text(cmt)}\n" for e in plan.elements]
     return "".join(out)
 
 
-def nft_delete_text(elements: list[NftElem], chains: list[str], *, ensure: bool) -> str:
+def nft_delete_text(elements: list[NftElem], chains: list[str], *, ensure: bool,
+                    drop: tuple[str, ...] = ()) -> str:
     """Remove elements, then chains. With ensure, each is added first so that an absent one does not
     fail the transaction (nft 1.0.6 has no ``destroy``); elements are deleted by key alone."""
     t = f"inet {n.NFT_TABLE}"
@@ -481,6 +485,6 @@ def nft_delete_text(elements: list[NftElem], chains: list[str], *, ensure: bool)
         if ensure:
             out.append(f"add element {t} {e.set} {e.text()}\n")
         out.append(f"delete element {t} {e.set} {{ {e.key} }}\n")
-    for c in chains:
+    for c in (*chains, *drop):  # drop: shared chains this DEL leaves unused (refused while in use)
         out.append(f"flush chain {t} {c}\ndelete chain {t} {c}\n")
     return "".join(out)

@@ -4,6 +4,9 @@
                                              host interface, the backend's rule layout (absent: 1)
     <state_dir>/ports/lock                   flock held while claiming ports and writing a record, and
                                              while releasing ports (every change of the registry)
+    <state_dir>/_nft-shared/<chain>/<key>    empty: key's elements jump to the shared nft chain <chain>
+                                             (a folder per chain: creating it tells the first user,
+                                             removing it when empty the last, in O(1), no listing)
     <state_dir>/ports/<proto>_<port>/<addr>  "<network>/<key>" of the owner; <addr> is any (no hostIP),
                                              any4 (0.0.0.0), any6 (::) or the hostIP itself; written
                                              whole (temp file + rename)
@@ -144,7 +147,7 @@ def records(state_dir: str, network: str | None = None) -> Iterator[Record]:
         dirs = [network_dir(network)]
     else:
         try:
-            dirs = [d for d in os.listdir(state_dir) if d != "ports"]
+            dirs = [d for d in os.listdir(state_dir) if d not in {"ports", SHARED_DIR}]
         except FileNotFoundError:
             return
     for d in dirs:
@@ -310,3 +313,43 @@ def release_ports(state_dir: str, owner: Owner, entries: tuple[str, ...]) -> Non
                 raise IOFailure(f"cannot release host port entry {entry}", str(exc)) from exc
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(path))  # only when empty: another address may share the port
+
+
+# ----------------------------------------------------------------------------------- shared-chain users
+
+SHARED_DIR = "_nft-shared"  # no network folder starts with "_" (network_dir: alphanumeric first)
+
+
+def shared_ref(state_dir: str, chain: str, key: str) -> bool:
+    """Record that key uses the shared chain; True when key is its first user here (the folder was
+    made now: the caller creates the chain). A hint only: the kernel decides (a failed ADD retries with
+    the chain), so a file-system error counts as "first"."""
+    folder = os.path.join(state_dir, SHARED_DIR, chain)
+    for _ in range(3):
+        try:
+            os.makedirs(os.path.join(state_dir, SHARED_DIR), mode=0o755, exist_ok=True)
+            try:
+                os.mkdir(folder, 0o755)
+                first = True
+            except FileExistsError:
+                first = False
+            os.close(os.open(os.path.join(folder, key), os.O_WRONLY | os.O_CREAT, 0o644))
+            return first
+        except FileNotFoundError:
+            continue  # the last user removed the folder between our mkdir and open: again
+        except OSError:
+            return True
+    return True
+
+
+def shared_unref(state_dir: str, chain: str, key: str) -> bool:
+    """Forget that key uses the shared chain; True when no user is left (the folder was removed now:
+    the caller deletes the chain; the kernel refuses that while an element still jumps to it)."""
+    folder = os.path.join(state_dir, SHARED_DIR, chain)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder, key))
+    try:
+        os.rmdir(folder)
+    except OSError:  # not empty (another user), or gone already
+        return False
+    return True

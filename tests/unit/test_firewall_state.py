@@ -213,3 +213,15 @@ def test_a_record_with_an_external_mark_chain_round_trips(tmp_path: Path) -> Non
     rec = rec._replace(config=rec.config._replace(backend="iptables", external_set_mark_chain="KUBE-MARK-MASQ"))
     state.write(rec)
     assert state.load(sd, A) == rec
+
+
+def test_shared_chain_users_tell_the_first_and_the_last_without_listing(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    assert state.shared_ref(d, "m-1", "a") is True
+    assert state.shared_ref(d, "m-1", "b") is False
+    assert state.shared_ref(d, "m-1", "a") is False  # a repeated ADD is no new user
+    assert state.shared_unref(d, "m-1", "a") is False
+    assert state.shared_unref(d, "m-1", "b") is True  # the last one: the caller deletes the chain
+    assert state.shared_unref(d, "m-1", "b") is False  # a repeated DEL does not delete it again
+    assert state.shared_ref(d, "m-1", "c") is True
+    assert [r.owner for r in state.records(d)] == []  # the folder is no network's
