@@ -1,8 +1,10 @@
 """ADD costs the same at any density (issue 14), quick version: a few hundred attachments through
 RuleFirewall in one throwaway namespace (benchmarks/density_bench.py's inner loop), each with ipMasq,
 forward rules and one TCP host port. The median CPU time (this process + the rule tools) of the last 50
-ADDs stays within 1.5x of the first 50's, and nothing is left after the DELs. CPU time, not wall time:
-the machines running the suite are shared and noisy, and the cost that grew was CPU (the tools' caches)."""
+ADDs stays within BOUND of the first 50's, and nothing is left after the DELs (and a GC). CPU time, not
+wall time: the machines running the suite are shared and noisy, and the cost that grew was CPU (the
+tools' caches). nftables: 1.3 (layout 1 measured 1.39 here, layout 2 1.03-1.17). iptables: 1.6
+(iptables-nft 1.8.9 still reads more per ``-A`` as the table grows: ~2.9 -> 3.9 ms at 300, measured)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.privileged
 BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "density_bench.py")
 N = 300
+BOUND = {"nftables": 1.3, "iptables": 1.6}
 
 
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
@@ -33,5 +36,5 @@ def test_add_cost_stays_flat_as_attachments_accumulate_and_dels_leave_nothing(ne
     out = json.loads(res.stdout)
     first = statistics.median(cpu for _, cpu in out["add"][:50])
     last = statistics.median(cpu for _, cpu in out["add"][-50:])
-    assert last <= 1.5 * first, (first, last)
+    assert last <= BOUND[backend] * first, (first, last)
     assert out["left"] == [[0.0, 0.0]]  # no rule of ours, no state record
