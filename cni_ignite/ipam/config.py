@@ -8,6 +8,11 @@ With no range at all, addresses come from 10.61.0.0/16.
 
 Our own keys (an ipam block without them behaves exactly as host-local):
 
+- ``subnetFile``: the multi-node agent's subnet file (flannel's ``subnet.env``, e.g.
+  ``/run/flannel/subnet.env``): this host's subnet (``FLANNEL_SUBNET``, its address the gateway) becomes
+  range set 0 and a route to the whole network (``FLANNEL_NETWORK``) is returned. A missing file is code
+  11 (the agent has not leased a subnet yet). It is the only key whose parsing reads a file.
+
 - ``sticky``: ``true`` (hold time 1h), ``false``, or ``{"hold": H}`` with H integer seconds or a duration
   text (``"90s"``, ``"30m"``, ``"1h30m"``, ``"7d"``, ``"0"``). After an owner's DEL its addresses are
   remembered in the dataDir; the owner's next ADD gets them back whenever they are free. For ``hold``
@@ -80,7 +85,7 @@ class IpamConfig(NamedTuple):
 # The keys of host-local's IPAMConfig, Range and types.Route. Go's encoding/json matches them ignoring
 # case, and go-cni sends runtimeConfig.ipRanges with the Go field names ("Subnet", "RangeStart", ...).
 IPAM_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway", "ranges", "routes", "dataDir", "resolvConf", "sticky",
-             "reservations")
+             "reservations", "subnetFile")
 RESERVATION_KEYS = ("owner", "address", "ifname", "mac")
 RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 ROUTE_KEYS = ("dst", "gw")
@@ -92,6 +97,12 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     sets: list[RangeSet] = []
     for raw_set in list_field(conf.runtime_config, "ipRanges", where="runtimeConfig."):
         sets.append(_parse_set(raw_set, len(sets)))
+    extra_routes: tuple[Route, ...] = ()
+    if ipam.get("subnetFile") is not None:  # the multi-node agent's subnet file: this host's range
+        env = _subnet_env(ipam.get("subnetFile"))
+        gw = env.subnet.ip
+        sets.append((_parse_range({"subnet": str(env.subnet.network), "gateway": str(gw)}, len(sets)),))
+        extra_routes = (Route(dst=env.network),)  # the whole network (other hosts) via the gateway
     if ipam.get("subnet") is not None:
         sets.append((_parse_range(ipam, len(sets)),))
     for raw_set in list_field(ipam, "ranges", where=where):
@@ -110,7 +121,7 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     check_reservations(reservations)
     return IpamConfig(
         range_sets=range_sets,
-        routes=tuple(_parse_route(r) for r in list_field(ipam, "routes", where=where)),
+        routes=extra_routes + tuple(_parse_route(r) for r in list_field(ipam, "routes", where=where)),
         data_dir=_data_dir(str_field(ipam, "dataDir", default=DEFAULT_DATA_DIR, where=where)),
         resolv_conf=_resolv_conf(str_field(ipam, "resolvConf", where=where)),
         requested=_requested(conf, cni_args),
@@ -118,6 +129,15 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
         hold=hold,
         reservations=reservations,
     )
+
+
+def _subnet_env(path: object) -> Any:
+    """``subnetFile``: an absolute path to a flannel-format subnet.env (the only I/O of config parsing)."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise InvalidConfig("ipam.subnetFile must be an absolute path", repr(path)[:200])
+    from ..subnetenv import read_subnet_env
+
+    return read_subnet_env(path)
 
 
 def _sticky(raw: object) -> tuple[bool, int]:
