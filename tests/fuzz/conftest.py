@@ -8,6 +8,7 @@ in .pytest_cache (ignored by git), so a failure found once is replayed first by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,12 +62,15 @@ class Oracle:
         for r in requests:  # one at a time: a big batch could fill both pipes
             self.proc.stdin.write(json.dumps(r) + "\n")
             self.proc.stdin.flush()
-            answers.append(json.loads(self.proc.stdout.readline()))
+            line = self.proc.stdout.readline()
+            assert line, f"the libcni oracle died (exit {self.proc.poll()}) on {json.dumps(r)[:2000]}"
+            answers.append(json.loads(line))
         return answers
 
     def close(self) -> None:
         if self.proc.stdin is not None:
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
         self.proc.wait(timeout=30)
         if self.proc.stdout is not None:
             self.proc.stdout.close()

@@ -114,6 +114,8 @@ def test_a_result_libcni_reads_we_read_the_same(oracle: Oracle, doc: Any, to: st
         # 0.1.0 <-> 0.2.0 is a copy in libcni, even without an address; a result we print always holds one
         # (like libcni's own 0.3+ -> 0.2 conversion, ours refuses an address-less 0.2.0 result)
         return
+    if any(v is None for k in ("interfaces", "ips", "routes") if isinstance(doc.get(k), list) for v in doc[k]):
+        return  # a null entry: libcni copies it through (or panics, see below); we refuse it (code 6)
     [ans] = oracle.ask([{"op": "convert", "result": doc, "to": to}])
     ours = _ours(doc, to)
     if ans["ok"]:
@@ -135,3 +137,20 @@ def test_a_1_0_0_result_ignores_ip4_and_ip6_keys() -> None:
     doc = {"cniVersion": "1.0.0", "ip4": {"ip": "10.0.0.2/24"}, "ips": [{"address": "10.0.0.3/24"}]}
     assert [str(ip.address) for ip in decode(doc).ips] == ["10.0.0.3/24"]
     assert decode({"cniVersion": "0.4.0", "ip4": {"ip": "10.0.0.2/24"}}) == Result()
+
+
+def test_a_result_with_a_null_route_is_a_decoding_failure(oracle: Oracle) -> None:
+    """Found by test_a_result_libcni_reads_we_read_the_same: libcni 1.1.2 copies "routes":[null] into a
+    0.3+ result and panics converting it to 0.x (nil dereference; the oracle reports the panic and lives
+    on); we refuse the document (code 6) rather than carry a null route."""
+    doc = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}], "routes": [None]}
+    down, same_shape = oracle.ask([{"op": "convert", "result": doc, "to": "0.2.0"},
+                                   {"op": "convert", "result": doc, "to": "0.4.0"}])
+    assert not down["ok"] and "panic" in down["error"], down
+    assert same_shape["ok"] and same_shape["result"]["routes"] == [None], same_shape
+    try:
+        decode(doc)
+    except DecodingFailure as exc:
+        assert exc.code == 6
+    else:
+        raise AssertionError("a null route was decoded")

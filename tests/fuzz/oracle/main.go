@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -78,6 +79,23 @@ func loadArgs(req request) answer {
 	return answer{Ok: true, Values: values}
 }
 
+// answerOf runs one request; a panic inside libcni (e.g. "routes":[null] dereferences a nil route) is a
+// refusal, so one example cannot end the run.
+func answerOf(req request) (ans answer) {
+	defer func() {
+		if r := recover(); r != nil {
+			ans = answer{Error: fmt.Sprintf("panic: %v", r)}
+		}
+	}()
+	switch req.Op {
+	case "convert":
+		return convert(req)
+	case "args":
+		return loadArgs(req)
+	}
+	return answer{Error: "unknown op " + req.Op}
+}
+
 func main() {
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
@@ -89,12 +107,8 @@ func main() {
 		var ans answer
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
 			ans = answer{Error: "request: " + err.Error()}
-		} else if req.Op == "convert" {
-			ans = convert(req)
-		} else if req.Op == "args" {
-			ans = loadArgs(req)
 		} else {
-			ans = answer{Error: "unknown op " + req.Op}
+			ans = answerOf(req)
 		}
 		if err := enc.Encode(ans); err != nil {
 			os.Exit(2)
