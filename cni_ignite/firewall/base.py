@@ -87,7 +87,10 @@ class FirewallConfig(NamedTuple):
 class Attachment(NamedTuple):
     owner: Owner
     addresses: tuple[Address, ...]
-    host_iface: str  # the bridge: needs route_localnet=1 for 127.0.0.1 host ports
+    # The host-side interface the attachment's packets enter and leave the host by (the bridge; in a
+    # routed mode the host veth): route_localnet=1 goes there for 127.0.0.1 host ports, and the nftables
+    # rules key every address by it (one subnet may be used by two networks on two interfaces).
+    host_iface: str
 
     def of_family(self, family: int) -> tuple[Address, ...]:
         return tuple(a for a in self.addresses if a.version == family)
