@@ -9,6 +9,7 @@ A DEL must never fail on port mappings it cannot parse (else the sandbox can nev
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -36,7 +37,9 @@ def records(env: HostEnv) -> list[str]:
 
 
 def dnat_lines(env: HostEnv, port: int) -> list[str]:
-    return [ln for ln in env.rules().splitlines() if f"dport {port}" in ln and "dnat" in ln.lower()]
+    """iptables DNAT rules of the port, or nft map elements `proto . port ... : target` (the map layout)."""
+    return [ln for ln in env.rules().splitlines()
+            if (f"dport {port}" in ln and "dnat" in ln.lower()) or re.search(rf"\b(tcp|udp|sctp) \. {port}\b.* : ", ln)]
 
 
 @pytest.fixture
