@@ -81,9 +81,11 @@ def nft_cond_chain(key: str) -> str:
 
 def network_dir(network: str) -> str:
     """The folder name for a network's state records: the name itself when it is a plain CNI name."""
-    if _SAFE_NET.match(network) and network not in {".", ".."}:
+    if _SAFE_NET.match(network) and network not in {".", "..", "ports"}:
         return network
-    return "net-" + sha256(network.encode()).hexdigest()[:16]
+    # "_" first: no CNI network name starts with it, so a hashed folder is never another network's own name
+    # (nor the port registry's folder, "ports").
+    return "_net-" + sha256(network.encode()).hexdigest()[:16]
 
 
 __all__ = [

@@ -103,14 +103,12 @@ def test_network_dirs_of_accepted_network_names_differ(networks: list[str]) -> N
     assert len(set(dirs)) == len(dirs)
 
 
-@pytest.mark.xfail(strict=True, reason="naming.network_dir: a hashed folder name is itself a valid network name "
-                                       "(fix belongs in cni_ignite/firewall/naming.py; see the fuzz report)")
 def test_network_dir_of_a_long_name_is_not_the_folder_of_another_network() -> None:
     long = "a" * 101  # a valid CNI network name (NAME_RE has no length limit) that network_dir hashes
     assert NAME_RE.match(long)
     hashed = naming.network_dir(long)
-    assert NAME_RE.match(hashed)  # "net-<16 hex>" is a valid network name too ...
-    assert naming.network_dir(hashed) != hashed  # ... so both networks share one state folder
+    assert not NAME_RE.match(hashed)  # "_net-<16 hex>" is no network's name, so no network shares its folder
+    assert naming.network_dir("ports") != "ports"  # nor does a network share the port registry's folder
 
 
 # ------------------------------------------------------------------------------------------ paths

@@ -32,10 +32,10 @@ def test_iptables_chain_names_fit_28_characters(cid: str) -> None:
 def test_network_dir_keeps_plain_names_and_hashes_others() -> None:
     assert naming.network_dir("ignite-cni-bridge") == "ignite-cni-bridge"
     for bad in ("../etc", "a/b", "..", ""):
-        assert naming.network_dir(bad).startswith("net-")
+        assert naming.network_dir(bad).startswith("_net-")
 
 
 def test_network_dir_hashes_a_name_with_a_trailing_newline() -> None:
     # "$" would also match before a final "\n": "net\n" must not be used as a folder name as it is
     assert naming.network_dir("net\n") != "net\n"
-    assert naming.network_dir("net\n").startswith("net-")
+    assert naming.network_dir("net\n").startswith("_net-")
