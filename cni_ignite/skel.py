@@ -180,17 +180,32 @@ def load_failure(exc: BaseException) -> CniError:
 
 
 def _module_load_failure(exc: BaseException) -> bool:
-    """The import system could not read a module file (.pyc/.so of the bundle): not the plugin's own work."""
+    """The import system could not read a module file or folder (.pyc/.so of the bundle, a package's
+    directory): not the plugin's own work.
+
+    For an ImportError: one of our own or a standard-library module (in a working install each is there,
+    so it failing to load means the file system refused it: dlopen of fcntl.so failing with EACCES or
+    ENOSPC, or a package folder that could not be listed, which the finder takes for an empty one and
+    reports as ModuleNotFoundError or "cannot import name"), or any extension module whose dlopen failed
+    on an I/O error (ImportError carries dlerror()'s text). A missing third-party module stays internal."""
     if isinstance(exc, OSError):
         return isinstance(exc.filename, str) and exc.filename.endswith((".pyc", ".py", ".so"))
-    # an extension module whose dlopen failed on an I/O error (ImportError carries dlerror()'s text)
-    return isinstance(exc, ImportError) and bool(exc.path) and os.strerror(5) in str(exc)
+    if not isinstance(exc, ImportError):
+        return False
+    import sys  # built in: only on this failure path
+
+    top = (exc.name or "").partition(".")[0]
+    return top == "cni_ignite" or top in sys.stdlib_module_names or (bool(exc.path) and os.strerror(5) in str(exc))
 
 
 def _load(handlers: Callable[[], Handlers]) -> Handlers:
     try:
         return handlers()
     except (OSError, MemoryError) as exc:
+        raise load_failure(exc) from exc
+    except ImportError as exc:  # the plugin's modules (or the stdlib's under them) could not be loaded
+        if not _module_load_failure(exc):
+            raise
         raise load_failure(exc) from exc
 
 

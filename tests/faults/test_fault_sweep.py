@@ -62,12 +62,6 @@ KNOWN: dict[str, Known] = {
         "<stateDir>/<net>/<key>.tmp<pid> (records() skips it, nothing removes it); fix: DEL/remove() "
         "unlinks <key>.tmp*",
         "bridge", "ADD", "write", "KILL", r"state/faultnet/[0-9a-f]+\.tmp"),
-    "skel-import-error": Known(
-        r"ImportError|ModuleNotFoundError|_fill_cache",
-        "cni_ignite/skel.py _load/_dispatch: an ImportError while loading the plugin's modules (dlopen of "
-        "fcntl/_socket fails with ENOSPC/EACCES, or a package folder cannot be opened: ModuleNotFoundError) "
-        "escapes as 999 + traceback; fix: treat ImportError there like OSError (load_failure: 5)",
-        "ipam", "ADD", "openat", "EACCES", r"lib-dynload/fcntl"),
 }
 
 
