@@ -102,18 +102,26 @@ class RuleFirewall:
         if old is not None:  # a repeated or half-failed ADD: remove the earlier rules exactly first
             self._remove(old)
         lock = state.ports_lock(cfg.state_dir) if cfg.port_mappings else contextlib.nullcontext()
+        entries = state.port_entries(cfg.port_mappings)
         with lock:
-            entries = state.claim_ports(cfg.state_dir, att.owner, cfg.port_mappings)
-            record = state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg, ports=entries,
-                                  host_iface=att.host_iface, layout=self.backend(name).layout)
-            state.write(record)
+            # The record first, naming the entries about to be claimed: a DEL after an ADD that dies from
+            # here on finds what it may hold (DEL reads no port mappings). A failed claim leaves none.
+            state.write(state.Record(owner=att.owner, backend=name, addresses=att.addresses, config=cfg,
+                                     ports=entries, host_iface=att.host_iface, layout=self.backend(name).layout))
+            try:
+                state.claim_ports(cfg.state_dir, att.owner, cfg.port_mappings)
+            except BaseException:
+                with contextlib.suppress(CniError):  # kept on failure: the DEL removes it
+                    state.remove(cfg.state_dir, att.owner)
+                raise
         try:
             self.backend(name).apply(att, cfg, fresh=old is None)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.backend(name).remove_exact(att, cfg)
-            state.remove(cfg.state_dir, att.owner)
-            state.release_ports(cfg.state_dir, att.owner, entries)
+            with contextlib.suppress(CniError):  # the record goes only once its ports are released
+                state.release_ports(cfg.state_dir, att.owner, entries)
+                state.remove(cfg.state_dir, att.owner)
             raise
         _forget_udp_flows(att, cfg)
         return self.needs_route_localnet(att, cfg)
@@ -126,8 +134,8 @@ class RuleFirewall:
     def _remove(self, rec: state.Record) -> None:
         att = Attachment(owner=rec.owner, addresses=rec.addresses, host_iface=rec.host_iface)
         self.backend(rec.backend).remove_exact(att, rec.config, rec.layout)
+        state.release_ports(rec.config.state_dir, rec.owner, rec.ports)  # first: the record names them
         state.remove(rec.config.state_dir, rec.owner)
-        state.release_ports(rec.config.state_dir, rec.owner, rec.ports)
 
     def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = ()) -> None:
         """Remove every rule of owner: exactly from its state record, else by listing our own chains and
@@ -157,8 +165,9 @@ class RuleFirewall:
             # 11: the record (if any) is kept, so a retried DEL finishes the job
             raise TryAgainLater("firewall DEL incomplete", "; ".join(notes + failures))
         if rec is not None:
-            state.remove(cfg.state_dir, owner)
             state.release_ports(cfg.state_dir, owner, rec.ports)
+        if rec is not None or not notes:  # no record: a killed writer's temp file may be left
+            state.remove(cfg.state_dir, owner)
 
     # ------------------------------------------------------------------------------------ CHECK, GC
     def check(self, att: Attachment, cfg: FirewallConfig) -> list[str]:

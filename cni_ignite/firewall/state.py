@@ -12,11 +12,15 @@
                                              whole (temp file + rename)
 
 The kernel rules stay the truth for CHECK; a record lets DEL rebuild the exact rules it must remove
-without listing anything, and GC find the attachments of a network. A port entry whose owner has no
-record (an ADD that died between claiming and writing, or a DEL between removing the record and
-releasing) is stale and may be reclaimed: that judgement and every release happen under the lock, so a
-release never deletes an entry another ADD has just written. A record is input to the rule scripts on
-DEL, so it is read back through the same strict parsing as the config (addresses without ``%zone``).
+without listing anything, and GC find the attachments of a network. An ADD writes its record (with the
+entries it is about to claim) before it claims, and a DEL releases before it removes the record, so
+whatever an ADD that died or failed holds is named by a record its DEL finds; a port entry whose owner
+has no record (left by older code) is stale and may be reclaimed. That judgement and every release
+happen under the lock, so a release never deletes an entry another ADD has just written, and a temp
+file seen under the lock (``.<addr>.tmp<pid>``) is a dead writer's: claims and releases remove it.
+A record's own temp file (``<key>.tmp<pid>``) of a writer that died is removed with the record.
+A record is input to the rule scripts on DEL, so it is read back through the same strict parsing as the
+config (addresses without ``%zone``).
 """
 
 from __future__ import annotations
@@ -137,8 +141,22 @@ def load(state_dir: str, owner: Owner) -> Record | None:
 
 
 def remove(state_dir: str, owner: Owner) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(record_path(state_dir, owner))
+    """Delete owner's record and the temp files of its writers that died (``<key>.tmp<pid>``)."""
+    path = record_path(state_dir, owner)
+    folder, prefix = os.path.dirname(path), f"{owner.key}.tmp"  # a key has no '.': no other key's prefix
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+    except OSError as exc:
+        raise IOFailure(f"cannot remove firewall state {path}", str(exc)) from exc
 
 
 def records(state_dir: str, network: str | None = None) -> Iterator[Record]:
@@ -180,6 +198,11 @@ def addr_token(m: PortMapping) -> str:
     if not m.specific_ip():
         return f"any{m.family()}"
     return m.specific_ip()
+
+
+def port_entries(mappings: tuple[PortMapping, ...]) -> tuple[str, ...]:
+    """The registry entries "<proto>_<port>/<addr>" that claim_ports makes for mappings (in its order)."""
+    return tuple(dict.fromkeys(f"{m.protocol}_{m.host_port}/{addr_token(m)}" for m in mappings))
 
 
 _ENTRY = re.compile(r"(tcp|udp|sctp)_([1-9][0-9]{0,4})/([0-9a-f.:]{2,45}|any[46]?)\Z")
@@ -252,39 +275,52 @@ def _owner_ref(owner: Owner) -> str:
 
 def claim_ports(state_dir: str, owner: Owner, mappings: tuple[PortMapping, ...]) -> tuple[str, ...]:
     """Register each mapping's host port for owner; PortConflict if another live attachment holds an
-    overlapping one. The caller holds ports_lock (it also writes the record under it). Returns the
-    entries (the caller records them). A file-system failure is IOFailure (5)."""
-    mine, entries = _owner_ref(owner), []
-    for m in mappings:
-        folder = os.path.join(state_dir, "ports", f"{m.protocol}_{m.host_port}")
-        token = addr_token(m)
-        try:
-            os.makedirs(folder, mode=0o755, exist_ok=True)
-            for other in os.listdir(folder):
-                path = os.path.join(folder, other)
-                try:
-                    _family(other)
-                except ValueError:  # a temp file left by a writer that died (we hold the lock)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                    continue
-                if not _overlaps(token, other):
-                    continue
-                ref = _read(path)
-                if ref == mine:
-                    continue
-                if ref and os.path.exists(os.path.join(state_dir, ref)):
-                    raise PortConflict(f"host port {m.protocol}/{m.host_port} ({m.host_ip or 'any address'}) is "
-                                       f"already mapped by attachment {ref}", f"registry entry {path}")
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)  # stale: its owner has no state record
-            path = os.path.join(folder, token)
-            if _read(path) != mine:
-                _write_whole(path, mine + "\n", os.path.join(folder, f".{token}.tmp{os.getpid()}"))
-        except OSError as exc:
-            raise IOFailure(f"cannot claim host port {m.protocol}/{m.host_port}", f"{folder}: {exc}") from exc
-        entries.append(f"{m.protocol}_{m.host_port}/{token}")
+    overlapping one. The caller holds ports_lock (and has written owner's record naming these entries:
+    port_entries). Returns the entries. A file-system failure is IOFailure (5). A claim that fails
+    leaves nothing of its own: the entries it made are released, an emptied port folder removed."""
+    mine, entries, folder = _owner_ref(owner), [], ""
+    try:
+        for m in mappings:
+            folder = os.path.join(state_dir, "ports", f"{m.protocol}_{m.host_port}")
+            _claim_one(state_dir, mine, m, folder)
+            entries.append(f"{m.protocol}_{m.host_port}/{addr_token(m)}")
+    except BaseException:
+        with contextlib.suppress(CniError):  # the claim's own error is the one to report
+            release_ports(state_dir, owner, tuple(entries))
+        if folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when empty: made by this claim, or emptied of stale entries
+        raise
     return tuple(dict.fromkeys(entries))
+
+
+def _claim_one(state_dir: str, mine: str, m: PortMapping, folder: str) -> None:
+    token = addr_token(m)
+    try:
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+        for other in os.listdir(folder):
+            path = os.path.join(folder, other)
+            try:
+                _family(other)
+            except ValueError:  # a temp file left by a writer that died (we hold the lock)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            if not _overlaps(token, other):
+                continue
+            ref = _read(path)
+            if ref == mine:
+                continue
+            if ref and os.path.exists(os.path.join(state_dir, ref)):
+                raise PortConflict(f"host port {m.protocol}/{m.host_port} ({m.host_ip or 'any address'}) is "
+                                   f"already mapped by attachment {ref}", f"registry entry {path}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # stale: its owner has no state record
+        path = os.path.join(folder, token)
+        if _read(path) != mine:
+            _write_whole(path, mine + "\n", os.path.join(folder, f".{token}.tmp{os.getpid()}"))
+    except OSError as exc:
+        raise IOFailure(f"cannot claim host port {m.protocol}/{m.host_port}", f"{folder}: {exc}") from exc
 
 
 def _read(path: str) -> str:
@@ -311,8 +347,26 @@ def release_ports(state_dir: str, owner: Owner, entries: tuple[str, ...]) -> Non
                         os.unlink(path)
             except OSError as exc:
                 raise IOFailure(f"cannot release host port entry {entry}", str(exc)) from exc
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(path))  # only when empty: another address may share the port
+            _remove_port_folder(os.path.dirname(path))
+
+
+def _remove_port_folder(folder: str) -> None:
+    """rmdir a port's folder when empty, after removing temp files of dead writers (the caller holds the
+    lock: no live writer has one); another address may still share the port."""
+    try:
+        os.rmdir(folder)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        temps = [n for n in os.listdir(folder) if n.startswith(".") and ".tmp" in n]
+        for name in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+        if temps:
+            os.rmdir(folder)
 
 
 # ----------------------------------------------------------------------------------- shared-chain users

@@ -47,22 +47,7 @@ class Known(NamedTuple):
     after: str  # regex: the fault hits the first `syscall` at or after the trace line matching it
 
 
-KNOWN: dict[str, Known] = {
-    "firewall-port-claim": Known(
-        r"state/ports/",
-        "cni_ignite/firewall/state.py + core.py add(): an ADD that fails after claim_ports (the claim's or the "
-        "record's write faulted) leaves <stateDir>/ports/<proto>_<port>/<addr> (or the empty port folder) "
-        "and a killed one .<addr>.tmp<pid>; DEL finds no record, so it never releases them; fix: release "
-        "the claims when state.write fails (under the same lock), rmdir the folder when the claim fails, "
-        "and let release_ports/claim_ports remove .*.tmp* entries",
-        "bridge", "ADD", "write", "EIO", r"state/faultnet/[0-9a-f]+\.tmp"),
-    "firewall-record-kill": Known(
-        r"state/faultnet/[0-9a-f]+\.tmp",
-        "cni_ignite/firewall/state.py write(): a SIGKILL during the record's write leaves "
-        "<stateDir>/<net>/<key>.tmp<pid> (records() skips it, nothing removes it); fix: DEL/remove() "
-        "unlinks <key>.tmp*",
-        "bridge", "ADD", "write", "KILL", r"state/faultnet/[0-9a-f]+\.tmp"),
-}
+KNOWN: dict[str, Known] = {}  # none left (the fixed ones: test_bridge_fault_fixes.py, test_firewall_fault_fixes.py)
 
 
 def known(problem: str) -> str:
