@@ -55,12 +55,22 @@ def parse_netconf(raw: bytes) -> NetConf:
     return NetConf(
         cni_version=version,
         name=name,
-        type=str_field(doc, "type", default=""),
+        type=_plugin_type(doc),
         raw=doc,
         prev_result=prev,
         runtime_config=canonical_runtime_config(obj_field(doc, "runtimeConfig")),
         args=obj_field(doc, "args"),
     )
+
+
+def _plugin_type(doc: dict[str, Any]) -> str:
+    """The spec requires ``type`` (the plugin's name): missing or empty is code 7, as libcni refuses it."""
+    value = go_get(doc, "type")  # libcni's NetConf decodes "Type" too
+    if value is not None and not isinstance(value, str):
+        raise InvalidConfig("type must be a string", repr(value)[:100])
+    if not value:
+        raise InvalidConfig("missing type", "a network configuration must name its plugin in 'type'")
+    return value
 
 
 # ------------------------------------------------------------------------------------ Go-style keys

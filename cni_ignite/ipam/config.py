@@ -92,7 +92,11 @@ ROUTE_KEYS = ("dst", "gw")
 
 
 def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
-    ipam = go_view(obj_field(conf.raw, "ipam"), IPAM_KEYS)
+    raw_ipam = obj_field(conf.raw, "ipam")
+    kind = go_get(raw_ipam, "type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidConfig("ipam.type must be a non-empty string", repr(kind)[:100])
+    ipam = go_view(raw_ipam, IPAM_KEYS)
     where = "ipam."
     sets: list[RangeSet] = []
     for raw_set in list_field(conf.runtime_config, "ipRanges", where="runtimeConfig."):

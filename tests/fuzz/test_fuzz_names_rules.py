@@ -156,7 +156,8 @@ def test_port_registry_paths_stay_in_the_registry(maps: Any, network: str, cid: 
 
 def _firewall_config(doc: dict[str, Any]) -> FirewallConfig | None:
     try:
-        conf = parse_netconf(__import__("json").dumps({"cniVersion": "1.0.0", "name": "n", **doc}).encode())
+        conf = parse_netconf(__import__("json").dumps({"cniVersion": "1.0.0", "name": "n", "type": "ignite-bridge",
+                                                       **doc}).encode())
         return parse_firewall_config(conf.raw, conf.runtime_config)
     except CniError:
         return None

@@ -150,6 +150,6 @@ def test_error_when_requested_addresses_or_ip_ranges_are_malformed(top: dict[str
 
 
 def test_error_when_ipam_is_not_an_object() -> None:
-    doc = {"cniVersion": "1.0.0", "name": "net1", "ipam": "host-local"}
+    doc = {"cniVersion": "1.0.0", "name": "net1", "type": "ignite-ipam", "ipam": "host-local"}
     with pytest.raises(InvalidConfig, match=r"ipam must be an object"):
         parse_ipam(parse_netconf(json.dumps(doc).encode()), {})

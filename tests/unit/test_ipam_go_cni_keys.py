@@ -52,15 +52,16 @@ def test_go_cni_unset_fields_are_empty_strings_and_mean_the_defaults() -> None:
 
 
 def test_exact_key_wins_over_a_differently_cased_one() -> None:
-    doc = {"cniVersion": "1.0.0", "name": "net1", "ipam": {},
+    doc = {"cniVersion": "1.0.0", "name": "net1", "type": "ignite-ipam", "ipam": {"type": "ignite-ipam"},
            "runtimeConfig": {"ipRanges": [[{"SUBNET": "10.9.0.0/24", "subnet": "10.22.0.0/24"}]]}}
     (r,), = parse(json.dumps(doc)).range_sets
     assert str(r.subnet) == "10.22.0.0/24"
 
 
 def test_ipam_keys_ranges_and_routes_are_read_as_go_reads_them() -> None:
-    doc = {"cniVersion": "1.0.0", "name": "net1",
-           "ipam": {"Ranges": [[{"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.254"}]], "DataDir": "/run/x",
+    doc = {"cniVersion": "1.0.0", "name": "net1", "Type": "ignite-ipam",
+           "ipam": {"Type": "ignite-ipam", "Ranges": [[{"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.254"}]],
+                    "DataDir": "/run/x",
                     "Routes": [{"Dst": "0.0.0.0/0", "GW": "10.5.0.254"}]},
            "args": {"CNI": {"IPs": ["10.5.0.7"]}}}
     c = parse(json.dumps(doc))
@@ -77,7 +78,8 @@ def test_ipam_keys_ranges_and_routes_are_read_as_go_reads_them() -> None:
     {"Subnet": "10.22.0.0/16", "RangeEnd": ["10.22.0.20"]},
 ])
 def test_error_when_go_cni_ip_ranges_are_malformed(rng: dict[str, Any]) -> None:
-    doc = {"cniVersion": "1.0.0", "name": "net1", "ipam": {}, "runtimeConfig": {"ipRanges": [[rng]]}}
+    doc = {"cniVersion": "1.0.0", "name": "net1", "type": "ignite-ipam", "ipam": {"type": "ignite-ipam"},
+           "runtimeConfig": {"ipRanges": [[rng]]}}
     with pytest.raises(InvalidConfig) as exc:
         parse(json.dumps(doc))
     assert exc.value.code == 7

@@ -47,9 +47,19 @@ def test_add_writes_host_local_lease_files_byte_for_byte(ipam: Ipam) -> None:
     assert ipam.dir.stat().st_mode & 0o777 == 0o755
 
 
+@pytest.mark.parametrize("change", [{"type": None}, {"ipam": {"dataDir": "/tmp/x"}}, {"ipam": {"type": 5}},
+                                    {"ipam": {"type": ""}}])
+def test_a_config_without_its_plugin_type_or_ipam_type_is_refused_with_7(ipam: Ipam, change: dict[str, Any]) -> None:
+    conf = {**ipam.conf(), **change}
+    if conf.get("type") is None:
+        del conf["type"]
+    out = ipam("ADD", conf)
+    assert out.code == 7
+    assert ipam.files() == {}
+
+
 def test_without_any_range_leases_from_10_61_0_0_16(ipam: Ipam) -> None:
     conf = ipam.conf()
-    del conf["ipam"]["type"]
     out = ipam("ADD", conf)
     assert out.doc == {"cniVersion": "1.1.0", "dns": {},
                        "ips": [{"address": "10.61.0.2/16", "gateway": "10.61.0.1"}]}

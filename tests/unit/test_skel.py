@@ -221,8 +221,13 @@ def test_error_when_cni_version_is_unsupported() -> None:
 
 
 def test_missing_cni_version_is_0_1_0() -> None:
-    r = run(ADD_ENV, b'{"name":"net1"}')
+    r = run(ADD_ENV, b'{"name":"net1","type":"ignite-ipam"}')
     assert r.doc == {"cniVersion": "0.1.0", "ip4": {"ip": "10.61.0.2/16"}, "dns": {}}
+
+
+def test_missing_type_is_refused_with_7() -> None:
+    r = run(ADD_ENV, b'{"cniVersion":"1.0.0","name":"net1"}')
+    assert (r.rc, r.doc["code"], r.doc["msg"]) == (1, 7, "missing type")
 
 
 # ---------------------------------------------------------------------------------------- verb gates
