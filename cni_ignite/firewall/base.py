@@ -228,7 +228,7 @@ def parse_firewall_config(doc: Mapping[str, Any], runtime: Mapping[str, Any] | N
     if ext is not None and "nftables" in {conditions_syntax(cond4), conditions_syntax(cond6)}:
         raise InvalidConfig("externalSetMarkChain is iptables-specific but conditions use nftables syntax")
     state_dir = doc.get("stateDir") or DEFAULT_STATE_DIR
-    if not isinstance(state_dir, str) or not state_dir.startswith("/"):
+    if not isinstance(state_dir, str) or not state_dir.startswith("/") or "\0" in state_dir:
         raise InvalidConfig("stateDir must be an absolute path", repr(state_dir))
     maps = parse_port_mappings(runtime.get("portMappings")) if runtime else ()
     return FirewallConfig(

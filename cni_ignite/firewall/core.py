@@ -191,8 +191,8 @@ class RuleFirewall:
                 failures.append(f"{o.container_id}/{o.ifname}: {exc}")
         if failures:
             raise TryAgainLater("firewall GC incomplete", "; ".join(failures))
-        if any(True for _ in state.records(cfg.state_dir, network)):
-            return  # chains shared per subnet are still in use (an unreferenced one waits for the next GC)
+        # Shared chains nobody jumps to any more (a lost race, a killed DEL): GC is not on the ADD/DEL path, so
+        # it may list our chains; the kernel refuses to delete one an element still jumps to.
         with contextlib.suppress(CniError):  # ToolMissing included: no nft, nothing of ours to prune
             self.backend("nftables").prune()
 

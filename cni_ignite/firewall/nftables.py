@@ -173,9 +173,11 @@ class NftablesBackend:
         for ensure, drop in [*attempts, (True, ())]:
             try:
                 _apply(nft_delete_text(plan.elements, chains, ensure=ensure, drop=drop), "nft DEL")
-                return
             except RuleToolFailed:
                 continue
+            if last and not drop:  # one of them is in use after all: drop the others one by one
+                _drop_unused(list(last))
+            return
         self.remove_by_key(att.owner.key)
 
     def _remove_legacy(self, att: Attachment, cfg: FirewallConfig) -> None:
@@ -213,6 +215,7 @@ class NftablesBackend:
         if elements or chains:
             _apply(nft_delete_text(elements, chains, ensure=False), f"nft DEL for {key}")
         used = {e.data.split(" ")[-1] for e in elements if _shared_name(e.data.split(" ")[-1])}
+        used.update(state.shared_chains_of(self.state_dir, key))  # an earlier DEL may have lost the elements
         _drop_unused(sorted(c for c in used if state.shared_unref(self.state_dir, c, key)))
         if any(c in n.nft_chains(key) for c in chains):
             self._cleanup_legacy()

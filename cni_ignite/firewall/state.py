@@ -396,6 +396,18 @@ def shared_ref(state_dir: str, chain: str, key: str) -> bool:
     return True
 
 
+def shared_chains_of(state_dir: str, key: str) -> list[str]:
+    """The shared chains key is still registered as a user of (for a DEL that lost its record, e.g. an
+    earlier DEL killed between removing the elements and the chain). Lists one folder per shared chain:
+    O(subnets), and only on the record-less path."""
+    root = os.path.join(state_dir, SHARED_DIR)
+    try:
+        chains = os.listdir(root)
+    except OSError:
+        return []
+    return sorted(c for c in chains if os.path.exists(os.path.join(root, c, key)))
+
+
 def shared_unref(state_dir: str, chain: str, key: str) -> bool:
     """Forget that key uses the shared chain; True when no user is left (the folder was removed now:
     the caller deletes the chain; the kernel refuses that while an element still jumps to it)."""
@@ -404,6 +416,8 @@ def shared_unref(state_dir: str, chain: str, key: str) -> bool:
         os.unlink(os.path.join(folder, key))
     try:
         os.rmdir(folder)
-    except OSError:  # not empty (another user), or gone already
+    except FileNotFoundError:  # no user is registered (a killed DEL or a failed ADD got this far): try
+        return True  # the chain; the kernel refuses while an element still jumps to it
+    except OSError:  # not empty: another user
         return False
     return True

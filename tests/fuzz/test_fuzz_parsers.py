@@ -199,8 +199,6 @@ def test_config_nested_just_below_the_decoder_limit_is_a_cni_error_or_accepted(k
             cni(lambda conf=conf: result.decode(conf.prev_result))
 
 
-@pytest.mark.xfail(strict=True, reason="firewall/base.py parse_firewall_config accepts a NUL in stateDir; "
-                                       "state.records() then raises ValueError (code 999); fix belongs there")
 def test_state_dir_with_a_nul_is_refused() -> None:
     """Found reading the accepted paths of test_firewall_config_raises_only_cni_errors: ipam.dataDir refuses a
     NUL (code 7), stateDir does not, and os.listdir/open raise ValueError (not OSError) on it."""

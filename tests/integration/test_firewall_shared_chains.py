@@ -50,10 +50,23 @@ def test_a_del_that_thinks_it_is_last_does_not_break_another_user(topo: Topo) ->
     assert topo.fw(topo.req("check", topo.conf("nftables"), cid="b", addrs=("10.99.0.3/24",)))[0]["problems"] == []
 
 
+def test_del_removes_shared_chains_even_when_who_used_them_is_lost(topo: Topo) -> None:
+    """A killed DEL or a lost state dir forgets the users: the next DEL tries the chains and the kernel,
+    which refuses to delete a chain an element still jumps to, decides."""
+    topo.add(topo.conf("nftables", **MAPS), cid="a", addrs=("10.99.0.2/24",))
+    topo.add(topo.conf("nftables"), cid="b", addrs=("10.99.0.3/24",))
+    shutil.rmtree(os.path.join(topo.state_dir, "_nft-shared"))
+    topo.fw(topo.req("del", topo.conf("nftables"), cid="a"))
+    assert len(shared_chains(topo)) == 1  # b still masquerades through the subnet's chain
+    topo.fw(topo.req("del", topo.conf("nftables"), cid="b"))
+    assert shared_chains(topo) == []
+
+
 def test_gc_removes_shared_chains_nobody_uses(topo: Topo) -> None:
     topo.add(topo.conf("nftables", **MAPS), cid="a", addrs=("10.99.0.2/24",))
-    shutil.rmtree(os.path.join(topo.state_dir, "_nft-shared"))  # who used what is lost: DEL keeps them
-    topo.fw(topo.req("del", topo.conf("nftables"), cid="a"))
+    in_ns(topo.host, ["nft", "add chain inet cni_ignite m-" + "0" * 20])  # left by a lost race
+    assert len(shared_chains(topo)) == 3
+    topo.fw({**topo.req("gc", topo.conf("nftables")), "valid": [["a", "eth0"]]})
     assert len(shared_chains(topo)) == 2
     topo.fw({**topo.req("gc", topo.conf("nftables")), "valid": []})
     assert shared_chains(topo) == []
