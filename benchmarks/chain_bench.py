@@ -162,7 +162,9 @@ def snapshot(side: Side) -> dict[str, list[str]]:
                     rules.append(f"{Path(argv[0]).name}: {line}")
     net = side.netlist["name"]
     lease_dir = side.data_dir / net
-    leases = sorted(p.name for p in lease_dir.iterdir() if _LEASE.match(p.name)) if lease_dir.is_dir() else []
+    # A sticky hold (the default network keeps a released address for its owner) is not a leaked lease.
+    leases = sorted(p.name for p in lease_dir.iterdir() if _LEASE.match(p.name)
+                    and not p.read_bytes().startswith(b"_ignite_")) if lease_dir.is_dir() else []
     state = sorted(str(p.relative_to(side.state_dir)) for p in side.state_dir.rglob("*") if p.is_file()) \
         if side.state_dir and side.state_dir.is_dir() else []
     return {"links": links, "rules": rules, "leases": leases, "state": state}

@@ -26,6 +26,7 @@ from cni_ignite.skel import CmdArgs
 def conf(data_dir: str) -> bytes:
     return json.dumps({"cniVersion": "1.0.0", "name": "routednet", "type": "ignite-bridge", "mode": "routed",
                        "isDefaultGateway": True,
+                       "stateDir": f"{data_dir}/ignite-state",  # never the machine's /run/cni/ignite
                        "ipam": {"type": "ignite-ipam", "subnet": "10.62.0.0/16", "dataDir": data_dir}}).encode()
 
 

@@ -104,8 +104,10 @@ def test_vm_attached_by_ignite_go_chain_is_removed_by_our_del_after_take_over(ne
     run_chain("DEL", ours, host, "ignite-aaaa", path(vm_a), str(source_bin_dir()), prev=ra)
     assert host_veth_a not in in_ns(host, ["ip", "-o", "link"]).stdout.decode()  # veth gone (both ends)
     assert "eth0" not in in_ns(vm_a, ["ip", "-o", "link"]).stdout.decode()
-    leases = sorted(p.name for p in (data / NET).iterdir() if p.name[0].isdigit())
+    files = {p.name: p.read_bytes() for p in (data / NET).iterdir() if p.name[0].isdigit()}
+    leases = sorted(name for name, data_ in files.items() if not data_.startswith(b"_ignite_"))
     assert leases == [ip_b]  # a's host-local lease released by ignite-ipam; b's kept
+    assert files[ip_a].startswith(b"_ignite_held_")  # our default network keeps a's address for its owner
     # What our DEL cannot see: the Go plugins' rules of VM a are all still there (documented in README).
     assert rules(host) == before
 
