@@ -35,6 +35,7 @@ vm-demo: build
 
 bench: build
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/calllog_bench.py
 
 # Every index of every swept syscall (issue 13 §2), ENOSPC/EIO/EACCES/SIGKILL, bridge and ipam, ADD and DEL; writes
 # the outcome table. FAULTS_PLUGIN_DIR=dist runs the frozen bundle instead of the source (.venv/bin).
