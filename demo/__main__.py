@@ -52,8 +52,17 @@ def leftovers(host: str, data_dir: Path) -> list[str]:
              if ln.split(":")[1].strip().startswith("veth")]
     rules = sh(host, "iptables-save", check=False) + sh(host, "nft", "list", "ruleset", check=False)
     found += [f"rule: {ln.strip()}" for ln in rules.splitlines() if "10.61." in ln or f"dport {HOST_PORT}" in ln]
-    found += [f"lease {p.name}" for p in data_dir.rglob("*") if p.is_file() and p.name[0].isdigit()]
+    found += [f"lease {p.name}" for p in _lease_files(data_dir) if not p.read_bytes().startswith(b"_ignite_")]
     return found
+
+
+def _lease_files(data_dir: Path) -> list[Path]:
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.name[0].isdigit())
+
+
+def held(data_dir: Path) -> list[str]:
+    """Addresses the sticky default network keeps for their owners after DEL (not leaked leases)."""
+    return [p.name for p in _lease_files(data_dir) if p.read_bytes().startswith(b"_ignite_held_")]
 
 
 class Demo:
@@ -142,6 +151,9 @@ class Demo:
             raise StepFailed("left behind: " + "; ".join(left))
         say(f"no veth, no rule mentioning 10.61.x or port {HOST_PORT}, no lease file "
             f"(the bridge {self.netlist['plugins'][0]['bridge']} stays, as with the reference plugin)")
+        kept = held(self.data_dir)
+        if kept:
+            say(f"held for their owners (sticky addresses, 1 h): {', '.join(kept)}; the same VMs get them back")
         lines = self.admin("uninstall", "--bin-dir", str(self.bin_dir))
         say(lines[-1] if lines else "uninstalled")
 
