@@ -64,13 +64,12 @@ def parse_netconf(raw: bytes) -> NetConf:
 
 
 def _plugin_type(doc: dict[str, Any]) -> str:
-    """The spec requires ``type`` (the plugin's name): missing or empty is code 7, as libcni refuses it."""
-    value = go_get(doc, "type")  # libcni's NetConf decodes "Type" too
+    """``type`` (the plugin's name; libcni's NetConf decodes "Type" too); "" when missing: the skeleton
+    refuses that with code 7, answering in the config's cniVersion."""
+    value = go_get(doc, "type")
     if value is not None and not isinstance(value, str):
         raise InvalidConfig("type must be a string", repr(value)[:100])
-    if not value:
-        raise InvalidConfig("missing type", "a network configuration must name its plugin in 'type'")
-    return value
+    return value or ""
 
 
 # ------------------------------------------------------------------------------------ Go-style keys

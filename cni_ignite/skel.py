@@ -17,7 +17,7 @@ from contextlib import suppress  # already loaded by typing: free
 from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import CniError, InvalidEnvironment, IOFailure, TryAgainLater
+from .errors import CniError, InvalidConfig, InvalidEnvironment, IOFailure, TryAgainLater
 from .netconf import NAME_RE, NetConf, load_object, parse_netconf
 from .version import CURRENT, SUPPORTED, require_verb
 
@@ -134,6 +134,8 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
     try:
         args = read_args(env, stdin)
         conf_version = args.conf.cni_version
+        if not args.conf.type:  # the spec requires it; libcni refuses a config without one
+            raise InvalidConfig("missing type", "a network configuration must name its plugin in 'type'")
         require_verb(command, conf_version)
         if not isinstance(handlers, Handlers):
             handlers = _load(handlers)

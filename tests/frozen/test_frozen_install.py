@@ -37,7 +37,7 @@ def test_install_run_status_uninstall(tmp_path: Path) -> None:
 
     # The installed ignite-ipam hands out an address of the default network (dataDir redirected to tmp).
     ipam_conf = {**conflist["plugins"][0]["ipam"], "dataDir": str(data)}
-    conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], "ipam": ipam_conf}
+    conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], "type": "ignite-ipam", "ipam": ipam_conf}
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr-frozen", "CNI_NETNS": "/var/run/netns/x",
            "CNI_IFNAME": "eth0", "CNI_PATH": str(bin_dir), "PATH": MINIMAL_PATH}
     res = subprocess.run([str(bin_dir / "ignite-ipam")], input=json.dumps(conf).encode(), env=env,

@@ -29,7 +29,7 @@ def run(plugin: Path, command: str, conf: dict[str, Any], *, cid: str = "c1", ne
 @pytest.mark.parametrize("env_path", [MINIMAL_PATH, ""])
 def test_ipam_add_check_del_with_temp_data_dir(plugin_dir: Path, tmp_path: Path, env_path: str) -> None:
     data = tmp_path / "data"
-    conf = {"cniVersion": "0.4.0", "name": "frozen-net",
+    conf = {"cniVersion": "0.4.0", "name": "frozen-net", "type": "ignite-ipam",
             "ipam": {"type": "ignite-ipam", "subnet": "10.97.0.0/24", "dataDir": str(data)}}
     ipam = plugin_dir / "ignite-ipam"
     rc, out = run(ipam, "ADD", conf, env_path=env_path)
@@ -45,8 +45,8 @@ def test_ipam_add_check_del_with_temp_data_dir(plugin_dir: Path, tmp_path: Path,
 
 
 def test_ipam_error_is_a_cni_error_object(plugin_dir: Path, tmp_path: Path) -> None:
-    conf = {"cniVersion": "1.0.0", "name": "bad", "ipam": {"type": "ignite-ipam", "subnet": "not-a-subnet",
-                                                             "dataDir": str(tmp_path)}}
+    conf = {"cniVersion": "1.0.0", "name": "bad", "type": "ignite-ipam",
+            "ipam": {"type": "ignite-ipam", "subnet": "not-a-subnet", "dataDir": str(tmp_path)}}
     rc, (out, _) = run(plugin_dir / "ignite-ipam", "ADD", conf)
     assert rc == 1
     assert out["cniVersion"] == "1.0.0"
