@@ -543,7 +543,16 @@ def table(cases: list[Case], title: str) -> str:
         rows.append(f"| {plugin} | {verb} | {syscall} | {fault} | {len(cs)} | {sum(c.injected for c in cs)} | "
                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" | {bad} | {left} |")
     problems = [f"- `{c.name}`: " + "; ".join(c.problems) for c in cases if c.problems]
-    return "\n".join([f"## {title}", "", *rows, "", "### Problems", "", *(problems or ["none"]), ""])
+    text = "\n".join([f"## {title}", "", *rows, "", "### Problems", "", *(problems or ["none"]), ""])
+    return portable(text)
+
+
+def portable(text: str) -> str:
+    """The table names no path of this machine: the repo and the interpreter's prefix are written relative."""
+    for path, name in ((str(REPO) + "/", ""), (sys.base_prefix, "<python>"), (os.path.realpath(sys.base_prefix),
+                                                                             "<python>")):
+        text = text.replace(path, name)
+    return re.sub(r'"/tmp/[^"/]+/(cni_ignite/[^"]+)"', r'"\1"', text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -569,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{plugin} {verb} {syscall} {fault}", flush=True)
                         cases += sweep(plugin, verb, syscall, fault, sample=sample, scenario=sc, progress=True)
     text = table(cases, f"Fault sweep ({args.profile}, {len(cases)} runs, {time.monotonic() - started:.0f} s, "
-                        f"plugins from {plugin_dir()})")
+                        f"plugins from {os.path.relpath(plugin_dir(), REPO)})")
     print(text)
     if args.out:
         Path(args.out).write_text(text)
