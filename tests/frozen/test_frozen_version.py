@@ -4,13 +4,12 @@ empty or minimal environment, on a machine without Python; and within the start-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from bundle import EXE, MINIMAL_PATH
+from bundle import EXE, MINIMAL_PATH, python_installations
 
 SUPPORTED = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 PLUGINS = ("ignite-bridge", "ignite-ipam")
@@ -75,10 +74,7 @@ def test_plugins_without_cni_command_print_about_to_stderr(plugin_dir: Path) -> 
 def test_runs_where_no_python_is_installed(plugin_dir: Path) -> None:
     """In a private mount namespace every Python installation (system, pyenv, the venv) is hidden under an
     empty tmpfs, as on a fresh Debian 12 with no Python packages: the bundle needs none of them."""
-    hide = sorted({p for p in ("/usr/lib/python3", "/usr/lib/python3.11", "/usr/local/lib/python3.11", sys.prefix,
-                               sys.base_prefix, os.path.realpath(sys.base_prefix), "/root/.pyenv")
-                   if os.path.isdir(p) and not str(EXE).startswith(p + "/")})
-    hide = [p for p in hide if not any(p.startswith(q + "/") for q in hide)]  # outermost folders only
+    hide = python_installations(keep=EXE)
     mounts = "; ".join(f"mount -t tmpfs -o size=1m none {p}" for p in hide)
     script = (f"set -e; {mounts}; "
               f"test ! -e {sys.executable}; "

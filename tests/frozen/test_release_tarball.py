@@ -11,7 +11,7 @@ import tarfile
 from typing import TYPE_CHECKING
 
 import pytest
-from bundle import DIST, EXE, MINIMAL_PATH, REPO
+from bundle import DIST, EXE, MINIMAL_PATH, REPO, python_installations
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,10 +84,7 @@ def test_release_is_reproducible_from_the_same_bundle(release: Path, tmp_path: P
 def test_release_unpacks_installs_and_runs_where_no_python_is_installed(release: Path, tmp_path: Path) -> None:
     """As on a fresh Debian 12 without Python (every installation hidden under an empty tmpfs in a private
     mount namespace): verify, unpack, `cni-ignite install` into temporary dirs, one VERSION call each."""
-    hide = sorted({p for p in ("/usr/lib/python3", "/usr/lib/python3.11", "/usr/local/lib/python3.11", sys.prefix,
-                               sys.base_prefix, os.path.realpath(sys.base_prefix), "/root/.pyenv")
-                   if os.path.isdir(p)})
-    hide = [p for p in hide if not any(p.startswith(q + "/") for q in hide)]
+    hide = python_installations()
     assert not any(str(tmp_path).startswith(p + "/") for p in hide)
     mounts = "; ".join(f"mount -t tmpfs -o size=1m none {p}" for p in hide)
     unpacked, bin_dir, conf_dir = tmp_path / "unpacked", tmp_path / "opt-cni-bin", tmp_path / "etc-cni-net.d"
