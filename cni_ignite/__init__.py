@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections import namedtuple  # loaded by typing anyway on every plugin path
-from typing import TYPE_CHECKING
+from collections import namedtuple  # loaded by functools (re, json) anyway on every plugin path
 
+# Not ``from typing import TYPE_CHECKING``: importing ``typing`` costs ~2.5 ms on every plugin call
+# (benchmarks/IMPORTS.md); mypy and ruff treat a module-level ``TYPE_CHECKING = False`` the same way.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -34,8 +36,11 @@ class Record(metaclass=_RecordMeta):
 
     ``typing.NamedTuple`` turns every field's annotation (a string, under ``from __future__ import
     annotations``) into a ForwardRef with one ``compile()`` each: 0.13 ms for a 2-field class, 0.79 ms for 30
-    fields, against 0.06 / 0.26 ms here (benchmarks/IMPORTS.md). Use it so that mypy still sees a NamedTuple::
+    fields, against 0.06 / 0.26 ms here (benchmarks/IMPORTS.md). Use it so that mypy still sees a NamedTuple
+    (and, on a plugin's path, without importing ``typing`` at all: ``TYPE_CHECKING = False`` is understood by
+    mypy and ruff like ``typing.TYPE_CHECKING``)::
 
+        TYPE_CHECKING = False
         if TYPE_CHECKING:
             from typing import NamedTuple as Record
         else:
