@@ -43,6 +43,10 @@ def parser(prog: str = "cni-ignite node") -> argparse.ArgumentParser:
     p.add_argument("--subnet-file", default=DEFAULT_SUBNET_FILE, help="where to write FLANNEL_* for the plugins")
     p.add_argument("--subnet-ttl", type=int, default=24 * 3600,
                    help="seconds a stopped host keeps its subnet (etcd lease TTL; flannel's is 24 h)")
+    p.add_argument("--ip-masq", action=argparse.BooleanOptionalAction, default=True,
+                   help="masquerade traffic leaving the whole network, never traffic inside it (flannel's --ip-masq; "
+                   "the multi-node conflist sets the bridge's ipMasq to false and relies on it). --no-ip-masq "
+                   "removes what an earlier run installed")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(endpoints=[e.strip() for e in args.etcd_endpoints.split(",") if e.strip()],
                    prefix=args.etcd_prefix, network=args.network, subnet_len=args.subnet_len, backend=args.backend,
                    vni=args.vni, port=args.port, iface=args.iface, public_ip=args.public_ip,
-                   subnet_file=args.subnet_file, ttl=args.subnet_ttl,
+                   subnet_file=args.subnet_file, ttl=args.subnet_ttl, ip_masq=args.ip_masq,
                    tls=TlsFiles(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile))
     with IPRoute() as ipr:
         try:

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import masq
 from .dataplane import HostGwPlane, Peer, VxlanPlane, resolve_underlay
 from .etcd import Etcd, EtcdError, KeyValue, TlsFiles, Watch, compare, delete_op, put_op
 from .netconfig import ConfigError, LeaseAttrs, NetworkConfig, subnet_from_key, subnet_key
@@ -50,6 +51,7 @@ class Options:
     public_ip: str | None = None
     subnet_file: str = DEFAULT_SUBNET_FILE
     ttl: int = 24 * 3600
+    ip_masq: bool = True  # flannel's --ip-masq: masquerade traffic leaving the whole network (masq.py)
     tls: TlsFiles = field(default_factory=TlsFiles)
 
 
@@ -125,6 +127,8 @@ class Agent:
             self.config = self._network_config()
         if self.plane is None:
             self.plane = self._make_plane(self.config)
+            if not self.opts.ip_masq:
+                masq.remove()  # --no-ip-masq: what an earlier run with masquerading put in place goes
         if self.lease is None or self.lease_lost:
             self._acquire(self.config, self.plane)
             self._start_keeper()
@@ -194,7 +198,13 @@ class Agent:
         else:
             raise EtcdError(f"no subnet after {RACE_RETRIES} tries (network full or heavy contention)")
         plane.configure(subnet)
-        write_subnet_file(self.opts.subnet_file, SubnetFile(config.network, subnet, plane.mtu))
+        if self.opts.ip_masq:  # before the subnet file: a plugin that reads FLANNEL_IPMASQ=true finds it in place
+            try:
+                kind = masq.install(config.network, subnet)
+            except (masq.MasqError, OSError) as exc:
+                raise ValueError(f"cannot install the network-wide masquerade: {exc}") from exc
+            log.info("masquerading traffic leaving %s (%s)", config.network, kind)
+        write_subnet_file(self.opts.subnet_file, SubnetFile(config.network, subnet, plane.mtu, self.opts.ip_masq))
         log.info("leased %s (lease %x, ttl %d s); wrote %s", subnet, self.lease.lease_id if self.lease else 0,
                  self.opts.ttl, self.opts.subnet_file)
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnirun import call, source_bin_dir
@@ -21,7 +22,6 @@ from cni_ignite.node.subnetfile import SubnetFile, read_subnet_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from nsutil import Namespaces
 
@@ -29,6 +29,8 @@ UNDERLAY = "192.168.61"
 ETCD_ADDR = f"{UNDERLAY}.2"
 PREFIX = "/coreos.com/network"
 HAND_MADE_MAC = "02:00:00:00:00:"
+OUTSIDE_ADDR = f"{UNDERLAY}.100"
+MULTINODE_CONFLIST = Path(__file__).resolve().parents[2] / "conf" / "30-ignite-multinode.conflist"
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
@@ -194,18 +196,25 @@ class Host:
         return {f["mac"]: f.get("dst", "") for f in json.loads(out)
                 if f.get("dst") and not f["mac"].startswith(HAND_MADE_MAC)}
 
+    def network_conf(self, **overrides: Any) -> dict[str, Any]:
+        """The shipped multi-node network (conf/30-ignite-multinode.conflist) as one plugin config for this host:
+        ipam.subnetFile = this host's subnet file; dataDir and stateDir in the host's temp folder."""
+        doc = json.loads(MULTINODE_CONFLIST.read_text())
+        conf = {"cniVersion": doc["cniVersion"], "name": doc["name"], **doc["plugins"][0]}
+        conf.pop("capabilities", None)
+        conf["stateDir"] = str(self.state / "cni-state")
+        conf["ipam"] = {**conf["ipam"], "subnetFile": str(self.subnet_file), "dataDir": str(self.state / "ipam")}
+        conf.update(overrides)
+        return conf
+
     def add_container(self) -> tuple[str, str]:
-        """A container namespace attached by our ignite-bridge, ipam range = this host's FLANNEL_SUBNET."""
-        sub = self.wait_subnet()
+        """A container namespace attached by our ignite-bridge with the shipped multi-node network."""
+        self.wait_subnet()
         ctr = self.cluster.spaces.new("cnit-ctr")
         self.containers.append(ctr)
-        conf = {"cniVersion": "1.0.0", "name": "multinode", "type": "ignite-bridge", "bridge": "cni0",
-                "isGateway": True, "isDefaultGateway": True, "ipMasq": False, "mtu": sub.mtu,
-                "stateDir": str(self.state / "cni-state"),
-                "ipam": {"type": "ignite-ipam", "subnet": str(sub.subnet), "dataDir": str(self.state / "ipam")}}
         bindir = source_bin_dir()
-        res = call(bindir / "ignite-bridge", "ADD", conf, host_ns=self.ns, container_id=f"{ctr}-id", netns=path(ctr),
-                   cni_path=str(bindir)).ok()
+        res = call(bindir / "ignite-bridge", "ADD", self.network_conf(), host_ns=self.ns, container_id=f"{ctr}-id",
+                   netns=path(ctr), cni_path=str(bindir)).ok()
         assert res.out is not None
         return ctr, res.out["ips"][0]["address"].split("/")[0]
 
@@ -247,6 +256,10 @@ class Cluster:
         host = Host(self, name, ns, f"{UNDERLAY}.{10 + i}", state)
         self.hosts.append(host)
         return host
+
+    def add_outside(self) -> str:
+        """A computer outside the network on the underlay (OUTSIDE_ADDR), with no route to the network."""
+        return self._attach("out", OUTSIDE_ADDR)
 
     def stop(self) -> None:
         for host in self.hosts:

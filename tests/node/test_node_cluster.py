@@ -40,7 +40,7 @@ def test_three_hosts_route_to_each_others_containers(cluster: Cluster) -> None:
         assert s.mtu == (1450 if cluster.backend == "vxlan" else 1500)
     text = hosts[0].subnet_file.read_text()
     assert text.startswith(f"FLANNEL_NETWORK=10.61.0.0/16\nFLANNEL_SUBNET={subnets[0].subnet.network_address + 1}/24\n")
-    assert "FLANNEL_IPMASQ=false\n" in text
+    assert "FLANNEL_IPMASQ=true\n" in text  # the agent masquerades (default --ip-masq)
 
     # etcd holds flannel's formats
     config = json.loads(cluster.etcd.get_prefix(f"{PREFIX}/config")[f"{PREFIX}/config"])
