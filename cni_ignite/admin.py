@@ -2,7 +2,8 @@
 
     cni-ignite install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--from dist/] [--no-conf] [--force]
                        [--take-over-ignite]         replace Ignite's own default 10-ignite.conflist (kept, restored)
-                       [--network bridge|routed]    which default network to write
+                       [--network bridge|routed|multinode] [--multi-node [--subnet-file F]]
+                                                    which default network to write
     cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
     cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
                                                     installed version, the default network, leases, attachments
@@ -56,9 +57,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="replace 10-ignite.conflist when it is exactly Ignite's default network (Go bridge, "
                              "host-local, portmap, firewall); kept as 10-ignite.conflist.cni-ignite-backup, "
                              "restored by uninstall. Any other content is refused")
-    p_inst.add_argument("--network", dest="network_kind", choices=("bridge", "routed"), default="bridge",
-                        help="the default network to write: bridge (10-ignite.conflist, 10.61.0.0/16) or routed "
-                             "(20-ignite-routed.conflist, 10.62.0.0/16, no bridge and no port limit)")
+    p_inst.add_argument("--network", dest="network_kind", choices=("bridge", "routed", "multinode"),
+                        default="bridge",
+                        help="the default network to write: bridge (10-ignite.conflist, 10.61.0.0/16), routed "
+                             "(20-ignite-routed.conflist, 10.62.0.0/16, no bridge and no port limit) or multinode "
+                             "(30-ignite-multinode.conflist: this host's subnet of the network `cni-ignite node` "
+                             "spans across hosts, from its subnet file)")
+    p_inst.add_argument("--multi-node", dest="network_kind", action="store_const", const="multinode",
+                        help="the same as --network multinode")
+    p_inst.add_argument("--subnet-file", default=None,
+                        help="with --multi-node: the node agent's subnet file (default /run/flannel/subnet.env); "
+                             "its FLANNEL_MTU, when readable now, becomes the network's mtu")
     p_uninst = sub.add_parser("uninstall", help="remove exactly what install put there")
     p_uninst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
     p_status = sub.add_parser("status", help="what is installed, the default network, its leases and attachments")
@@ -118,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
         return print_leases(args.data_dir, args.network, sys.stdout)
     if args.cmd == "install":
         return install(args.source, args.bin_dir, args.conf_dir, write_conf=not args.no_conf, force=args.force,
-                       out=sys.stdout, take_over_ignite=args.take_over_ignite, network=args.network_kind)
+                       out=sys.stdout, take_over_ignite=args.take_over_ignite, network=args.network_kind,
+                       subnet_file=args.subnet_file)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
     if args.cmd in ("log", "ignite-gc", "reserve", "unreserve", "gc"):

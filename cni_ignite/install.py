@@ -57,7 +57,12 @@ PLUGIN_LINKS = ("ignite-bridge", "ignite-ipam")
 OPTIONAL_LINKS = ("loopback",)  # provided only where the bin dir has none
 CONFLIST = "10-ignite.conflist"
 # `install --network`: which shipped network to write (never both: go-cni and Ignite load the first by name).
-NETWORKS = {"bridge": (CONFLIST, "ignite-cni-bridge"), "routed": ("20-ignite-routed.conflist", "ignite-cni-routed")}
+NETWORKS = {"bridge": (CONFLIST, "ignite-cni-bridge"), "routed": ("20-ignite-routed.conflist", "ignite-cni-routed"),
+            "multinode": ("30-ignite-multinode.conflist", "ignite-cni-multinode")}
+# The multi-node network (`install --multi-node`, docs/MULTINODE.md): its subnet comes from the node agent's subnet
+# file, and its MTU is the file's FLANNEL_MTU when install can read it (the shipped value is VXLAN on a 1500 underlay).
+MULTINODE_SUBNET_FILE = "/run/flannel/subnet.env"
+SHIPPED_MULTINODE_MTU = 1450
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni reads from a conf dir
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -344,7 +349,13 @@ def _take_over(data: bytes, path: str, out: TextIO) -> dict[str, str] | None:
 # ------------------------------------------------------------------------------------------- install
 
 def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO,
-             take_over_ignite: bool = False, network: str = "bridge") -> int:
+             take_over_ignite: bool = False, network: str = "bridge", subnet_file: str | None = None) -> int:
+    if network not in NETWORKS:
+        raise InstallError(f"unknown network {network!r}", f"one of {', '.join(NETWORKS)}")
+    if subnet_file is not None and network != "multinode":
+        raise InstallError("--subnet-file only goes with --multi-node")
+    if subnet_file is not None and not subnet_file.startswith("/"):
+        raise InstallError("--subnet-file must be an absolute path (the plugins read it from anywhere)", subnet_file)
     if take_over_ignite and not write_conf:
         raise InstallError("--take-over-ignite writes the network config: it cannot go with --no-conf")
     bundle = bundle_dir(source)
@@ -360,12 +371,12 @@ def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force
         created = [*old.get("created_dirs", []), *created]
         remove_stale_temporaries(bin_dir, out)
         return _install(bundle, version, bin_dir, conf_dir, old, created, write_conf=write_conf, force=force,
-                        out=out, take_over_ignite=take_over_ignite, network=network)
+                        out=out, take_over_ignite=take_over_ignite, network=network, subnet_file=subnet_file)
 
 
 def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[str, Any], created: list[str], *,
              write_conf: bool, force: bool, out: TextIO, take_over_ignite: bool = False,
-             network: str = "bridge") -> int:
+             network: str = "bridge", subnet_file: str | None = None) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
         if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
@@ -413,7 +424,8 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
     man.update(version=version, installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), current=generation,
                generations=sorted(keep, key=lambda g: g != generation), links=links)
     man["conflist"] = _install_conflist(bundle, conf_dir, old.get("conflist"), created, write_conf=write_conf,
-                                        out=out, take_over_ignite=take_over_ignite, man=man, network=network)
+                                        out=out, take_over_ignite=take_over_ignite, man=man, network=network,
+                                        subnet_file=subnet_file)
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
     return 0
@@ -476,13 +488,16 @@ def _write_manifest(bin_dir: str, man: dict[str, Any]) -> None:
 
 def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, created: list[str], *,
                       write_conf: bool, out: TextIO, take_over_ignite: bool = False,
-                      man: dict[str, Any] | None = None, network: str = "bridge") -> dict[str, str] | None:
+                      man: dict[str, Any] | None = None, network: str = "bridge",
+                      subnet_file: str | None = None) -> dict[str, str] | None:
     if old and file_sha256(old["path"]) != old["sha256"]:
         old = None  # changed or removed by the user since: no longer ours
     if not write_conf:
         return old
     name, net_name = NETWORKS[network]
     data = bundle_conflist(bundle, name)
+    if network == "multinode":
+        data = render_multinode(data, subnet_file or MULTINODE_SUBNET_FILE, out)
     # Taking over writes into Ignite's own file name, whichever network was chosen: Ignite loads that name.
     path = os.path.join(os.path.abspath(conf_dir), CONFLIST if take_over_ignite else name)
     if old and old["path"] == path:
@@ -507,6 +522,37 @@ def _install_conflist(bundle: str, conf_dir: str, old: dict[str, str] | None, cr
         return old
     out.write(f"{path}: written (default network {net_name})\n")
     return {"path": path, "sha256": sha256(data)}
+
+
+def render_multinode(data: bytes, subnet_file: str, out: TextIO) -> bytes:
+    """The shipped multi-node conflist with ipam.subnetFile = `subnet_file` and the bridge's mtu = the file's
+    FLANNEL_MTU when the file can be read now (the agent runs); else the shipped MTU, said so. Textual
+    replacements keep the shipped layout; the result is checked to be what was meant."""
+    from .subnetenv import read_subnet_env
+
+    doc = json.loads(data)
+    plugin = doc["plugins"][0]
+    mtu = int(plugin.get("mtu", SHIPPED_MULTINODE_MTU))
+    try:
+        env = read_subnet_env(subnet_file)
+    except CniError as exc:
+        out.write(f"{subnet_file}: {exc.msg}; the network's mtu stays {mtu} (VXLAN on a 1500-byte underlay). Start "
+                  "`cni-ignite node` first, or install again once it runs, to take FLANNEL_MTU\n")
+    else:
+        if env.mtu != mtu:
+            out.write(f"{subnet_file}: FLANNEL_MTU={env.mtu}: the network's mtu is {env.mtu}\n")
+            mtu = env.mtu
+        if not env.ipmasq:
+            out.write(f"{subnet_file}: FLANNEL_IPMASQ=false: the agent runs with --no-ip-masq and this network's "
+                      "bridge does not masquerade either (ipMasq false): VMs reach outside the network only if "
+                      "something else masquerades\n")
+    text = data.decode()
+    text = text.replace(f'"mtu": {plugin.get("mtu")}', f'"mtu": {mtu}', 1)
+    text = text.replace(json.dumps(plugin["ipam"]["subnetFile"]), json.dumps(subnet_file), 1)
+    got = json.loads(text)["plugins"][0]
+    if got.get("mtu") != mtu or got["ipam"].get("subnetFile") != subnet_file:
+        raise InstallError("the shipped multi-node conflist does not have the expected layout (mtu, ipam.subnetFile)")
+    return text.encode()
 
 
 def _not_written(conf_dir: str, existing: list[str], out: TextIO) -> None:
