@@ -401,6 +401,7 @@ class Case:
     index: int
     fault: str
     startup: bool = False
+    calls: int = 0  # calls of `syscall` in a clean run of the verb (the group's size before any stride)
     outcome: str = ""
     injected: bool = False
     problems: list[str] = field(default_factory=list)
@@ -499,8 +500,15 @@ def indices(total: int, startup: int, *, sample: int | None) -> list[int]:
     return ([1] if startup and sample else []) + picked
 
 
+def strided(total: int, startup: int, *, stride: int = 1, startup_stride: int = 1) -> list[int]:
+    """Every `startup_stride`th of the interpreter's start-up calls (1, 1+s, ...) and every `stride`th of the
+    calls after it (startup+1, startup+1+n, ...): a deterministic thinning of the full sweep."""
+    return [*range(1, startup + 1, max(1, startup_stride)), *range(startup + 1, total + 1, max(1, stride))]
+
+
 def sweep(plugin: str, verb: str, syscall: str, fault: str, *, sample: int | None,
-          scenario: Scenario | None = None, progress: bool = False) -> list[Case]:
+          scenario: Scenario | None = None, progress: bool = False, stride: int = 1, startup_stride: int = 1,
+          log: Any = None) -> list[Case]:
     own = scenario is None
     sc = scenario or Scenario(plugin)
     try:
@@ -512,9 +520,15 @@ def sweep(plugin: str, verb: str, syscall: str, fault: str, *, sample: int | Non
         sc.call("DEL")  # the counted ADD's attachment, or a no-op after a counted DEL
         sc.prev = None
         out = []
-        for n in indices(total[syscall], startup[syscall], sample=sample):
-            case = run_case(sc, Case(plugin, verb, syscall, n, fault, startup=n <= startup[syscall]))
+        picked = (indices(total[syscall], startup[syscall], sample=sample) if sample is not None else
+                  strided(total[syscall], startup[syscall], stride=stride, startup_stride=startup_stride))
+        for n in picked:
+            case = run_case(sc, Case(plugin, verb, syscall, n, fault, startup=n <= startup[syscall],
+                                     calls=total[syscall]))
             out.append(case)
+            if log is not None:
+                log.write(json.dumps(case.__dict__) + "\n")
+                log.flush()
             if progress:
                 print(f"  {case.name}: {case.outcome}{' (not injected)' if not case.injected else ''}"
                       f"{' PROBLEMS: ' + '; '.join(case.problems) if case.problems else ''}", flush=True)
@@ -526,13 +540,13 @@ def sweep(plugin: str, verb: str, syscall: str, fault: str, *, sample: int | Non
 
 # ------------------------------------------------------------------------------------------- the table
 
-def table(cases: list[Case], title: str) -> str:
+def table(cases: list[Case], title: str, note: str = "") -> str:
     """Markdown: per plugin, verb, syscall and fault kind: runs, injected, outcomes, problems, leftovers."""
     groups: dict[tuple[str, str, str, str], list[Case]] = {}
     for c in cases:
         groups.setdefault((c.plugin, c.verb, c.syscall, c.fault), []).append(c)
-    rows = ["| plugin | verb | syscall | fault | runs | injected | outcomes | bad answers | leftovers |",
-            "|---|---|---|---|---:|---:|---|---:|---:|"]
+    rows = ["| plugin | verb | syscall | fault | calls | runs | injected | outcomes | bad answers | leftovers |",
+            "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for (plugin, verb, syscall, fault), cs in groups.items():
         outcomes: dict[str, int] = {}
         for c in cs:
@@ -540,10 +554,12 @@ def table(cases: list[Case], title: str) -> str:
             outcomes[key] = outcomes.get(key, 0) + 1
         bad = sum(1 for c in cs if any(not p.startswith("left after DEL") for p in c.problems))
         left = sum(1 for c in cs if c.leftovers)
-        rows.append(f"| {plugin} | {verb} | {syscall} | {fault} | {len(cs)} | {sum(c.injected for c in cs)} | "
+        rows.append(f"| {plugin} | {verb} | {syscall} | {fault} | {max(c.calls for c in cs)} | {len(cs)} | "
+                    f"{sum(c.injected for c in cs)} | "
                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" | {bad} | {left} |")
     problems = [f"- `{c.name}`: " + "; ".join(c.problems) for c in cases if c.problems]
-    text = "\n".join([f"## {title}", "", *rows, "", "### Problems", "", *(problems or ["none"]), ""])
+    text = "\n".join([f"## {title}", "", *([note, ""] if note else []), *rows, "", "### Problems", "",
+                      *(problems or ["none"]), ""])
     return portable(text)
 
 
@@ -565,20 +581,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--syscall", action="append", choices=(*SYSCALLS, *EXTRA))
     ap.add_argument("--fault", action="append", choices=KINDS)
     ap.add_argument("--sample", type=int, default=None, help="faulted indices per group (default: all for long)")
+    ap.add_argument("--stride", type=int, default=1,
+                    help="long: fault every Nth call after the interpreter's start (default 1: every call)")
+    ap.add_argument("--startup-stride", type=int, default=1,
+                    help="long: fault every Nth call of the interpreter's start (default 1: every call)")
+    ap.add_argument("--extra-stride", type=int, default=0,
+                    help="long: --stride for the EXTRA syscalls (read, close, ...; default: --stride)")
+    ap.add_argument("--extra-startup-stride", type=int, default=0,
+                    help="long: --startup-stride for the EXTRA syscalls (default: --startup-stride)")
+    ap.add_argument("--cases", default="", help="append every case as a JSON line to this file (shards)")
+    ap.add_argument("--merge", nargs="+", default=[], help="no run: the table of these --cases files")
+    ap.add_argument("--title", default="", help="the table's title (default: what was run)")
+    ap.add_argument("--note", default="", help="a paragraph under the title (what was covered)")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
+    if args.merge:
+        cases = [Case(**json.loads(line)) for f in args.merge for line in Path(f).read_text().splitlines() if line]
+        text = table(cases, args.title or f"Fault sweep ({len(cases)} runs)", args.note)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        return 1 if any(c.problems for c in cases) else 0
     sample = args.sample if args.sample is not None else (None if args.profile == "long" else 4)
     cases: list[Case] = []
     started = time.monotonic()
-    for plugin in args.plugin or ["bridge", "ipam"]:
-        with Scenario(plugin) as sc:
-            for verb in args.verb or ["ADD", "DEL"]:
-                for syscall in args.syscall or list(SYSCALLS if args.profile == "quick" else (*SYSCALLS, *EXTRA)):
-                    for fault in args.fault or list(KINDS):
-                        print(f"{plugin} {verb} {syscall} {fault}", flush=True)
-                        cases += sweep(plugin, verb, syscall, fault, sample=sample, scenario=sc, progress=True)
-    text = table(cases, f"Fault sweep ({args.profile}, {len(cases)} runs, {time.monotonic() - started:.0f} s, "
-                        f"plugins from {os.path.relpath(plugin_dir(), REPO)})")
+    log = open(args.cases, "a") if args.cases else None  # noqa: SIM115 - closed below
+    try:
+        for plugin in args.plugin or ["bridge", "ipam"]:
+            with Scenario(plugin) as sc:
+                for verb in args.verb or ["ADD", "DEL"]:
+                    for syscall in args.syscall or list(SYSCALLS if args.profile == "quick" else (*SYSCALLS, *EXTRA)):
+                        extra = syscall in EXTRA
+                        stride = (args.extra_stride or args.stride) if extra else args.stride
+                        sstride = (args.extra_startup_stride or args.startup_stride) if extra else args.startup_stride
+                        for fault in args.fault or list(KINDS):
+                            print(f"{plugin} {verb} {syscall} {fault}", flush=True)
+                            cases += sweep(plugin, verb, syscall, fault, sample=sample, scenario=sc, progress=True,
+                                           stride=stride, startup_stride=sstride, log=log)
+    finally:
+        if log is not None:
+            log.close()
+    text = table(cases, args.title or f"Fault sweep ({args.profile}, {len(cases)} runs, "
+                 f"{time.monotonic() - started:.0f} s, plugins from {os.path.relpath(plugin_dir(), REPO)})", args.note)
     print(text)
     if args.out:
         Path(args.out).write_text(text)

@@ -121,6 +121,7 @@ class Soak:
         self.done = 0
         self.done_lock = threading.Lock()
         self.gate = Gate()
+        self.checks: dict[str, int] = {}  # invariant checks made, by kind
 
     # --------------------------------------------------------------------------------------------- calls
     def conf(self, slot: Slot, prev: dict[str, Any] | None, *, gc_valid: list[str] | None = None) -> bytes:
@@ -293,8 +294,13 @@ class Soak:
     def addresses(self, slot: Slot) -> list[str]:
         return sorted({ip["address"].split("/")[0] for ip in (slot.prev or {}).get("ips", [])})
 
+    def checked(self, what: str) -> None:
+        with self.done_lock:
+            self.checks[what] = self.checks.get(what, 0) + 1
+
     def check_live(self, slot: Slot) -> None:
         """The live attachment's leases name it; its firewall record exists."""
+        self.checked("live attachment whole")
         for ip in self.addresses(slot):
             try:
                 text = self.sc.path("data", "faultnet", ip).read_bytes().decode(errors="replace")
@@ -317,6 +323,7 @@ class Soak:
         return out
 
     def check_released(self, slot: Slot) -> None:
+        self.checked("DEL released its leases")
         for ip in self.addresses(slot):
             try:
                 text = self.sc.path("data", "faultnet", ip).read_bytes().decode(errors="replace")
@@ -327,6 +334,7 @@ class Soak:
 
     def check_unique(self) -> None:
         """No address held by two live attachments (ours and host-local's)."""
+        self.checked("no address held twice")
         held: dict[str, str] = {}
         for s in self.slots:
             if s.state == "live":
@@ -397,6 +405,7 @@ class Soak:
         self.check_unique()
         left = self.finish()
         return {"seconds": time.monotonic() - started, "counts": dict(sorted(self.counts.items())),
+                "checks": dict(sorted(self.checks.items())),
                 "errors": self.errors, "leftovers": left, "trend": self.trend(), "calls": len(self.calls)}
 
     def close(self) -> None:
@@ -428,12 +437,35 @@ def _talk(proc: subprocess.Popen[bytes], data: bytes) -> tuple[bytes, bytes]:
 
 
 def report(res: dict[str, Any]) -> str:
-    lines = [f"soak: {res['calls']} plugin calls in {res['seconds']:.0f} s; operations {res['counts']}"]
+    lines = [f"soak: {res['calls']} plugin calls in {res['seconds']:.0f} s; operations {res['counts']}",
+             f"  invariant checks {res.get('checks', {})}"]
     for name, (a, b) in res["trend"].items():
         lines.append(f"  {name}: first 10% {a:.4g}, last 10% {b:.4g} ({(b / a if a else 1):.2f}x)")
     lines += [f"  error: {e}" for e in res["errors"][:30]]
     lines += [f"  left: {x}" for x in res["leftovers"]]
     return "\n".join(lines)
+
+
+def markdown(res: dict[str, Any], *, seed: int, profile: str, ops: int, command: str) -> str:
+    """The run as a RESULTS.md section."""
+    counts, checks = res["counts"], res.get("checks", {})
+    rows = ["| what | count |", "|---|---:|", f"| operations (target) | {ops} |",
+            f"| plugin calls measured (not killed) | {res['calls']} |",
+            *(f"| op: {k} | {v} |" for k, v in counts.items()),
+            *(f"| check: {k} | {v} |" for k, v in checks.items()),
+            f"| invariant violations | {len(res['errors'])} |",
+            f"| left after final DELs + GC | {len(res['leftovers'])} |"]
+    trend = ["| per call (ADD, CHECK, DEL) | first 10% | last 10% | last / first |", "|---|---:|---:|---:|"]
+    units = {"cpu": ("median CPU ms (user+sys)", 1000), "wall": ("median wall ms", 1000),
+             "rss": ("median peak RSS kB", 1), "peak rss": ("max peak RSS kB", 1)}
+    for name, (a, b) in res["trend"].items():
+        label, scale = units.get(name, (name, 1))
+        trend.append(f"| {label} | {a * scale:.1f} | {b * scale:.1f} | {(b / a if a else 1):.2f}x |")
+    out = [f"## Soak ({profile}, seed {seed}, {res['seconds']:.0f} s)", "", f"`{command}`", "", *rows, "", *trend, ""]
+    if res["errors"] or res["leftovers"]:
+        out += ["### Problems", "", *(f"- {e}" for e in res["errors"][:50]),
+                *(f"- left: {x}" for x in res["leftovers"]), ""]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=tuple(PROFILES), default="long")
     ap.add_argument("--ops", type=int, default=0)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--out", default="", help="write the run as a markdown section to this file")
     args = ap.parse_args(argv)
     soak = Soak(args.profile, args.seed)
     if args.ops:
@@ -453,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.close()
     print(report(res))
+    if args.out:
+        Path(args.out).write_text(markdown(res, seed=args.seed, profile=args.profile, ops=soak.p["ops"],
+                                           command=" ".join(["tests/soak/soak.py", *(argv or sys.argv[1:])])))
     ok = not res["errors"] and not res["leftovers"]
     if args.profile == "long":
         for name in ("cpu", "wall", "peak rss"):
