@@ -5,8 +5,10 @@
 Sections (each can be skipped): startup (VERSION), ipam (ADD/DEL at 0 / 1,000 / 10,000 leases), bridge
 (bridge + IPAM, sequential N and concurrent), whole (the whole Ignite network: ours = one ignite-bridge
 with ignite-ipam, ipMasq and a port mapping; Go = bridge + host-local -> portmap -> firewall; sequential N,
-concurrent 32 / 64), accumulate (ADD latency of the Nth container as attachments accumulate), breakdown
-(where our ADD/DEL time goes, in-process; child processes per call, both sides, by strace), size.
+concurrent 32 / 64), density (issue 14: whole-network ADD/DEL medians per block of 100 as attachments
+accumulate, bridge mode to 1,000 and routed mode to 4,000, Go's chains beside ours as far as --go-minutes
+allows; draws benchmarks/density.png, see benchmarks/density_run.py), breakdown (where our ADD/DEL time
+goes, in-process; child processes per call, both sides, by strace), size.
 
 Every plugin call runs in a throwaway "host" network namespace made for the scenario (one per side),
 with container namespaces, dataDirs and ours' stateDir in a temp folder; all deleted at the end, pass or
@@ -20,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -32,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import chain_bench  # noqa: E402
+import density_run  # noqa: E402
 import ipam_bench  # noqa: E402
 from benchlib import Spaces, spawn, stats  # noqa: E402
 from startup_bench import du  # noqa: E402
@@ -39,7 +43,7 @@ from startup_bench import du  # noqa: E402
 REPO = HERE.parent
 GO = Path("/usr/lib/cni")
 BASE = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-SECTIONS = ("startup", "ipam", "bridge", "whole", "accumulate", "breakdown", "size")
+SECTIONS = ("startup", "ipam", "bridge", "whole", "density", "breakdown", "size")
 
 
 def log(msg: str) -> None:
@@ -102,14 +106,10 @@ def chain(kind: str, ours: Path, n: int, concurrency: list[int], root: Path) -> 
     return out
 
 
-def accumulate(ours: Path, checkpoints: list[int], root: Path) -> dict[str, Any]:
-    ss = sides("whole", ours, root)
-    try:
-        log(f"accumulate: up to {max(checkpoints)} attachments")
-        return chain_bench.accumulate(ss, checkpoints)
-    finally:
-        for s in ss:
-            s.close()
+def density(ours: Path, a: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Issue 14's accumulation, both modes, ours and Go interleaved (benchmarks/density_run.py)."""
+    return density_run.bench(ours, root, bridge_n=a.density_bridge, routed_n=a.density_routed, go_n=a.go_n,
+                             go_minutes=a.go_minutes, block=a.density_block, del_order=a.del_order)
 
 
 def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:  # noqa: PLR0915
@@ -321,19 +321,9 @@ def report(res: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915
     if len(conc) > 2:
         out += ["\n".join(conc), ""]
 
-    acc = res.get("accumulate") or {}
-    if acc.get("checkpoints"):
-        a = ["| existing attachments + 1 | ours ADD (median of the last 5) | Go ADD (median of the last 5) | ours/Go |",
-             "|---:|---:|---:|---:|"]
-        for c in acc["checkpoints"]:
-            om, gm = _m(acc, "ours", "ADD_at", str(c), "median_ms"), _m(acc, "go", "ADD_at", str(c), "median_ms")
-            a.append(f"| {c} | {_fmt(om)} | {_fmt(gm)} | {_ratio(om, gm)} |")
-        om, gm = _m(acc, "ours", "ADD_slope_ms_per_100"), _m(acc, "go", "ADD_slope_ms_per_100")
-        a.append(f"| ADD growth, least squares over all {max(acc['checkpoints'])} ADDs, per 100 attachments "
-                 f"| {_fmt(om)} | {_fmt(gm)} | |")
-        om, gm = _m(acc, "ours", "DEL_all", "median_ms"), _m(acc, "go", "DEL_all", "median_ms")
-        a.append(f"| DEL of all (median) | {_fmt(om)} | {_fmt(gm)} | {_ratio(om, gm)} |")
-        out += ["\n".join(a), ""]
+    dens = res.get("density") or {}
+    if "error" not in dens and any(m in dens for m in ("bridge", "routed")):
+        out += [density_run.report(dens, res.get("meta", {}).get("density_every", 500)), ""]
 
     mem = ["| peak RSS per call (median of ru_maxrss) | ours | Go |", "|---|---:|---:|"]
     if st and "error" not in st:
@@ -440,6 +430,17 @@ def targets(res: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- main
 
+def density_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--density-bridge", type=int, default=1000, help="density: bridge mode up to N attachments")
+    ap.add_argument("--density-routed", type=int, default=4000, help="density: routed mode up to N attachments")
+    ap.add_argument("--go-n", type=int, help="density: Go stops at N attachments (default: as far as ours)")
+    ap.add_argument("--go-minutes", type=float, default=6.0,
+                    help="density: ... or once its ADDs took this long, per mode (default 6)")
+    ap.add_argument("--density-block", type=int, default=100, help="density: medians per block of N (default 100)")
+    ap.add_argument("--del-order", choices=("reverse", "random"), default="reverse", help="density: DEL order")
+    ap.add_argument("--png", default=str(HERE / "density.png"), help="density curves ('' for none; --quick: none)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=50, help="sequential ADD+DEL pairs per side (default 50)")
@@ -448,7 +449,7 @@ def main() -> int:
     ap.add_argument("--ours", default=str(REPO / "dist"), help="folder with ignite-bridge, ignite-ipam (default dist/)")
     ap.add_argument("--concurrency", default="32,64", help="concurrent ADD/DEL batch sizes (default 32,64)")
     ap.add_argument("--bridge-concurrency", default="32", help="for bridge + IPAM (default 32)")
-    ap.add_argument("--accumulate", default="1,50,100,200", help="checkpoints for ADD as attachments accumulate")
+    density_args(ap)
     ap.add_argument("--sizes", default="0,1000,10000", help="IPAM lease counts")
     ap.add_argument("--runs", type=int, default=41, help="VERSION runs per program")
     ap.add_argument("--probe-runs", type=int, default=10, help="in-process breakdown runs")
@@ -458,15 +459,20 @@ def main() -> int:
     if os.geteuid() != 0:
         print("benchmarks/run.py needs root (network namespaces)", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, density_run.sigterm)  # cleans up like Ctrl-C: every namespace, temp dir
     ours = Path(a.ours).resolve()
     if a.quick:
         a.n, a.runs, a.probe_runs = 3, 5, 2
-        a.concurrency, a.bridge_concurrency, a.accumulate, a.sizes = "4", "4", "1,3", "0,10,100"
+        a.concurrency, a.bridge_concurrency, a.sizes = "4", "4", "0,10,100"
+        a.density_bridge, a.density_routed, a.density_block, a.go_minutes = 8, 8, 4, 1.0
+        if a.png == str(HERE / "density.png"):
+            a.png = ""  # the quick profile never overwrites the recorded curves
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     res: dict[str, Any] = {"meta": {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "loadavg_start": os.getloadavg(), "cpus": os.cpu_count(), "ours": str(ours), "go": str(GO),
-        "python": sys.version.split()[0], "n": a.n, "quick": a.quick}}
+        "python": sys.version.split()[0], "n": a.n, "quick": a.quick,
+        "density_every": a.density_block if a.quick else 500}}
     with tempfile.TemporaryDirectory(prefix="cni-bench-") as tmp:
         root = Path(tmp)
         plan = [
@@ -475,7 +481,7 @@ def main() -> int:
             ("ipam", lambda: ipam(ours, a.n, ints(a.sizes), root)),
             ("bridge", lambda: chain("bridge", ours, a.n, ints(a.bridge_concurrency), root)),
             ("whole", lambda: chain("whole", ours, a.n, ints(a.concurrency), root)),
-            ("accumulate", lambda: accumulate(ours, ints(a.accumulate), root)),
+            ("density", lambda: density(ours, a, root)),
             ("breakdown", lambda: breakdown(ours, a.probe_runs, root)),
         ]
         for name, fn in plan:
@@ -492,6 +498,8 @@ def main() -> int:
     res["meta"]["loadavg_end"] = os.getloadavg()
     text = report(res)
     print(text)
+    if a.png and "density" in res and "error" not in res["density"]:
+        log(density_run.plot(res["density"], Path(a.png)))
     path = Path(a.json) if a.json else HERE / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2, default=str) + "\n")

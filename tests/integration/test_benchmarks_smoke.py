@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DIST = Path(os.environ.get("CNI_IGNITE_DIST", str(REPO / "dist")))
-SECTIONS = ("size", "startup", "ipam", "bridge", "whole", "accumulate", "breakdown")
+SECTIONS = ("size", "startup", "ipam", "bridge", "whole", "density", "breakdown")
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -40,8 +40,15 @@ def test_quick_benchmark_runs_and_writes_every_section(tmp_path: Path) -> None:
         conc = next(v for k, v in data[kind].items() if k.startswith("concurrent_"))
         for side in ("ours", "go"):
             assert conc[side]["ADD_failures"] == 0 and conc[side]["duplicates"] == 0, conc[side]
-    for side in ("ours", "go"):
-        assert data["accumulate"][side]["failures"] == 0
+    for mode in ("bridge", "routed"):  # --quick: 8 attachments per side and mode, blocks of 4
+        for side in ("ours", "go"):
+            d = data["density"][mode][side]
+            assert d["failures"] == 0 and not d["leaks"], (mode, side, d)
+            assert d["reached"] == 8 and d["stopped"] == "reached 8", (mode, side, d)
+            # two calls per block run under GNU time for peak RSS, the others are timed
+            assert [b["n"] for b in d["ADD_blocks"]] == [2, 2] and [b["n"] for b in d["DEL_blocks"]] == [2, 2], d
+            assert all(d["rss_mb"][k] > 1 for k in ("ADD_few", "ADD_most", "DEL_few", "DEL_most")), d["rss_mb"]
     assert data["breakdown"]["ADD"]["failures"] == 0 and data["breakdown"]["DEL"]["failures"] == 0
     assert set(data["ipam"]) == {"0", "10", "100"}
     assert "| whole Ignite network" in res.stdout
+    assert "Density, routed mode, 8 attachments" in res.stdout
