@@ -508,7 +508,7 @@ def strided(total: int, startup: int, *, stride: int = 1, startup_stride: int = 
 
 def sweep(plugin: str, verb: str, syscall: str, fault: str, *, sample: int | None,
           scenario: Scenario | None = None, progress: bool = False, stride: int = 1, startup_stride: int = 1,
-          log: Any = None) -> list[Case]:
+          log: Any = None, done: set[str] | None = None) -> list[Case]:
     own = scenario is None
     sc = scenario or Scenario(plugin)
     try:
@@ -523,6 +523,8 @@ def sweep(plugin: str, verb: str, syscall: str, fault: str, *, sample: int | Non
         picked = (indices(total[syscall], startup[syscall], sample=sample) if sample is not None else
                   strided(total[syscall], startup[syscall], stride=stride, startup_stride=startup_stride))
         for n in picked:
+            if done is not None and Case(plugin, verb, syscall, n, fault).name in done:
+                continue  # --resume: this case is in the --cases file already
             case = run_case(sc, Case(plugin, verb, syscall, n, fault, startup=n <= startup[syscall],
                                      calls=total[syscall]))
             out.append(case)
@@ -558,9 +560,32 @@ def table(cases: list[Case], title: str, note: str = "") -> str:
                     f"{sum(c.injected for c in cs)} | "
                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" | {bad} | {left} |")
     problems = [f"- `{c.name}`: " + "; ".join(c.problems) for c in cases if c.problems]
+    if len(problems) > 40:  # a long sweep: one line per shape of problem, start-up and after apart
+        problems = []
+        for label, startup in (("after the interpreter's start", False), ("during the interpreter's start", True)):
+            shapes: dict[str, list[Case]] = {}
+            for c in cases:
+                if c.problems and c.startup == startup:
+                    shapes.setdefault(shape("; ".join(c.problems)), []).append(c)
+            problems += [f"#### {label}: {sum(map(len, shapes.values()))} runs", ""]
+            for text, cs in sorted(shapes.items(), key=lambda kv: -len(kv[1])):
+                names = ", ".join(f"`{c.name}`" for c in cs[:3]) + (", ..." if len(cs) > 3 else "")
+                problems.append(f"- {len(cs)}x {text[:400]} ({names})")
+            problems.append("")
     text = "\n".join([f"## {title}", "", *([note, ""] if note else []), *rows, "", "### Problems", "",
                       *(problems or ["none"]), ""])
     return portable(text)
+
+
+def shape(problem: str) -> str:
+    """A problem's text without what varies between runs of the same defect (PIDs, errno texts, addresses)."""
+    problem = re.sub(r"^(ADD|DEL|CHECK|GC): ", "", problem)
+    problem = re.sub(r"PYI-\d+", "PYI-N", problem)
+    problem = re.sub(r"\[Errno \d+\] (No space left on device|Input/output error|Permission denied)", "[Errno E]",
+                     problem)
+    problem = re.sub(r"No space left on device|Input/output error|Permission denied", "<errno>", problem)
+    problem = re.sub(r"\b\d+\.\d+\.\d+\.\d+\b", "<ip>", problem)
+    return re.sub(r"tmp\d+|cnit-[\w-]+", "<tmp>", problem)
 
 
 def portable(text: str) -> str:
@@ -569,6 +594,17 @@ def portable(text: str) -> str:
                                                                              "<python>")):
         text = text.replace(path, name)
     return re.sub(r'"/tmp/[^"/]+/(cni_ignite/[^"]+)"', r'"\1"', text)
+
+
+def load_cases(files: list[str]) -> list[Case]:
+    """The cases of --cases files; a resumed shard may hold a case twice: the last run counts."""
+    merged: dict[str, Case] = {}
+    for f in files:
+        for line in Path(f).read_text().splitlines():
+            if line:
+                case = Case(**json.loads(line))
+                merged[case.name] = case
+    return list(merged.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -590,13 +626,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-startup-stride", type=int, default=0,
                     help="long: --startup-stride for the EXTRA syscalls (default: --startup-stride)")
     ap.add_argument("--cases", default="", help="append every case as a JSON line to this file (shards)")
+    ap.add_argument("--resume", action="store_true", help="skip the cases the --cases file holds already")
     ap.add_argument("--merge", nargs="+", default=[], help="no run: the table of these --cases files")
     ap.add_argument("--title", default="", help="the table's title (default: what was run)")
     ap.add_argument("--note", default="", help="a paragraph under the title (what was covered)")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     if args.merge:
-        cases = [Case(**json.loads(line)) for f in args.merge for line in Path(f).read_text().splitlines() if line]
+        cases = load_cases(args.merge)
         text = table(cases, args.title or f"Fault sweep ({len(cases)} runs)", args.note)
         print(text)
         if args.out:
@@ -605,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     sample = args.sample if args.sample is not None else (None if args.profile == "long" else 4)
     cases: list[Case] = []
     started = time.monotonic()
+    done = None
+    if args.resume and args.cases and os.path.exists(args.cases):
+        done = {c.name for c in load_cases([args.cases])}
     log = open(args.cases, "a") if args.cases else None  # noqa: SIM115 - closed below
     try:
         for plugin in args.plugin or ["bridge", "ipam"]:
@@ -617,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                         for fault in args.fault or list(KINDS):
                             print(f"{plugin} {verb} {syscall} {fault}", flush=True)
                             cases += sweep(plugin, verb, syscall, fault, sample=sample, scenario=sc, progress=True,
-                                           stride=stride, startup_stride=sstride, log=log)
+                                           stride=stride, startup_stride=sstride, log=log, done=done)
     finally:
         if log is not None:
             log.close()
