@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
     from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
+    from .firewall_glue import PortFilters
     from .kernel import ContainerNet, HostNet
     from .records import Record
 
@@ -74,7 +75,7 @@ def add(cmd: CmdArgs) -> Result:
             undo.callback(_quietly(lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL")))
         ips, routes, gateways = _gateways_and_routes(ipam, cfg)
 
-        _join(host, cmd, cfg, cont, state_dir, ident, ips, bridge, host_veth, tag, undo)
+        _join(host, cmd, cfg, cont, state_dir, ident, ips, bridge, host_veth, tag, fw_cfg, undo)
 
         if cfg.routed:  # the host routes exist before the container sends its first packet
             from . import routed
@@ -90,12 +91,6 @@ def add(cmd: CmdArgs) -> Result:
         vm_ifaces: tuple[Interface, ...] = ()
         if cfg.vm.mode != "none":
             vm_ifaces = _vm(cont, cmd, cfg, container_link, ips, tag, ident.guest_mac, undo)
-
-        if cfg.mac_spoof_check:
-            _spoofcheck(host_veth.name, [container_link.mac or "", vm_ifaces[1].mac if vm_ifaces else ""], undo)
-
-        if fw_cfg is not None:
-            _rules(host, cmd, cfg, fw_cfg, ips, bridge, host_veth, undo)
 
         if not cfg.disable_container_interface:
             host.wait_oper_up(host_veth.index)
@@ -194,17 +189,37 @@ def _host_veth(host: HostNet, cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfi
 
 
 def _join(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet, state_dir: str, ident: Identity,
-          ips: list[IPConfig], bridge: LinkInfo | None, host_veth: LinkInfo, tag: str, undo: ExitStack) -> None:
-    """Record the attachment's namespace, guard its port, then make it a port of the bridge (routed: of
-    its own): the port is guarded before it joins, so no frame of it is ever bridged unguarded."""
+          ips: list[IPConfig], bridge: LinkInfo | None, host_veth: LinkInfo, tag: str,
+          fw_cfg: FirewallConfig | None, undo: ExitStack) -> None:
+    """Record the attachment's namespace; install the port's filters (guard, macspoofchk) and the
+    attachment's rules, all in one nftables transaction when the firewall's backend is nftables; then
+    make it a port of the bridge (routed: of its own): the port is guarded before it joins, so no frame
+    of it is ever bridged unguarded. The addresses are known (IPAM ran), the MACs too (``ident``)."""
+    from . import firewall_glue as rules
+
     guard = _guard_attachment(cfg, host_veth.name, ident, ips) if cfg.guard is not None else None
     _record(cmd, cfg, cont, state_dir, guard, undo)
-    if guard is not None:
-        _apply_guard(guard, undo)
+    spoof = ([ident.mac, ident.guest_mac] if cfg.vm.mode == "bridge" else [ident.mac]) if cfg.mac_spoof_check else None
+    filters = rules.PortFilters(host_veth.name, guard, guarded=guard is not None, spoof_macs=spoof)
+    localnet: tuple[str, ...] = ()
+    if fw_cfg is not None:
+        localnet = _rules(cmd, fw_cfg, ips, bridge, host_veth, filters, undo)
+    elif filters.any():
+        undo.callback(_quietly(lambda: filters.remove(None, _quiet_attempt)))  # idempotent: registered first
+        filters.apply(None)
     if bridge is not None:
         host.attach_port(host_veth, bridge, cfg, tag=tag)
     else:
         host.own_port(host_veth, tag=tag)
+    for iface in localnet:  # 127.0.0.1 host ports need route_localnet on that interface
+        host.route_localnet(iface)
+    if bridge is not None and fw_cfg is not None and fw_cfg.port_mappings and fw_cfg.snat and not cfg.hairpin_mode:
+        host.hairpin_for_mapped_ports(host_veth)  # a port flag: once it is a port
+
+
+def _quiet_attempt(what: str, fn: Callable[[], object]) -> None:
+    del what
+    _quietly(fn)()
 
 
 def _guard_attachment(cfg: BridgeConfig, port: str, ident: Identity, ips: list[IPConfig]) -> GuardAttachment:
@@ -216,13 +231,6 @@ def _guard_attachment(cfg: BridgeConfig, port: str, ident: Identity, ips: list[I
                                       trunk=bool(cfg.vlan_trunk))
     except ValueError as exc:
         raise CniError("cannot guard the attachment", str(exc)) from exc
-
-
-def _apply_guard(att: GuardAttachment, undo: ExitStack) -> None:
-    from ..guard import nft as guard_nft
-
-    undo.callback(_quietly(lambda: guard_nft.remove(att.port, att)))
-    guard_nft.apply(att)
 
 
 def _record(cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet, state_dir: str, guard: GuardAttachment | None,
@@ -237,17 +245,26 @@ def _record(cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet, state_dir: str,
     records.write(state_dir, cmd.conf.name, rec)
 
 
-def _rules(host: HostNet, cmd: CmdArgs, cfg: BridgeConfig, fw_cfg: FirewallConfig, ips: list[IPConfig],
-           bridge: LinkInfo | None, host_veth: LinkInfo, undo: ExitStack) -> None:
+def _rules(cmd: CmdArgs, fw_cfg: FirewallConfig, ips: list[IPConfig], bridge: LinkInfo | None,
+           host_veth: LinkInfo, filters: PortFilters, undo: ExitStack) -> tuple[str, ...]:
+    """The attachment's rules with the port's filters inside the same transaction when it can be (else
+    each on its own); its undo likewise. Returns the interfaces that need route_localnet."""
     from . import firewall_glue as rules
 
     fw = rules.firewall(fw_cfg)
     att = rules.attachment(cmd, [ip.address for ip in ips], host_veth.name if bridge is None else bridge.name)
-    undo.callback(_quietly(lambda: fw.delete(att.owner, fw_cfg, att.addresses)))
-    for iface in fw.add(att, fw_cfg):  # 127.0.0.1 host ports need route_localnet on that interface
-        host.route_localnet(iface)
-    if bridge is not None and fw_cfg.port_mappings and fw_cfg.snat and not cfg.hairpin_mode:
-        host.hairpin_for_mapped_ports(host_veth)
+
+    def rollback() -> None:
+        joint = filters.remove_joint()
+        with suppress(Exception):  # an undo step must not hide the original error
+            fw.delete(att.owner, fw_cfg, att.addresses, joint)
+        filters.remove(joint, _quiet_attempt)
+
+    undo.callback(rollback)
+    joint = filters.add_joint()
+    localnet = fw.add(att, fw_cfg, joint)
+    filters.apply(joint)
+    return localnet
 
 
 def _vm(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips: list[IPConfig], tag: str,
@@ -257,13 +274,6 @@ def _vm(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, veth: LinkInfo, ips
     made: list[int] = []  # the links vm.setup makes, for the undo registered before it starts
     undo.callback(_quietly(lambda: vm.undo(cont, made)))
     return vm.setup(cont, cmd, cfg, veth, ips, guest_mac, tag=tag, made=made)
-
-
-def _spoofcheck(port: str, macs: list[str], undo: ExitStack) -> None:
-    from . import spoofcheck
-
-    undo.callback(_quietly(lambda: spoofcheck.teardown(port)))  # idempotent, so registered first
-    spoofcheck.setup(port, sorted({m for m in macs if m}))
 
 
 def _gateways_and_routes(ipam: Result, cfg: BridgeConfig) -> tuple[list[IPConfig], list[Route], list[IPInterface]]:
@@ -322,14 +332,16 @@ def _result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result | None, ipam: Result, 
 # ------------------------------------------------------------------------------------------------ DEL
 
 def delete(cmd: CmdArgs) -> None:
-    """Remove what ADD made: rules, VM tap, container interface, host veth, macspoofchk entry, and the
-    address last. Every step runs even when another fails, except the release of the address: an
-    incomplete DEL keeps the lease, so the address is not handed out while rules or links made for it may
-    remain, and the runtime's retry finishes the job. Links are deleted only when they are this
-    attachment's (tagged at ADD). A CNI_NETNS that is gone or not a namespace leaves the host side."""
+    """Remove what ADD made: VM tap, container interface, host veth, then rules, guard and macspoofchk
+    entries (one nftables transaction when the rules' backend is nftables: the port is gone before its
+    guard, so it never carries an unguarded frame), and the address last. Every step runs even when
+    another fails, except the release of the address: an incomplete DEL keeps the lease, so the address
+    is not handed out while rules or links made for it may remain, and the runtime's retry finishes the
+    job. Links are deleted only when they are this attachment's (tagged at ADD). A CNI_NETNS that is
+    gone or not a namespace leaves the host side."""
     cfg = parse_bridge_config(cmd.conf, cmd.args, cmd.container_id, strict_owner=False)
     from . import kernel, records
-    from .firewall_glue import delete_rules, state_dir_of
+    from .firewall_glue import state_dir_of
 
     failures: list[str] = []
     codes: list[int] = []  # per failure: its CNI code (an OSError: 5)
@@ -356,16 +368,14 @@ def delete(cmd: CmdArgs) -> None:
     try:
         if cont is not None:
             attempt("container addresses", lambda: _add_new(addresses, cont.addresses_of(cmd.ifname)))
-        attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses))
-        if cont is not None:
             _del_container_side(cont, cmd, cfg, tag, attempt)
     finally:
         if cont is not None:
             cont.close()
     theirs: list[bool] = []  # the host veth name is held by a link that is not this attachment's
     attempt("host veth", lambda: theirs.append(_del_host_veth(veth_name, tag)))
-    if not any(theirs):  # the port's guard and macspoofchk entries are keyed by name: not another's
-        _del_port_filters(cmd, cfg, rec, veth_name, attempt)
+    # the port's guard and macspoofchk entries are keyed by name: not when the name is another's link
+    _del_rules_and_filters(cmd, cfg, rec, veth_name, addresses, attempt, port_filters=not any(theirs))
     if failures:
         raise incomplete("DEL incomplete (the address stays leased until a DEL succeeds)")
     if cfg.ipam_type:
@@ -396,17 +406,19 @@ def incomplete_error(msg: str, details: str, codes: list[int]) -> CniError:
     return _BY_CODE.get(code, CniError)(msg, details)
 
 
-def _del_port_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None, port: str,
-                      attempt: Callable[[str, Callable[[], object]], None]) -> None:
-    guarded, guard = _guard_for_del(cmd, cfg, rec, port)
-    if guarded:
-        from ..guard import nft as guard_nft
+def _del_rules_and_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None, port: str,
+                           addresses: list[IPInterface], attempt: Callable[[str, Callable[[], object]], None], *,
+                           port_filters: bool) -> None:
+    """The attachment's rules, and (port_filters) its port's guard and macspoofchk entries: inside the
+    rules' nftables transaction when they can be, else each on its own."""
+    from .firewall_glue import PortFilters, delete_rules
 
-        attempt("guard", lambda: guard_nft.remove(port, guard))
-    if cfg.mac_spoof_check:
-        from . import spoofcheck
-
-        attempt("macspoofchk", lambda: spoofcheck.teardown(port))
+    guarded, guard = _guard_for_del(cmd, cfg, rec, port) if port_filters else (False, None)
+    spoof: list[str] | None = [] if port_filters and cfg.mac_spoof_check else None
+    filters = PortFilters(port, guard, guarded=guarded, spoof_macs=spoof)
+    joint = filters.remove_joint()
+    attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses, joint))
+    filters.remove(joint, attempt)
 
 
 def _guard_for_del(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None,

@@ -6,7 +6,8 @@ priority -300, as the reference) holds one rule ``iifname vmap @ports``; each at
 ``mac-<hash>`` and an element ``"<host veth>" : jump mac-<hash>`` in the map. The host veth name is
 derived from the attachment, so DEL removes exactly its element and chain without listing anything.
 Every change is one ``nft -f -`` transaction; re-adding what exists is harmless, so ADD and DEL are
-idempotent and safe under concurrency.
+idempotent and safe under concurrency. The texts ride inside the firewall's nftables transaction when
+there is one (``firewall_glue.PortFilters``).
 """
 
 from __future__ import annotations
@@ -32,25 +33,35 @@ def _nft(script: str, what: str) -> None:
         raise CniError(f"macspoofchk: {what} failed", done.stderr.decode(errors="replace").strip())
 
 
-def setup(port: str, macs: list[str]) -> None:
+def setup_text(port: str, macs: list[str]) -> str:
+    """The ``nft -f -`` text of setup (idempotent: also sent inside the firewall's transaction)."""
     chain = _chain(port)
     allowed = ", ".join(macs)
-    _nft(_BASE
-         + f"flush chain {TABLE} prerouting\n"
-         + f"add rule {TABLE} prerouting iifname vmap @ports\n"
-         + f"add chain {TABLE} {chain}\nflush chain {TABLE} {chain}\n"
-         + f"add rule {TABLE} {chain} ether saddr {{ {allowed} }} return\n"
-         + f"add rule {TABLE} {chain} drop\n"
-         + f'add element {TABLE} ports {{ "{port}" : jump {chain} }}\n', "setup")
+    return (_BASE
+            + f"flush chain {TABLE} prerouting\n"
+            + f"add rule {TABLE} prerouting iifname vmap @ports\n"
+            + f"add chain {TABLE} {chain}\nflush chain {TABLE} {chain}\n"
+            + f"add rule {TABLE} {chain} ether saddr {{ {allowed} }} return\n"
+            + f"add rule {TABLE} {chain} drop\n"
+            + f'add element {TABLE} ports {{ "{port}" : jump {chain} }}\n')
+
+
+def teardown_text(port: str) -> str:
+    """The ``nft -f -`` text of teardown (succeeds whether the entry exists or not)."""
+    chain = _chain(port)
+    return (_BASE
+            + f"add chain {TABLE} {chain}\n"
+            + f'add element {TABLE} ports {{ "{port}" : jump {chain} }}\n'
+            + f'delete element {TABLE} ports {{ "{port}" }}\n'
+            + f"flush chain {TABLE} {chain}\ndelete chain {TABLE} {chain}\n")
+
+
+def setup(port: str, macs: list[str]) -> None:
+    _nft(setup_text(port, macs), "setup")
 
 
 def teardown(port: str) -> None:
-    chain = _chain(port)
-    _nft(_BASE
-         + f"add chain {TABLE} {chain}\n"
-         + f'add element {TABLE} ports {{ "{port}" : jump {chain} }}\n'
-         + f'delete element {TABLE} ports {{ "{port}" }}\n'
-         + f"flush chain {TABLE} {chain}\ndelete chain {TABLE} {chain}\n", "teardown")
+    _nft(teardown_text(port), "teardown")
 
 
 def present(port: str) -> bool:

@@ -96,6 +96,21 @@ class Attachment(NamedTuple):
         return tuple(a for a in self.addresses if a.version == family)
 
 
+class Joint:
+    """nftables text of another part of the attachment (the isolation guard, macspoofchk) that the
+    nftables backend sends inside its own first transaction of a verb: one ``nft`` exec per ADD or DEL,
+    and on DEL one netlink socket, so one RCU grace period (~10 ms of wall time, paid when nft closes a
+    socket that deleted elements). ``sent`` tells the caller whether it went; when it did not (iptables
+    backend, no rules, a first transaction that failed), the caller applies its part on its own, with
+    its own fall-backs. The text must be safe to send again on its own (idempotent)."""
+
+    __slots__ = ("sent", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sent = False
+
+
 class AttachmentInfo(NamedTuple):
     """One attachment with rules, from its state record (for an admin ``status``)."""
 
@@ -112,11 +127,13 @@ class AttachmentInfo(NamedTuple):
 
 
 class Firewall(Protocol):
-    def add(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
-        """Install all rules of att; returns the host interfaces that need route_localnet=1."""
+    def add(self, att: Attachment, cfg: FirewallConfig, joint: Joint | None = None) -> tuple[str, ...]:
+        """Install all rules of att (with `joint` in the same transaction when it can); returns the host
+        interfaces that need route_localnet=1."""
         ...
 
-    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = ()) -> None: ...
+    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = (),
+               joint: Joint | None = None) -> None: ...
 
     def check(self, att: Attachment, cfg: FirewallConfig) -> list[str]: ...
 
@@ -245,6 +262,7 @@ __all__ = [
     "AttachmentInfo",
     "Firewall",
     "FirewallConfig",
+    "Joint",
     "Owner",
     "PortMapping",
     "parse_firewall_config",

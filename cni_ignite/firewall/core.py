@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CniError, TryAgainLater
 from . import state
-from ._exec import ToolMissing, run
+from ._exec import ToolMissing, program, run
 from .base import Attachment, conditions_syntax
 from .rules import needs_localnet
 
 if TYPE_CHECKING:
-    from .base import Address, AttachmentInfo, FirewallConfig, Owner
+    from .base import Address, AttachmentInfo, FirewallConfig, Joint, Owner
 
 XTABLES_NFT = ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 filter")
 
@@ -21,8 +21,10 @@ class Backend(Protocol):
     name: str
     layout: int  # the rule layout this code writes (recorded; DEL removes each layout's own way)
 
-    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None: ...
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> None: ...
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False,
+              joint: Joint | None = None) -> None: ...
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = ...,
+                     joint: Joint | None = None) -> None: ...
     def remove_by_key(self, key: str) -> None: ...
     def problems(self, att: Attachment, cfg: FirewallConfig, layout: int = ...) -> list[str]: ...
     def prune(self) -> None: ...
@@ -53,11 +55,22 @@ def choose_backend(cfg: FirewallConfig, network: str | None = None) -> str:
 
 
 def _probe_nft_tables() -> str:
+    """Our table exists: nftables; else iptables-nft's tables: iptables; else nftables (no nft: iptables).
+    The tables are listed over netlink in-process (firewall.nfnl), ``nft list tables`` only when that fails."""
     try:
-        res = run("nftables", ["nft", "list", "tables"])
+        program("nft", "nftables")
     except ToolMissing:
         return "iptables"
-    tables = {line.strip() for line in res.stdout.decode(errors="replace").splitlines()}
+    from .nfnl import list_tables
+
+    try:
+        tables = set(list_tables())
+    except (OSError, CniError):
+        try:
+            res = run("nftables", ["nft", "list", "tables"])
+        except ToolMissing:
+            return "iptables"
+        tables = {line.strip() for line in res.stdout.decode(errors="replace").splitlines()}
     if "table inet cni_ignite" in tables:
         return "nftables"
     return "iptables" if tables.intersection(XTABLES_NFT) else "nftables"
@@ -96,7 +109,9 @@ class RuleFirewall:
         return self._backends[name]
 
     # -------------------------------------------------------------------------------------------- ADD
-    def add(self, att: Attachment, cfg: FirewallConfig) -> tuple[str, ...]:
+    def add(self, att: Attachment, cfg: FirewallConfig, joint: Joint | None = None) -> tuple[str, ...]:
+        """Install the rules of att; `joint` (the guard's elements) goes in the same nftables transaction
+        when the backend is nftables and its first transaction succeeds (``joint.sent``)."""
         name = choose_backend(cfg, att.owner.network)
         old = state.load(cfg.state_dir, att.owner)
         if old is not None:  # a repeated or half-failed ADD: remove the earlier rules exactly first
@@ -115,7 +130,7 @@ class RuleFirewall:
                     state.remove(cfg.state_dir, att.owner)
                 raise
         try:
-            self.backend(name).apply(att, cfg, fresh=old is None)
+            self.backend(name).apply(att, cfg, fresh=old is None, joint=joint)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.backend(name).remove_exact(att, cfg)
@@ -131,15 +146,18 @@ class RuleFirewall:
         return (att.host_iface,) if needs_localnet(att, cfg) else ()
 
     # -------------------------------------------------------------------------------------------- DEL
-    def _remove(self, rec: state.Record) -> None:
+    def _remove(self, rec: state.Record, joint: Joint | None = None) -> None:
         att = Attachment(owner=rec.owner, addresses=rec.addresses, host_iface=rec.host_iface)
-        self.backend(rec.backend).remove_exact(att, rec.config, rec.layout)
+        self.backend(rec.backend).remove_exact(att, rec.config, rec.layout, joint=joint)
         state.release_ports(rec.config.state_dir, rec.owner, rec.ports)  # first: the record names them
         state.remove(rec.config.state_dir, rec.owner)
 
-    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = ()) -> None:
+    def delete(self, owner: Owner, cfg: FirewallConfig, addresses: tuple[Address, ...] = (),
+               joint: Joint | None = None) -> None:
         """Remove every rule of owner: exactly from its state record, else by listing our own chains and
-        table in both backends. Idempotent; addresses are not needed (a record or the key suffices)."""
+        table in both backends. Idempotent; addresses are not needed (a record or the key suffices).
+        `joint` (the guard's element removal) rides in the first nftables transaction of the exact path
+        (``joint.sent``); the caller removes it on its own otherwise."""
         del addresses  # kept for the interface: rules are found by key, not by address
         notes: list[str] = []
         rec: state.Record | None = None
@@ -149,7 +167,7 @@ class RuleFirewall:
             notes.append(str(exc))
         if rec is not None:
             try:
-                self._remove(rec)
+                self._remove(rec, joint)
                 return
             except CniError as exc:
                 notes.append(f"{rec.backend}: {exc}")

@@ -39,7 +39,7 @@ from .rules import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .base import Attachment, FirewallConfig
+    from .base import Attachment, FirewallConfig, Joint
     from .rules import IptPlan
 
 NAME = "iptables"
@@ -60,12 +60,13 @@ class IptablesBackend:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
 
-    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False,
+              joint: Joint | None = None) -> None:
         """One restore per family that checks what it needs in the same batch (``-N`` own chains, ``-C``
         entry rules). When it fails (first ADD on the host, a flushed built-in chain, or own chains of a
         lost record), rules of the key are swept (they are found by listing the key's bucket chains),
         the shared chains and entry rules repaired, and the batch retried once."""
-        del fresh  # -N tells whether rules of this key exist: no record needed
+        del fresh, joint  # -N tells whether rules of this key exist: no record needed; joint: nft only
         for plan in (p for p in (iptables_plan(att, cfg, 4), iptables_plan(att, cfg, 6)) if p.rules):
             text = "".join(iptables_add_text(plan, t) for t in plan.tables())
             try:
@@ -110,9 +111,12 @@ class IptablesBackend:
         return checked(NAME, [tool, "-t", table], what=f"{tool} -t {table}").stdout.decode(errors="replace")
 
     # ------------------------------------------------------------------------------------------- delete
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = IPT_LAYOUT) -> None:
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = IPT_LAYOUT,
+                     joint: Joint | None = None) -> None:
         """Remove the rules a state record describes (in the layout that made them: layout 1 in the shared
-        chains, 2 in their buckets); fall back to remove_by_key when that fails."""
+        chains, 2 in their buckets); fall back to remove_by_key when that fails. `joint` is nftables
+        text: never sent here (the caller applies it on its own)."""
+        del joint
         for family in (4, 6):
             plan = iptables_plan(att, cfg, family, layout)
             if not plan.rules:

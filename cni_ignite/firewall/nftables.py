@@ -36,7 +36,7 @@ from ._exec import RuleToolFailed, checked, run, run_all
 from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nft_delete_text, nft_plan
 
 if TYPE_CHECKING:
-    from .base import Attachment, FirewallConfig
+    from .base import Attachment, FirewallConfig, Joint
 
 NAME = "nftables"
 TABLE = f"inet {n.NFT_TABLE}"
@@ -112,6 +112,15 @@ class Listed:
         return elems, sorted(own & self.chains)
 
 
+def _joint(joint: Joint | None, text: str) -> bool:
+    """Send `text` with the joint part in one transaction when there is one not sent yet; True when it
+    went (``joint.sent``). A failure is no error: the caller retries its own part without it."""
+    if joint is None or joint.sent or not joint.text:
+        return False
+    joint.sent = run(NAME, ["nft", "-f", "-"], joint.text + text).ok
+    return joint.sent
+
+
 def _shared_name(name: str) -> bool:
     return name[:2] in {"m-", "h-"} and len(name) == 2 + n.KEY_LEN
 
@@ -136,15 +145,19 @@ class NftablesBackend:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
 
-    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False,
+              joint: Joint | None = None) -> None:
         plan = nft_plan(att, cfg)
         what = f"nft ADD for {att.owner.key}"
         if not plan.elements:
             return
         # the shared chains this ADD is the first user of (state-dir hint); the others exist already
         new = tuple(c for c in plan.shared if state.shared_ref(self.state_dir, c, plan.key))
+        fast = nft_add_text(plan, new)
+        if _joint(joint, fast):  # fast path with the guard's elements: one nft for the attachment
+            return
         try:
-            _apply(nft_add_text(plan, new), what)  # fast path: the table exists
+            _apply(fast, what)  # fast path: the table exists
             return
         except RuleToolFailed:
             pass
@@ -157,7 +170,8 @@ class NftablesBackend:
             self.remove_by_key(att.owner.key)  # e.g. a map element of this key with other data (lost record)
             _apply(nft_bootstrap_text() + text, what)
 
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = LAYOUT) -> None:
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = LAYOUT,
+                     joint: Joint | None = None) -> None:
         if layout == 1:
             self._remove_legacy(att, cfg)
             return
@@ -169,12 +183,16 @@ class NftablesBackend:
         # 1. the common case: everything is there (and, when the state dir says this was the last user
         # of a shared chain, that chain goes too); 2. the chain is in use after all (a record-less user);
         # 3. something is absent already: each element is added first; 4. list the table.
+        # The first attempt carries the guard's removal (joint): one nft, one grace period per DEL; when
+        # that fails, the attempts go on without it (the caller removes the guard on its own).
         attempts = [(False, last), (False, ())] if last else [(False, ())]
-        for ensure, drop in [*attempts, (True, ())]:
-            try:
-                _apply(nft_delete_text(plan.elements, chains, ensure=ensure, drop=drop), "nft DEL")
-            except RuleToolFailed:
-                continue
+        for i, (ensure, drop) in enumerate([*attempts, (True, ())]):
+            text = nft_delete_text(plan.elements, chains, ensure=ensure, drop=drop)
+            if not (i == 0 and _joint(joint, text)):
+                try:
+                    _apply(text, "nft DEL")
+                except RuleToolFailed:
+                    continue
             if last and not drop:  # one of them is in use after all: drop the others one by one
                 _drop_unused(list(last))
             return
