@@ -3,7 +3,7 @@ for a few short digests of names. CPython's builtin ``_sha256`` gives the same d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 
 if TYPE_CHECKING:
     from hashlib import sha256

@@ -20,7 +20,9 @@ This module imports nothing.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class CniError(Exception):

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
-from contextlib import suppress  # already loaded by typing: free
-from typing import TYPE_CHECKING, NamedTuple
+from contextlib import suppress  # loaded by skel anyway: free
 
 from .errors import CniError, IOFailure
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Mapping, Sequence
+    from typing import NamedTuple as Record
+else:
+    import _signal as signal  # not signal.py (its IntEnums: ~1 ms per call); only SIGKILL is used
+
+    from . import Record
 
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
-class Completed(NamedTuple):
+class Completed(Record):
     argv: tuple[str, ...]
     returncode: int
     stdout: bytes

@@ -20,10 +20,12 @@ log calls it leniently (a malformed owner is ignored, the next rule applies).
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._sha import sha256
 from .errors import InvalidConfig, InvalidEnvironment
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 OWNER_ARG = "IGNITE_OWNER"
 K8S_NAMESPACE, K8S_NAME = "K8S_POD_NAMESPACE", "K8S_POD_NAME"

@@ -11,34 +11,49 @@ produced from a parsed value. They raise ``ValueError`` (callers turn it into th
 from __future__ import annotations
 
 import ipaddress
-import re
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}\Z")
-_PREFIXED_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}(/[0-9.]{1,15})?\Z")
+# The characters of an address, checked with str methods rather than regexes compiled at import on every
+# plugin call (benchmarks/IMPORTS.md); the same language as r"[0-9A-Fa-f.:]{2,45}\Z" (an address) and
+# r"[0-9A-Fa-f.:]{2,45}(/[0-9.]{1,15})?\Z" (with a prefix), tests/unit/test_import_cost.py compares them.
+_ADDRESS_CHARS = "0123456789abcdefABCDEF.:"
+_PREFIX_CHARS = "0123456789."
 
 
-def _text(value: object, pattern: re.Pattern[str], what: str) -> str:
+def _address_chars(text: str) -> bool:
+    return 2 <= len(text) <= 45 and not text.strip(_ADDRESS_CHARS)
+
+
+def _prefixed_chars(text: str) -> bool:
+    address, slash, prefix = text.partition("/")
+    return _address_chars(address) and (not slash or (1 <= len(prefix) <= 15 and not prefix.strip(_PREFIX_CHARS)))
+
+
+def _text(value: object, check: Callable[[str], bool], what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string, not {type(value).__name__}")
     if "%" in value:
         raise ValueError(f"{what} {value!r}: scoped addresses (%zone) are not allowed")
-    if not pattern.match(value):
+    if not check(value):
         raise ValueError(f"{what} {value!r} is not an IP address")
     return value
 
 
 def ip_address(value: object, what: str = "address") -> IPAddress:
-    return ipaddress.ip_address(_text(value, _ADDRESS_CHARS, what))
+    return ipaddress.ip_address(_text(value, _address_chars, what))
 
 
 def ip_interface(value: object, what: str = "address") -> IPInterface:
     """An address with an optional prefix (``10.0.0.2/24``; no prefix = a host prefix)."""
-    return ipaddress.ip_interface(_text(value, _PREFIXED_CHARS, what))
+    return ipaddress.ip_interface(_text(value, _prefixed_chars, what))
 
 
 def ip_network(value: object, what: str = "network", *, strict: bool = False) -> IPNetwork:
-    return ipaddress.ip_network(_text(value, _PREFIXED_CHARS, what), strict=strict)
+    return ipaddress.ip_network(_text(value, _prefixed_chars, what), strict=strict)

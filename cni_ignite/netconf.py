@@ -9,16 +9,36 @@ otherwise ignored (runtimes inject ``runtimeConfig``, ``args``, ``prevResult``, 
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, NamedTuple
 
 from .errors import DecodingFailure, InvalidConfig, InvalidEnvironment
 from .version import require_supported
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")  # \Z, not $: "$" also matches before a final "\n"
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+    from typing import NamedTuple as Record
+else:
+    from . import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
+
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAME_CHARS = _ALNUM + "_.-"
 
 
-class NetConf(NamedTuple):
+class _NamePattern:
+    """``re.compile(pattern).match`` for the one pattern below, by str methods: no regex compiled at import
+    on every plugin call (benchmarks/IMPORTS.md). ``match`` returns a bool; callers only test it."""
+
+    pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z"  # \Z, not $: "$" also matches before a final "\n"
+
+    @staticmethod
+    def match(name: str) -> bool:
+        return name[:1] != "" and name[:1] in _ALNUM and not name.strip(_NAME_CHARS)
+
+
+NAME_RE = _NamePattern()
+
+
+class NetConf(Record):
     cni_version: str
     name: str
     type: str

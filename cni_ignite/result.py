@@ -4,26 +4,33 @@ Pure data and functions. ``encode`` renders a Result in the config's cniVersion 
 0.3.x/0.4.0 ``ips[].version``, 1.x without it); ``decode`` reads a result of any supported version, as
 printed by a delegated IPAM plugin or passed in as ``prevResult``.
 
-Value types are ``typing.NamedTuple`` rather than frozen dataclasses: both are immutable and typed, but on a
-plugin's start-up path ``dataclasses`` costs 7 ms to import (it pulls ``inspect``) plus ~0.5 ms per class,
-against ~0.08 ms per NamedTuple (measured in benchmarks/IMPORTS.md).
+Value types are NamedTuples (``cni_ignite.Record``: the class syntax of ``typing.NamedTuple`` at
+``collections.namedtuple``'s cost) rather than frozen dataclasses: both are immutable and typed, but on a
+plugin's start-up path ``dataclasses`` costs 7 ms to import (it pulls ``inspect``) plus ~0.5 ms per class
+(measured in benchmarks/IMPORTS.md).
 """
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import NamedTuple, TypeAlias
 
 from . import ipparse
 from .errors import DecodingFailure, IncompatibleVersion
 from .version import SUPPORTED, at_least
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+    from typing import TypeAlias
+else:
+    from . import Record
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 IPInterface: TypeAlias = IPv4Interface | IPv6Interface
 IPNetwork: TypeAlias = IPv4Network | IPv6Network
 
 
-class Interface(NamedTuple):
+class Interface(Record):
     name: str
     mac: str = ""
     sandbox: str = ""
@@ -32,13 +39,13 @@ class Interface(NamedTuple):
     pci_id: str = ""
 
 
-class IPConfig(NamedTuple):
+class IPConfig(Record):
     address: IPInterface
     gateway: IPAddress | None = None
     interface: int | None = None
 
 
-class Route(NamedTuple):
+class Route(Record):
     dst: IPNetwork
     gw: IPAddress | None = None
     mtu: int = 0
@@ -48,7 +55,7 @@ class Route(NamedTuple):
     scope: int | None = None
 
 
-class DNS(NamedTuple):
+class DNS(Record):
     nameservers: tuple[str, ...] = ()
     domain: str = ""
     search: tuple[str, ...] = ()
@@ -58,7 +65,7 @@ class DNS(NamedTuple):
         return not (self.nameservers or self.domain or self.search or self.options)
 
 
-class Result(NamedTuple):
+class Result(Record):
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._sha import sha256
 from ..errors import InvalidConfig
@@ -19,15 +18,22 @@ from ..identity import OWNER_ARG, owner_of
 from ..netconf import NetConf, bool_field, int_field, list_field, obj_field, parse_cni_args, str_field
 from ..netlink.ops import TAP_MAX_ID, TAP_MAX_MTU
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+    from typing import NamedTuple as Record
+
     from ..guard.config import GuardConfig
+else:
+    from .. import Record
 
 # CNI_ARGS keys ignite-bridge understands (MAC as the reference bridge; IP goes to the IPAM;
 # TC_REDIRECT_TAP_* as awslabs/tc-redirect-tap takes them; IGNITE_OWNER names the owner, see identity).
 KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID",
                         OWNER_ARG})
 OUR_IPAM = frozenset({"ignite-ipam"})
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+# As text: re.match compiles (and caches) it only when a call gives a MAC, not at import on every call.
+MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 VM_MODES = ("none", "tc-redirect", "bridge")
 MODES = ("bridge", "routed")
 # Keys that only describe the bridge or its ports: set in routed mode they are an error, not ignored.
@@ -35,12 +41,12 @@ BRIDGE_ONLY = ("bridge", "vlan", "vlanTrunk", "preserveDefaultVlan", "hairpinMod
                "macspoofchk", "forceAddress")
 
 
-class VlanRange(NamedTuple):
+class VlanRange(Record):
     lo: int
     hi: int
 
 
-class VmConfig(NamedTuple):
+class VmConfig(Record):
     mode: str = "none"          # none | tc-redirect | bridge
     tap: str = "tap0"
     uid: int = -1               # -1: the plugin's euid (as tc-redirect-tap)
@@ -48,7 +54,7 @@ class VmConfig(NamedTuple):
     guest_mac: str = ""         # bridge mode: the VM's MAC (default: derived from the attachment)
 
 
-class BridgeConfig(NamedTuple):
+class BridgeConfig(Record):
     bridge: str
     is_gateway: bool
     is_default_gateway: bool
@@ -190,7 +196,7 @@ def _mac(conf: NetConf, cni_args: dict[str, str]) -> str:
     cni = obj_field(conf.args, "cni", where="args.")
     for value in (conf.runtime_config.get("mac"), cni.get("mac"), cni_args.get("MAC")):
         if value:
-            if not isinstance(value, str) or not MAC_RE.match(value):
+            if not isinstance(value, str) or not re.match(MAC_RE, value):
                 raise InvalidConfig("invalid MAC address", repr(value))
             return value.lower()
     return ""
@@ -206,7 +212,7 @@ def _vm(doc: dict[str, Any], cni_args: dict[str, str]) -> VmConfig:
     uid = _id(cni_args.get("TC_REDIRECT_TAP_UID"), raw, "uid")
     gid = _id(cni_args.get("TC_REDIRECT_TAP_GID"), raw, "gid")
     guest_mac = str_field(raw, "guestMac", where="vm.").lower()
-    if guest_mac and not MAC_RE.match(guest_mac):
+    if guest_mac and not re.match(MAC_RE, guest_mac):
         raise InvalidConfig("invalid vm.guestMac", guest_mac)
     return VmConfig(mode=mode, tap=tap, uid=uid, gid=gid, guest_mac=guest_mac)
 

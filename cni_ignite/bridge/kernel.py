@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING
 
 from ..errors import CniError, InvalidConfig, InvalidNetns, PluginUnavailable, UnknownContainer
 from ..netlink import sysctl
@@ -14,6 +13,7 @@ from ..netlink.ops import NetlinkError, NetnsGone
 from ..netlink.rtnl import Rtnl
 from ..netlink.sysctl import SysctlMissing
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
     from ..result import IPConfig, IPInterface, Route

@@ -31,24 +31,28 @@ import fcntl
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IOFailure
 from ..firewall.naming import network_dir
 from ..identity import owner_key
 from .config import attachment_hash, attachment_tag, host_veth_name
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
+    from typing import NamedTuple as _Record
 
     from ..guard.rules import Attachment as GuardAttachment
     from .kernel import HostNet
+else:
+    from .. import Record as _Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 FOLDER = ".bridge"
 TMP = "tmp"  # the temp files of writes in progress (or of writers killed mid-write), beside the records
 
 
-class Record(NamedTuple):
+class Record(_Record):
     cid: str
     ifname: str
     owner: str

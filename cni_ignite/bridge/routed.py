@@ -40,12 +40,12 @@ route). The check is one route lookup per address, whatever the number of attach
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from ..errors import InvalidConfig
 from ..netlink import sysctl
 from ..netlink.sysctl import SysctlMissing
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from ..netlink.ops import IPAddress, IPNetwork, LinkInfo, Route
     from ..result import IPConfig

@@ -20,13 +20,13 @@ ADD killed in between leaves a link whose name alone says whose it is, and DEL r
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from ..errors import InvalidConfig
 from ..netlink.ops import TAP_MAX_MTU, LinkExists, NetlinkError
 from ..result import Interface
 from .config import attachment_tag
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
     from ..result import IPConfig

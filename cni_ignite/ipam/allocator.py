@@ -5,15 +5,17 @@ taken from the set that contains it. Pure apart from the Store it is given.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from ..errors import CniError
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Protocol
 
     from ..result import IPAddress
     from .config import RangeSet
+else:
+    Protocol = object  # Store is a protocol for mypy only
 
 
 class Exhausted(CniError):

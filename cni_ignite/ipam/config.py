@@ -27,7 +27,6 @@ Our own keys (an ipam block without them behaves exactly as host-local):
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
 
 from .. import ipparse
 from ..errors import InvalidConfig
@@ -35,6 +34,13 @@ from ..identity import valid_owner
 from ..netconf import NetConf, go_get, go_view, list_field, obj_field, str_field
 from ..result import IPAddress, IPNetwork, Route
 from ..version import at_least
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+    from typing import NamedTuple as Record
+else:
+    from .. import Record
 
 DEFAULT_SUBNET = "10.61.0.0/16"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -46,7 +52,7 @@ _DURATION = r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z"
 _IFNAME_BAD = r"[/:\s]"
 
 
-class Range(NamedTuple):
+class Range(Record):
     subnet: IPNetwork
     start: IPAddress
     end: IPAddress
@@ -62,7 +68,7 @@ class Range(NamedTuple):
 RangeSet = tuple[Range, ...]
 
 
-class Reservation(NamedTuple):
+class Reservation(Record):
     """An address (and optionally a MAC) pinned to (owner, ifname) in range set `range_id`."""
     owner: str
     ifname: str
@@ -71,7 +77,7 @@ class Reservation(NamedTuple):
     range_id: int
 
 
-class IpamConfig(NamedTuple):
+class IpamConfig(Record):
     range_sets: tuple[RangeSet, ...]
     routes: tuple[Route, ...]
     data_dir: str

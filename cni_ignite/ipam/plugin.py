@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
 
 from ..errors import CniError, InvalidConfig, IOFailure, PluginUnavailable
 from ..identity import OWNER_ARG, owner_of
@@ -24,8 +23,10 @@ from .allocator import first_free
 from .config import IpamConfig, RangeSet, parse_ipam
 from .store import HELD, DiskStore, Owner
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from ..result import IPAddress
     from ..skel import CmdArgs

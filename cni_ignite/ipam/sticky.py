@@ -22,7 +22,6 @@ placeholder (remembered for its owner; held while ``until`` is in the future), a
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, NamedTuple
 
 from .._sha import sha256
 from ..errors import InvalidConfig, TryAgainLater
@@ -30,17 +29,21 @@ from ..identity import owner_key
 from .allocator import Exhausted, allocate
 from .store import HELD, RESERVED, Slot, lease_name, parse_slot
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NamedTuple as Record
 
     from ..result import IPAddress
     from .config import IpamConfig, RangeSet, Reservation
     from .store import DiskStore
+else:
+    from .. import Record
 
 CONFIG_STAMP = "config-reservations"
 
 
-class Who(NamedTuple):
+class Who(Record):
     """The attachment asking, and its owner."""
     cid: str
     ifname: str
@@ -51,14 +54,14 @@ class Who(NamedTuple):
         return owner_key(self.owner, self.ifname)
 
 
-class OwnerRecord(NamedTuple):
+class OwnerRecord(Record):
     owner: str
     ifname: str
     cid: str
     ips: tuple[IPAddress, ...]
 
 
-class ResEntry(NamedTuple):
+class ResEntry(Record):
     owner: str
     ifname: str
     mac: str

@@ -41,18 +41,25 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
 import time
-from typing import TYPE_CHECKING, NamedTuple
 
 from .. import ipparse
 from .._sha import sha256
 from ..errors import CniError, IOFailure, TryAgainLater
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Iterator
+    from typing import NamedTuple as Record
 
     from ..result import IPAddress
+else:
+    # not signal.py (its IntEnums: ~1 ms per call): signal(), setitimer() and the constants are _signal's own;
+    # _signal.signal returns the previous handler raw (an int for SIG_DFL/SIG_IGN), which is only put back
+    import _signal as signal
+
+    from .. import Record
 
 INDEX_DIR = ".ignite-index"
 LAST_RESERVED = "last_reserved_ip."
@@ -63,7 +70,7 @@ TMP_PREFIX = ".tmp-"  # <dataDir>/.ignite-index/.tmp-<network>/: temporary files
 # (a network name starts with a letter or digit, so this folder is never a network's)
 
 
-class Slot(NamedTuple):
+class Slot(Record):
     """A placeholder lease: an address held for (owner, ifname) after its DEL, or reserved for it."""
     kind: str  # HELD or RESERVED
     owner: str

@@ -13,10 +13,10 @@ The names below are also reachable as ``cni_ignite.netlink.<name>``, loaded on f
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .netns import entered, ns_id, open_netns
     from .ops import (
         Addr,
@@ -52,6 +52,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # only here: nothing on the plugins' path takes this route
+
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 

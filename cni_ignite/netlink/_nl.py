@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import struct
-from typing import TYPE_CHECKING
 
 from ..errors import IOFailure, TryAgainLater
 from .ops import NetlinkError
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterator
+else:
+    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only these names are used
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import TYPE_CHECKING, NamedTuple
 
 from ._nl import HDR_SIZE, NLM_F_CREATE, NLM_F_EXCL, iter_nla, nest, nla
 from .ops import NetlinkError
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+
     from ._nl import NetlinkSocket
+else:
+    from .. import Record
 
 RTM_NEWQDISC = 36
 RTM_DELQDISC = 37
@@ -80,7 +84,7 @@ def redirect_filter(ifindex: int, target: int, *, prio: int = 0) -> bytes:
     return tcmsg(ifindex, parent=INGRESS_HANDLE, info=(prio << 16) | protocol_be) + nla(TCA_KIND, b"u32\0") + options
 
 
-class TcObject(NamedTuple):
+class TcObject(Record):
     ifindex: int
     handle: int
     parent: int

@@ -9,24 +9,31 @@ plugins are single-threaded. A netlink or packet socket keeps the namespace it w
 from __future__ import annotations
 
 import os
-import socket
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from ..errors import CniError, InvalidNetns, IOFailure
 from .ops import NetnsGone
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Iterator
+    from typing import NamedTuple as Record
+    from typing import TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+else:
+    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only socket() is used
+
+    from .. import Record
+
 CLONE_NEWNET = 0x40000000
 SELF_NETNS = "/proc/thread-self/ns/net"
 
 _setns_impl: Callable[[int, int], None] | None = None
 
 
-class NsId(NamedTuple):
+class NsId(Record):
     """Identity of a namespace: (st_dev, st_ino) of its nsfs inode."""
 
     dev: int

@@ -19,9 +19,17 @@ from __future__ import annotations
 import errno as _errno
 import os
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import NamedTuple, Protocol
 
 from ..errors import CniError, NotFound
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+    from typing import Protocol
+else:
+    from .. import Record
+
+    Protocol = object  # NetlinkOps is a protocol for mypy only
 
 IPInterface = IPv4Interface | IPv6Interface
 IPNetwork = IPv4Network | IPv6Network
@@ -64,7 +72,7 @@ class LinkNotUp(CniError):
     """A link did not become operationally up in time."""
 
 
-class BridgePort(NamedTuple):
+class BridgePort(Record):
     """Bridge-port flags of a link enslaved to a bridge (IFLA_INFO_SLAVE_DATA)."""
 
     hairpin: bool
@@ -73,7 +81,7 @@ class BridgePort(NamedTuple):
     state: int  # BR_STATE_*: 0 disabled, 1 listening, 2 learning, 3 forwarding, 4 blocking
 
 
-class BridgeAttrs(NamedTuple):
+class BridgeAttrs(Record):
     """Attributes of a bridge device (IFLA_INFO_DATA of kind ``bridge``)."""
 
     vlan_filtering: bool
@@ -83,7 +91,7 @@ class BridgeAttrs(NamedTuple):
     default_pvid: int
 
 
-class LinkInfo(NamedTuple):
+class LinkInfo(Record):
     index: int  # type: ignore[assignment]
     name: str
     kind: str | None  # "bridge", "veth", "tun", ... ; None for devices without rtnl link ops (lo)
@@ -100,7 +108,7 @@ class LinkInfo(NamedTuple):
     alias: str = ""  # IFLA_IFALIAS ("" when unset); the plugins mark what they made with it
 
 
-class Addr(NamedTuple):
+class Addr(Record):
     index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     address: IPInterface
     scope: int
@@ -109,7 +117,7 @@ class Addr(NamedTuple):
     permanent: bool
 
 
-class Route(NamedTuple):
+class Route(Record):
     dst: IPNetwork
     gw: IPAddress | None
     index: int | None  # type: ignore[assignment]
@@ -122,7 +130,7 @@ class Route(NamedTuple):
     src: IPAddress | None = None
 
 
-class BridgeVlan(NamedTuple):
+class BridgeVlan(Record):
     vid: int
     pvid: bool
     untagged: bool
