@@ -20,11 +20,11 @@ one-line note goes to stderr instead.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from contextlib import suppress  # loaded by skel already
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .skel import CmdArgs
@@ -33,11 +33,9 @@ LEVELS = {"error": 0, "info": 1, "debug": 2}
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 MAX_LINE = 64 * 1024  # a longer line (huge error details) is cut, so one write stays one line
 
-
-class LogConfig(NamedTuple):
-    path: str
-    level: int
-    max_bytes: int
+# (path, level, max_bytes). A plain tuple, not a NamedTuple: this module loads on every logged call, and a
+# class costs more to create than the rest of the module (benchmarks/calllog_bench.py).
+LogConfig = tuple[str, int, int]
 
 
 def log_config(raw: dict[str, Any]) -> LogConfig | None:
@@ -50,43 +48,7 @@ def log_config(raw: dict[str, Any]) -> LogConfig | None:
     max_bytes = raw.get("logMaxBytes", DEFAULT_MAX_BYTES)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 4096:
         max_bytes = DEFAULT_MAX_BYTES
-    return LogConfig(path=path, level=LEVELS.get(level, 1) if isinstance(level, str) else 1, max_bytes=max_bytes)
-
-
-class Steps:
-    """What a call did, with timings (recorded only when the log is at debug level)."""
-
-    __slots__ = ("_last", "enabled", "items")
-
-    def __init__(self) -> None:
-        self.enabled = False
-        self.items: list[tuple[str, float]] = []
-        self._last = 0.0
-
-    def start(self) -> None:
-        self.enabled = True
-        self._last = time.perf_counter()
-
-    def mark(self, name: str) -> None:
-        """The step `name` just finished: it took the time since the previous mark."""
-        if self.enabled:
-            now = time.perf_counter()
-            self.items.append((name, round((now - self._last) * 1000, 3)))
-            self._last = now
-
-
-STEPS = Steps()  # one call per process: the plugin code marks steps here
-
-
-def step(name: str) -> None:
-    STEPS.mark(name)
-
-
-def begin(raw: dict[str, Any]) -> LogConfig | None:
-    cfg = log_config(raw)
-    if cfg is not None and cfg.level >= LEVELS["debug"]:
-        STEPS.start()
-    return cfg
+    return path, LEVELS.get(level, 1) if isinstance(level, str) else 1, max_bytes
 
 
 def _now() -> str:
@@ -116,9 +78,12 @@ def _host_ports(args: CmdArgs) -> list[str]:
 
 
 def line(cfg: LogConfig, plugin: str, args: CmdArgs, started: float, *, result: dict[str, Any] | None = None,
-         error: dict[str, Any] | None = None, owner: str = "") -> str | None:
-    """The JSON line of one call, or None when the level says nothing is logged."""
-    if error is None and cfg.level < LEVELS["info"]:
+         error: dict[str, Any] | None = None, owner: str = "",
+         steps: list[tuple[str, float]] | None = None) -> str | None:
+    """The JSON line of one call, or None when the level says nothing is logged. `steps` are the call's
+    steps with their ms (skel.step), written at debug level."""
+    level = cfg[1]
+    if error is None and level < 1:
         return None
     doc: dict[str, Any] = {
         "time": _now(), "level": "error" if error else "info", "plugin": plugin, "verb": args.command,
@@ -131,8 +96,8 @@ def line(cfg: LogConfig, plugin: str, args: CmdArgs, started: float, *, result: 
     elif args.command == "ADD":
         doc["addresses"] = _addresses(result)
         doc["hostPorts"] = _host_ports(args)
-    if cfg.level >= LEVELS["debug"] and STEPS.items:
-        doc["steps"] = [list(s) for s in STEPS.items]
+    if level >= 2 and steps:
+        doc["steps"] = [list(s) for s in steps]
     text = json.dumps(doc, separators=(",", ":"), default=str)
     if len(text) >= MAX_LINE:
         doc.pop("steps", None)
@@ -143,34 +108,35 @@ def line(cfg: LogConfig, plugin: str, args: CmdArgs, started: float, *, result: 
 
 def append(cfg: LogConfig, text: str, stderr: IO[str]) -> None:
     """One O_APPEND write; rotate first when the file has grown past max_bytes. Never raises."""
+    path, _, max_bytes = cfg
     data = text.encode("utf-8", errors="replace")
     try:
-        fd = os.open(cfg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
-            if os.fstat(fd).st_size >= cfg.max_bytes:
+            if os.fstat(fd).st_size >= max_bytes:
                 os.close(fd)
                 fd = -1
-                _rotate(cfg)
-                fd = os.open(cfg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                _rotate(path, max_bytes)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             os.write(fd, data)
         finally:
             if fd >= 0:
                 os.close(fd)
     except OSError as exc:
-        with contextlib.suppress(OSError, ValueError):
-            stderr.write(f"cni-ignite: cannot write log {cfg.path}: {exc}\n")
+        with suppress(OSError, ValueError):
+            stderr.write(f"cni-ignite: cannot write log {path}: {exc}\n")
 
 
-def _rotate(cfg: LogConfig) -> None:
+def _rotate(path: str, max_bytes: int) -> None:
     """Rename the full log to .1 under a lock, re-checking the size so concurrent callers rotate once."""
     import fcntl
 
-    lock = os.open(cfg.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if os.stat(cfg.path).st_size >= cfg.max_bytes:
-                os.replace(cfg.path, cfg.path + ".1")
+            if os.stat(path).st_size >= max_bytes:
+                os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
     finally:

@@ -35,6 +35,12 @@ VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 # must not write a second object).
 answered = False
 
+# The steps of this call with their durations, [(name, ms)], kept only when the per-call log is at debug level
+# (cni_ignite/calllog.py writes them): plugin code marks the end of each step with step("veth"). Kept here,
+# not in calllog, so that marking costs nothing and imports nothing when the log is off.
+_steps: list[tuple[str, float]] | None = None
+_step_last = 0.0
+
 # Which variables each verb requires (spec §Parameters); all missing ones are reported together.
 REQUIRED_ENV: dict[str, tuple[str, ...]] = {
     "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
@@ -62,6 +68,20 @@ class Handlers(Record):
     check: Callable[[CmdArgs], None]
     gc: Callable[[CmdArgs], None]
     status: Callable[[CmdArgs], None]
+
+
+def step(name: str) -> None:
+    """The step `name` of this call just finished (it took the time since the previous step or the start)."""
+    global _step_last  # noqa: PLW0603
+    if _steps is not None:
+        now = perf_counter()
+        _steps.append((name, round((now - _step_last) * 1000, 3)))
+        _step_last = now
+
+
+def _record_steps(started: float) -> None:
+    global _steps, _step_last
+    _steps, _step_last = [], started
 
 
 def validate_ifname(name: str) -> None:
@@ -139,10 +159,8 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         require_verb(command, conf_version)
         if not isinstance(handlers, Handlers):
             handlers = _load(handlers)
-        if "logFile" in args.conf.raw:
-            from . import calllog
-
-            calllog.begin(args.conf.raw)
+        if args.conf.raw.get("logLevel") == "debug" and "logFile" in args.conf.raw:
+            _record_steps(started)
         answer = _dispatch(handlers, args)
     except CniError as exc:
         _emit(stdout, exc.as_dict(conf_version), stderr)
@@ -244,7 +262,8 @@ def _log_line(args: CmdArgs, started: float, stderr: IO[str], *, result: dict[st
         return
     cni = args.conf.args.get("cni")
     owner = owner_of(args.container_id, args.args, cni if isinstance(cni, dict) else None)
-    text = calllog.line(cfg, args.conf.type or "cni-ignite", args, started, result=result, error=error, owner=owner)
+    text = calllog.line(cfg, args.conf.type or "cni-ignite", args, started, result=result, error=error, owner=owner,
+                        steps=_steps)
     if text:
         calllog.append(cfg, text, stderr)
 

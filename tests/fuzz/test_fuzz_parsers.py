@@ -163,7 +163,8 @@ def test_ipparse_accepts_only_address_text_and_prints_only_address_characters(va
 def test_call_log_config_never_raises(raw: dict[str, Any]) -> None:
     cfg = calllog.log_config(raw)
     if cfg is not None:
-        assert cfg.path.startswith("/") and "\x00" not in cfg.path and cfg.max_bytes >= 4096
+        path, _, max_bytes = cfg
+        assert path.startswith("/") and "\x00" not in path and max_bytes >= 4096
 
 
 # ------------------------------------------------------------------------------------------ deep nesting

@@ -11,7 +11,7 @@ from ipaddress import ip_interface
 from pathlib import Path
 from typing import Any
 
-from cni_ignite import calllog, skel
+from cni_ignite import skel
 from cni_ignite.errors import InvalidConfig
 from cni_ignite.identity import owner_of
 from cni_ignite.result import IPConfig, Result
@@ -22,10 +22,10 @@ ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/net
 
 def _handlers(fail: Exception | None = None) -> skel.Handlers:
     def add(args: skel.CmdArgs) -> Result:
-        calllog.step("veth")
+        skel.step("veth")
         if fail is not None:
             raise fail
-        calllog.step("rules")
+        skel.step("rules")
         return Result(ips=(IPConfig(address=ip_interface("10.61.0.2/16")),))
 
     def nothing(args: skel.CmdArgs) -> None:
@@ -37,7 +37,7 @@ def _handlers(fail: Exception | None = None) -> skel.Handlers:
 
 def _call(log: Path | str, *, env: dict[str, str] | None = None, fail: Exception | None = None,
           **keys: Any) -> tuple[int, str, str]:
-    calllog.STEPS.__init__()  # type: ignore[misc]  # one call per process in real use
+    skel._steps = None  # one call per process in real use
     doc = {"cniVersion": "1.0.0", "name": "net1", "type": "ignite-bridge", "logFile": str(log), **keys,
            "runtimeConfig": {"portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "udp"}]}}
     out, err = io.StringIO(), io.StringIO()
