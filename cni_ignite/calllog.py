@@ -2,8 +2,8 @@
 
 Config keys (on the plugin's configuration, names as the reference plugins would spell them):
 
-    logFile       absolute path; default none (no log, as the reference plugins). The shipped
-                  conflists set it.
+    logFile       absolute path; default none (no log, as the reference plugins: a drop-in replacement must
+                  not start writing where nothing was written before). Add it to the plugin's config.
     logLevel      "error" (only failed calls), "info" (default: every call) or "debug" (every call
                   plus the steps taken, with their timings).
     logMaxBytes   rotation threshold, default 10 MiB: a call that finds the file larger renames it to
