@@ -5,8 +5,9 @@
                        [--network bridge|routed|multinode] [--multi-node [--subnet-file F]]
                                                     which default network to write
     cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
-    cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S]
-                                                    installed version, the default network, leases, attachments
+    cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S] [--subnet-file F]
+                                                    installed version, the default network, leases, attachments;
+                                                    multi-node: this host's subnet, the agent, the peers
     cni-ignite leases [--data-dir D] [NETWORK]      a table of leases: address, container, ifname, age
     cni-ignite ignite-gc [--network N] [--data-dir D] [--dry-run]
                                                     after --take-over-ignite: remove the Go chain's iptables rules
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"IPAM dataDir (default: the network's ipam.dataDir, else {DEFAULT_DATA_DIR})")
     p_status.add_argument("--state-dir", default=None,
                           help=f"firewall rule state (default: the network's stateDir, else {DEFAULT_STATE_DIR})")
+    p_status.add_argument("--subnet-file", default=None,
+                          help="the multi-node agent's subnet file (default: the network's ipam.subnetFile); shows "
+                               "this host's subnet, the agent and the peers (from etcd if it answers)")
     p_gc = sub.add_parser("ignite-gc", help="remove the Go bridge/portmap/firewall rules of released attachments "
                                              "(made before install --take-over-ignite)")
     p_gc.add_argument("--network", default="ignite-cni-bridge")
@@ -134,7 +138,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd in ("log", "ignite-gc", "reserve", "unreserve", "gc"):
         return _run_more(args)
     if args.cmd == "status":
-        return print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
+        rc = print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
+        subnet_file = args.subnet_file or network_subnet_file(args.conf_dir)
+        if subnet_file:
+            from .node.status import print_node_status
+
+            print_node_status(subnet_file, sys.stdout)
+        return rc
     sys.stdout.write(f"{__version__}\n")  # version
     return 0
 
@@ -197,6 +207,20 @@ class LogFilter(NamedTuple):
                 and (not self.owner or doc.get("owner") == self.owner)
                 and (not self.network or doc.get("network") == self.network)
                 and (not self.errors or doc.get("level") == "error" or "code" in doc))
+
+
+def network_subnet_file(conf_dir: str) -> str | None:
+    """The default network's ``ipam.subnetFile`` (a multi-node network), if any."""
+    from .status import _plugins, default_network
+
+    found = default_network(conf_dir)
+    if found is None:
+        return None
+    for plugin in _plugins(found[1]):
+        ipam = plugin.get("ipam")
+        if isinstance(ipam, dict) and isinstance(ipam.get("subnetFile"), str):
+            return str(ipam["subnetFile"])
+    return None
 
 
 def default_log_file(conf_dir: str) -> str | None:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,14 @@ from . import masq
 from .dataplane import HostGwPlane, Peer, VxlanPlane, resolve_underlay
 from .etcd import Etcd, EtcdError, KeyValue, TlsFiles, Watch, compare, delete_op, put_op
 from .netconfig import ConfigError, LeaseAttrs, NetworkConfig, subnet_from_key, subnet_key
-from .subnetfile import DEFAULT_SUBNET_FILE, SubnetFile, read_subnet_file, write_subnet_file
+from .subnetfile import (
+    DEFAULT_SUBNET_FILE,
+    SubnetFile,
+    agent_state_path,
+    read_subnet_file,
+    write_agent_state,
+    write_subnet_file,
+)
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -205,8 +214,22 @@ class Agent:
                 raise ValueError(f"cannot install the network-wide masquerade: {exc}") from exc
             log.info("masquerading traffic leaving %s (%s)", config.network, kind)
         write_subnet_file(self.opts.subnet_file, SubnetFile(config.network, subnet, plane.mtu, self.opts.ip_masq))
+        self._write_state(config, subnet)
         log.info("leased %s (lease %x, ttl %d s); wrote %s", subnet, self.lease.lease_id if self.lease else 0,
                  self.opts.ttl, self.opts.subnet_file)
+
+    def _write_state(self, config: NetworkConfig, subnet: ipaddress.IPv4Network) -> None:
+        """Who we are, for `cni-ignite status` (never needed by the plugins; a failure is only logged)."""
+        tls = self.opts.tls
+        doc = {"pid": os.getpid(), "endpoints": list(self.opts.endpoints), "prefix": self.prefix,
+               "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key}, "backend": config.backend,
+               "network": str(config.network), "subnet": str(subnet), "public_ip": str(self.public_ip),
+               "ip_masq": self.opts.ip_masq, "lease_ttl": self.opts.ttl,
+               "leased_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            write_agent_state(self.opts.subnet_file, doc)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", agent_state_path(self.opts.subnet_file), exc)
 
     def _try_acquire(self, config: NetworkConfig, attrs: LeaseAttrs) -> ipaddress.IPv4Network | None:
         leases = self._leases()

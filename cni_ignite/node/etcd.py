@@ -215,6 +215,10 @@ class Etcd:
         """Refresh a lease; returns its TTL, 0 when etcd no longer knows it."""
         return _int(self.call("/v3/lease/keepalive", {"ID": str(lease)}), "TTL")
 
+    def time_to_live(self, lease: int) -> int:
+        """Seconds the lease has left; -1 when etcd no longer knows it."""
+        return _int(self.call("/v3/lease/timetolive", {"ID": str(lease)}), "TTL")
+
     def revoke(self, lease: int) -> None:
         self.call("/v3/lease/revoke", {"ID": str(lease)})
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DEFAULT_SUBNET_FILE", "SubnetFile", "read_subnet_file", "write_subnet_file"]
+__all__ = ["DEFAULT_SUBNET_FILE", "SubnetFile", "agent_state_path", "read_subnet_file", "write_agent_state",
+           "write_subnet_file"]
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 
@@ -35,13 +38,27 @@ class SubnetFile:
                 f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ={'true' if self.ipmasq else 'false'}\n")
 
 
+def agent_state_path(subnet_file: str) -> str:
+    """Where the agent says who it is for `cni-ignite status` (pid, etcd endpoints and prefix, backend): beside
+    the subnet file, so status finds it from the network config's ipam.subnetFile."""
+    return subnet_file + ".cni-ignite-node.json"
+
+
+def write_agent_state(subnet_file: str, doc: dict[str, Any]) -> None:
+    _write_atomically(agent_state_path(subnet_file), json.dumps(doc, indent=1) + "\n")
+
+
 def write_subnet_file(path: str, content: SubnetFile) -> None:
+    _write_atomically(path, content.render())
+
+
+def _write_atomically(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".subnet.env.", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(content.render())
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
