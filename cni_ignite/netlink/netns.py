@@ -1,7 +1,7 @@
 """Network namespaces by file descriptor: open, identify, enter and always come back.
 
-Python 3.11 has no ``os.setns``; libc's ``setns(2)`` is called through ctypes (loaded on first use,
-~3 ms). On 3.12+ ``os.setns`` is used. ``setns`` changes only the calling thread's namespace; the
+Python 3.11 has no ``os.setns``; libc's ``setns(2)`` is called through ``_ctypes`` (loaded on first use,
+~1 ms). On 3.12+ ``os.setns`` is used. ``setns`` changes only the calling thread's namespace; the
 plugins are single-threaded. A netlink or packet socket keeps the namespace it was created in, so
 :func:`socket_in` creates one inside a namespace and returns to the original at once.
 """
@@ -45,18 +45,29 @@ class NetnsRestoreFailed(CniError):
 
 
 def _libc_setns() -> Callable[[int, int], None]:
-    import ctypes
+    """libc's setns(2) through ``_ctypes`` itself: the ``ctypes`` package on top of it (its ~30 type classes,
+    ``ctypes._endian``, the CDLL machinery) costs ~1-4 ms of CPU per call for one function (benchmarks/IMPORTS.md).
+    These few lines are what ``CDLL(None, use_errno=True).setns`` with int argtypes/restype builds."""
+    import _ctypes
 
-    # CDLL(None) is the running program's own symbol table, which includes libc's setns. Not
-    # ctypes.util.find_library: it imports subprocess (+27 ms) and runs ldconfig on every call.
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = libc.setns
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
+    class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # = ctypes.c_int
+        _type_ = "i"
+
+    class SetnsFn(_ctypes.CFuncPtr):  # = CDLL(..., use_errno=True)._FuncPtr with argtypes/restype
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+        _argtypes_ = (CInt, CInt)
+
+    class Libc:  # what CFuncPtr((name, dll)) reads of a CDLL: its dlopen handle
+        # dlopen(NULL): the running program's own symbol table, which includes libc's setns. Not
+        # ctypes.util.find_library: it imports subprocess (+27 ms) and runs ldconfig on every call.
+        _handle = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]  # NULL is valid (typeshed omits it)
+
+    fn = SetnsFn(("setns", Libc()))  # type: ignore[arg-type]  # duck-typed: only ._handle is read
 
     def call(fd: int, nstype: int) -> None:
         if fn(fd, nstype) != 0:
-            err = ctypes.get_errno()
+            err = _ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 
     return call

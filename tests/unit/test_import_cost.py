@@ -1,0 +1,124 @@
+"""The plugins' import-cost measures (issue 14 part 3, benchmarks/IMPORTS.md) keep their behaviour.
+
+- The modules of the ADD/DEL path owned by the netlink/IPAM/config layer import no ``typing``, ``socket``,
+  ``signal`` (or what those pull in: ``selectors``), ``ctypes`` or ``dataclasses`` at import time; checked in a
+  fresh interpreter without ``site``, so nothing else has loaded them first.
+- The regexes they no longer compile at import are replaced by str-method checks that accept exactly the same
+  language, compared here on edge cases and on random strings over the characters that matter.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cni_ignite import ipparse
+from cni_ignite.netconf import NAME_RE
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Modules of a bridge/IPAM ADD or DEL this layer owns (skel, firewall, guard and bridge.plugin have their own
+# owners: they are imported by the whole path and checked by tests/frozen/test_frozen_imports.py).
+OWN_PATH = (
+    "cni_ignite", "cni_ignite.cli", "cni_ignite.errors", "cni_ignite.version", "cni_ignite.identity",
+    "cni_ignite.netconf", "cni_ignite.result", "cni_ignite.ipparse", "cni_ignite.hostexec", "cni_ignite._sha",
+    "cni_ignite.netlink", "cni_ignite.netlink.ops", "cni_ignite.netlink.netns", "cni_ignite.netlink.rtnl",
+    "cni_ignite.netlink.sysctl", "cni_ignite.netlink.tap", "cni_ignite.netlink.conntrack",
+    "cni_ignite.ipam.allocator", "cni_ignite.ipam.config", "cni_ignite.ipam.store", "cni_ignite.ipam.sticky",
+    "cni_ignite.bridge.config", "cni_ignite.bridge.kernel", "cni_ignite.bridge.vm", "cni_ignite.bridge.routed",
+    "cni_ignite.bridge.ipam_call",
+)
+NOT_ON_THE_PATH = {"typing", "socket", "selectors", "signal", "ctypes", "dataclasses", "inspect", "subprocess",
+                   "hashlib"}
+
+
+def test_own_path_modules_import_no_typing_socket_signal_or_ctypes() -> None:
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        f"for name in {OWN_PATH!r}:\n"
+        "    __import__(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    loaded = set(json.loads(res.stdout))
+    assert set(OWN_PATH) <= loaded
+    assert sorted(loaded & NOT_ON_THE_PATH) == []
+
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}\Z")
+PREFIXED = re.compile(r"[0-9A-Fa-f.:]{2,45}(/[0-9.]{1,15})?\Z")
+
+
+def _corpus(alphabet: str, longest: int, n: int = 30_000) -> list[str]:
+    rng = random.Random(14)
+    return [''.join(rng.choice(alphabet) for _ in range(rng.randint(0, longest))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", [
+    "", "a", "Z9", "0", "a-b.c_d", "a\n", "\na", "-a", "_a", ".a", "a b", "a/b", "é", "aé", "٣", "a٣", "\uff41",
+    "a\x00", "a\t", "a$", "A" * 300,
+])
+def test_name_pattern_is_the_regex(name: str) -> None:
+    assert NAME_RE.match(name) == bool(NAME_PATTERN.match(name))
+    assert NAME_RE.pattern == NAME_PATTERN.pattern
+
+
+def test_name_pattern_is_the_regex_on_random_names() -> None:
+    diff = [s for s in _corpus("aZ09_.-\n /é٣\x00$", 6) if NAME_RE.match(s) != bool(NAME_PATTERN.match(s))]
+    assert diff == []
+
+
+@pytest.mark.parametrize("text", [
+    "", "1", "10", "10.0.0.1", "10.0.0.1/24", "fe80::1/64", "::", "1" * 45, "1" * 46, "1" * 45 + "/1",
+    "11/" + "1" * 15, "11/" + "1" * 16, "11/", "11//1", "1.2.3.4/", "1.2.3.4/2a", "1.2.3.4\n", "1.2.3.4/24\n",
+    "g::1", "٣٣", "1.2.3.4/٣", "1.2.3.4 ", "/24",
+])
+def test_address_characters_are_the_regexes(text: str) -> None:
+    assert ipparse._address_chars(text) == bool(ADDRESS.match(text))
+    assert ipparse._prefixed_chars(text) == bool(PREFIXED.match(text))
+
+
+def test_address_characters_are_the_regexes_on_random_text() -> None:
+    diff = [s for s in _corpus("0a.:/9F\nG٣ ", 50)
+            if ipparse._address_chars(s) != bool(ADDRESS.match(s))
+            or ipparse._prefixed_chars(s) != bool(PREFIXED.match(s))]
+    assert diff == []
+
+
+def test_setns_through__ctypes_enters_and_reports_errno_without_the_ctypes_package() -> None:
+    code = (
+        "import errno, json, os, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from cni_ignite.netlink import netns\n"
+        "call = netns._libc_setns()\n"
+        "out = {}\n"
+        "fd = os.open(netns.SELF_NETNS, os.O_RDONLY)\n"
+        "call(fd, netns.CLONE_NEWNET)  # our own netns: a no-op that must succeed\n"
+        "before = netns.current_ns_id()\n"
+        "for name, (bad, kind) in {'ebadf': (-1, netns.CLONE_NEWNET), 'einval': (fd, 0x04000000)}.items():\n"
+        "    try:\n"
+        "        call(bad, kind)\n"
+        "    except OSError as exc:\n"
+        "        out[name] = [exc.errno, exc.strerror]\n"
+        "out['same'] = netns.current_ns_id() == before\n"
+        "out['ctypes'] = 'ctypes' in sys.modules\n"
+        "print(json.dumps(out))\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["ebadf"] == [9, "Bad file descriptor"]  # EBADF
+    assert out["einval"][0] == 22  # EINVAL: a netns fd with CLONE_NEWUTS as nstype
+    assert out["same"] is True
+    assert out["ctypes"] is False
