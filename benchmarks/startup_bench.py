@@ -177,7 +177,10 @@ def compare(bundles: dict[str, Path], runs: int) -> list[str]:
 ADD_PATH = ("cni_ignite.cli,cni_ignite.skel,cni_ignite.hostexec,cni_ignite.bridge.plugin,cni_ignite.bridge.kernel,"
             "cni_ignite.bridge.firewall_glue,cni_ignite.bridge.ipam_call,cni_ignite.ipam.plugin,cni_ignite.netlink.rtnl,"
             "cni_ignite.netlink.sysctl,cni_ignite.firewall.base,cni_ignite.firewall.core,cni_ignite.firewall.nftables,"
-            "ctypes,encodings.ascii")
+            "encodings.ascii")
+# What setns loads on Python 3.11 (cni_ignite/netlink/netns.py): `_ctypes` since issue 14 part 3, `ctypes` before
+# (--setns ctypes to measure an older bundle as its ADD really ran).
+SETNS_MODULE = "_ctypes"
 
 
 def owners(stderr: str) -> dict[str, float]:
@@ -207,33 +210,48 @@ def owners(stderr: str) -> dict[str, float]:
     return out
 
 
-def importtime(bundle: Path, runs: int) -> list[str]:
-    exe = str((bundle / "cni-ignite").resolve())
-    calls = (("VERSION", {"CNI_COMMAND": "VERSION"}), ("ADD path", {"CNI_IGNITE_DEBUG_IMPORT": ADD_PATH}))
+def importtime(bundles: dict[str, tuple[Path, str]], runs: int) -> list[str]:
+    """bundles: name -> (an -X importtime bundle, the module its setns loads). Interleaved run by run."""
+    per: dict[tuple[str, str], dict[str, list[float]]] = {}
+    totals: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        link = Path(tmp) / "ignite-bridge"
-        link.symlink_to(exe)
-        per: dict[str, dict[str, list[float]]] = {"VERSION": {}, "ADD path": {}}
+        links = {}
+        for name, (bundle, _) in bundles.items():
+            (Path(tmp) / name).mkdir()
+            links[name] = Path(tmp) / name / "ignite-bridge"
+            links[name].symlink_to((bundle / "cni-ignite").resolve())
         for _ in range(runs):
-            for label, env in calls:
-                res = subprocess.run([str(link)], env={"PATH": ENV["PATH"], **env}, input=b"", capture_output=True,
-                                     timeout=60, check=False)
-                if res.returncode != 0 or "import time:" not in res.stderr.decode():
-                    raise SystemExit(f"{label}: not an -X importtime bundle or failed: {res.stdout[:300]!r}")
-                for owner, ms in owners(res.stderr.decode()).items():
-                    per[label].setdefault(owner, []).append(ms)
+            for name, (_, setns_module) in bundles.items():
+                calls = (("VERSION", {"CNI_COMMAND": "VERSION"}),
+                         ("ADD path", {"CNI_IGNITE_DEBUG_IMPORT": ADD_PATH + "," + setns_module}))
+                for label, env in calls:
+                    res = subprocess.run([str(links[name])], env={"PATH": ENV["PATH"], **env}, input=b"",
+                                         capture_output=True, timeout=60, check=False)
+                    if res.returncode != 0 or "import time:" not in res.stderr.decode():
+                        raise SystemExit(f"{name} {label}: not an -X importtime bundle or failed: {res.stdout[:300]!r}")
+                    split = owners(res.stderr.decode())
+                    totals.setdefault((name, label), []).append(sum(split.values()))
+                    for owner, ms in split.items():
+                        per.setdefault((name, label), {}).setdefault(owner, []).append(ms)
+
     def pad(v: list[float]) -> list[float]:
         return v + [0.0] * (runs - len(v))
 
-    med = {label: {k: statistics.median(pad(v)) for k, v in d.items()} for label, d in per.items()}
-    low = {label: {k: min(pad(v)) for k, v in d.items()} for label, d in per.items()}
-    out = [f"| owner (self ms of it and of the stdlib it imports first; {runs} runs) | VERSION median | VERSION min | "
-           "ADD path median | ADD path min |", "|---|---:|---:|---:|---:|"]
-    for owner in sorted(low["ADD path"], key=lambda k: -low["ADD path"][k]):
-        out.append(f"| {owner} | {med['VERSION'].get(owner, 0.0):.2f} | {low['VERSION'].get(owner, 0.0):.2f} | "
-                   f"{med['ADD path'][owner]:.2f} | {low['ADD path'][owner]:.2f} |")
-    out.append(f"| **all** | {sum(med['VERSION'].values()):.2f} | {sum(low['VERSION'].values()):.2f} | "
-               f"{sum(med['ADD path'].values()):.2f} | {sum(low['ADD path'].values()):.2f} |")
+    low = {key: {k: min(pad(v)) for k, v in d.items()} for key, d in per.items()}
+    names = list(bundles)
+    out = [f"| owner (self ms of it and of the stdlib it imports first; min of {runs} interleaved runs) | "
+           + " | ".join(f"{n}: VERSION | {n}: ADD path" for n in names) + " |",
+           "|---|" + "---:|---:|" * len(names)]
+    first = low[(names[0], "ADD path")]
+    every = sorted({o for n in names for o in low[(n, "ADD path")]}, key=lambda k: -first.get(k, 0))
+    for owner in every:
+        out.append(f"| {owner} | " + " | ".join(f"{low[(n, 'VERSION')].get(owner, 0.0):.2f} | "
+                                              f"{low[(n, 'ADD path')].get(owner, 0.0):.2f}" for n in names) + " |")
+    out.append("| **all, sum of minima** | " + " | ".join(
+        f"{sum(low[(n, 'VERSION')].values()):.2f} | {sum(low[(n, 'ADD path')].values()):.2f}" for n in names) + " |")
+    out.append("| **all, median of per-run sums** | " + " | ".join(
+        f"{statistics.median(totals[(n, 'VERSION')]):.2f} | {statistics.median(totals[(n, 'ADD path')]):.2f}"
+        for n in names) + " |")
     return out
 
 
@@ -243,10 +261,16 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--compare", nargs="+", metavar="NAME=DIR", help="bundle folders to compare (needs root)")
     ap.add_argument("--restart", action="store_true", help="what the bootloader's restart costs")
-    ap.add_argument("--importtime", type=Path, metavar="DIR", help="an -X importtime bundle: cost per module")
+    ap.add_argument("--importtime", nargs="+", metavar="[NAME=]DIR[:SETNS_MODULE]",
+                    help="-X importtime bundles, interleaved: cost per module (SETNS_MODULE default _ctypes)")
     args = ap.parse_args()
     if args.importtime:
-        print("\n".join(importtime(args.importtime, args.runs)))
+        bundles = {}
+        for spec in args.importtime:
+            name, _, rest = spec.rpartition("=")
+            folder, _, setns_module = rest.partition(":")
+            bundles[name or Path(folder).name] = (Path(folder), setns_module or SETNS_MODULE)
+        print("\n".join(importtime(bundles, args.runs)))
         return 0
     if args.compare:
         print("\n".join(compare({k: Path(v) for k, v in (c.split("=", 1) for c in args.compare)}, args.runs)))
