@@ -265,6 +265,7 @@ class Agent:
         lease_id = self.etcd.grant(self.opts.ttl)
         if self.etcd.txn([compare(key, "CREATE", 0)], [put_op(key, value, lease_id)]):
             self.lease, self.lease_lost = _Lease(choice, lease_id, attrs), False
+            log.info("took %s in etcd", choice)
             return choice
         log.info("%s was taken by another host meanwhile; trying again", choice)
         self._revoke_quietly(lease_id)
