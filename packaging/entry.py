@@ -29,6 +29,10 @@ What runs before Python (the bootloader, libpython, ``encodings``) cannot answer
 import os
 import sys
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 PLUGINS = {"ignite-bridge": "bridge_main", "ignite-ipam": "ipam_main", "loopback": "loopback_main"}
 # = cni_ignite.version.SUPPORTED (tests/frozen compare them): known without importing anything.
 CNI_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -58,11 +62,9 @@ def _import_check(names: str) -> int:
 def _version(name: str) -> int:
     """VERSION through the same skel.run the plugins use, without importing cli (its ``traceback``) or a
     plugin: ~4 ms less CPU per call. tests/frozen compare the answers with the source plugins'."""
-    from typing import NoReturn  # here, not at the top: the entry dump must show what the bootloader loaded
-
     from cni_ignite import skel
 
-    def no_handlers() -> NoReturn:
+    def no_handlers() -> "NoReturn":  # a string: no typing import on VERSION (benchmarks/IMPORTS.md)
         raise AssertionError("VERSION consults no handler")
 
     return skel.run(no_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
