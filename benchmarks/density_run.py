@@ -227,16 +227,20 @@ def _open(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minutes: 
             t.stopped = f"warm-up failed: {t.side.warm_error}"
 
 
-def _accumulate(mode: str, tracks: list[Track], n: int, block: int) -> None:
+def _accumulate(mode: str, tracks: list[Track], n: int, block: int, minutes: float) -> None:
     t0 = time.perf_counter()
     for i in range(1, n + 1):
         for t in tracks if i % 2 else list(reversed(tracks)):
             if t.adding:
                 add_one(t, i, block)
         if i % block == 0:
+            elapsed = time.perf_counter() - t0
             log(f"{mode}: {i} ADDs, " + ", ".join(
                 f"{t.side.name} {t.present} present" + (f" (stopped: {t.stopped})" if t.stopped else "")
-                for t in tracks) + f", {time.perf_counter() - t0:.0f} s")
+                for t in tracks) + f", {elapsed:.0f} s")
+            if elapsed >= minutes * 60 and i < n:  # the run's own budget: stop on a block boundary
+                for t in tracks:
+                    t.stopped = t.stopped or f"run budget ({minutes:g} min of accumulation) at {t.present}"
         if not any(t.adding for t in tracks):
             break
 
@@ -258,15 +262,16 @@ def _delete_all(mode: str, tracks: list[Track], block: int, del_order: str, seed
 
 
 def run_mode(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minutes: float, block: int,
-             del_order: str, seed: int) -> dict[str, Any]:
+             del_order: str, seed: int, minutes: float = math.inf) -> dict[str, Any]:
     tracks: list[Track] = []
     try:
         _open(mode, ours_dir, root, n, go_n, go_minutes, tracks)
         t0 = time.perf_counter()
-        _accumulate(mode, tracks, n, block)
+        _accumulate(mode, tracks, n, block, minutes)
         _delete_all(mode, tracks, block, del_order, seed)
         return {t.side.name: summarize(t, block) for t in tracks} | {
-            "n": n, "go_n": go_n, "go_minutes": go_minutes, "block": block, "del_order": del_order,
+            "n": n, "go_n": go_n, "go_minutes": go_minutes, "minutes": minutes, "block": block,
+            "del_order": del_order,
             "seconds": round(time.perf_counter() - t0, 1)}
     finally:
         for t in tracks:
@@ -274,14 +279,14 @@ def run_mode(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minute
 
 
 def bench(ours_dir: Path, root: Path, *, bridge_n: int, routed_n: int, go_n: int | None, go_minutes: float,
-          block: int, del_order: str, seed: int = 14) -> dict[str, Any]:
+          block: int, del_order: str, seed: int = 14, minutes: float = math.inf) -> dict[str, Any]:
     out: dict[str, Any] = {"meta": {"loadavg_start": os.getloadavg(), "cpus": os.cpu_count()}}
     for mode, n in (("bridge", bridge_n), ("routed", routed_n)):
         if n <= 0:
             continue
         log(f"density, {mode} mode: up to {n} attachments (Go up to {go_n or n} or {go_minutes} min of ADDs)")
         out[mode] = run_mode(mode, ours_dir, root, n, n if go_n is None else go_n, go_minutes, block, del_order,
-                             seed)
+                             seed, minutes)
     out["meta"]["loadavg_end"] = os.getloadavg()
     return out
 
@@ -310,8 +315,9 @@ def report(res: dict[str, Any], every: int = 500) -> str:
                 out += [f"Density, {mode} mode: error {r['error']}", ""]
             continue
         block, o, g = r["block"], r["ours"], r["go"]
-        out += [f"Density, {mode} mode, {r['n']} attachments ({o['label']} vs {g['label']}; Go "
-                f"{g['reached']} attachments, stopped: {g['stopped'] or '—'}; DEL order {r['del_order']}). "
+        out += [f"Density, {mode} mode, {o['reached']} attachments (of {r['n']}; {o['stopped'] or '—'}) "
+                f"({o['label']} vs {g['label']}; Go {g['reached']} attachments, stopped: {g['stopped'] or '—'}; "
+                f"DEL order {r['del_order']}). "
                 f"Medians per block of {block}, wall / CPU ms:", "",
                 "| attachments present | ours ADD | Go ADD | ours DEL | Go DEL |", "|---:|---:|---:|---:|---:|"]
         cells: dict[int, list[str]] = {}
@@ -356,7 +362,7 @@ def plot(res: dict[str, Any], path: Path) -> str:
                 r = (res.get(mode) or {}).get(side)
                 if not r:
                     continue
-                bl = [b for b in r[f"{verb}_blocks"] if b["n"] >= 3]
+                bl = [b for b in r[f"{verb}_blocks"] if b["n"] >= min(3, res[mode]["block"] // 2)]
                 xs = [(b["from"] + b["to"]) / 2 for b in bl]
                 ax.plot(xs, [b[key] for b in bl], ls, color=color, marker=".", label=r["label"])
             ax.set_title(f"{verb}, median {'wall' if key == 'wall_ms' else 'CPU (user+sys incl. children)'} "
@@ -392,6 +398,9 @@ def main() -> int:
     ap.add_argument("--routed-n", type=int, default=4000)
     ap.add_argument("--go-n", type=int, help="Go stops at this many attachments (default: as far as ours)")
     ap.add_argument("--go-minutes", type=float, default=6.0, help="... or once its ADDs took this long (per mode)")
+    ap.add_argument("--minutes", type=float, default=math.inf,
+                    help="per mode: stop accumulating (both sides) at the first block boundary after this many "
+                         "minutes, then DEL all (default: no limit)")
     ap.add_argument("--block", type=int, default=100)
     ap.add_argument("--del-order", choices=("reverse", "random"), default="reverse")
     ap.add_argument("--every", type=int, default=500, help="table rows: first block and every N attachments")
@@ -413,7 +422,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, sigterm)
     with tempfile.TemporaryDirectory(prefix="cni-density-") as tmp:
         res = bench(Path(a.ours).resolve(), Path(tmp), bridge_n=a.bridge_n, routed_n=a.routed_n, go_n=a.go_n,
-                    go_minutes=a.go_minutes, block=a.block, del_order=a.del_order)
+                    go_minutes=a.go_minutes, block=a.block, del_order=a.del_order, minutes=a.minutes)
     res["meta"]["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     print(report(res, a.every))
     if a.png:

@@ -109,7 +109,8 @@ def chain(kind: str, ours: Path, n: int, concurrency: list[int], root: Path) -> 
 def density(ours: Path, a: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Issue 14's accumulation, both modes, ours and Go interleaved (benchmarks/density_run.py)."""
     return density_run.bench(ours, root, bridge_n=a.density_bridge, routed_n=a.density_routed, go_n=a.go_n,
-                             go_minutes=a.go_minutes, block=a.density_block, del_order=a.del_order)
+                             go_minutes=a.go_minutes, block=a.density_block, del_order=a.del_order,
+                             minutes=a.density_minutes)
 
 
 def breakdown(ours: Path, runs: int, root: Path) -> dict[str, Any]:  # noqa: PLR0915
@@ -436,6 +437,8 @@ def density_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--go-n", type=int, help="density: Go stops at N attachments (default: as far as ours)")
     ap.add_argument("--go-minutes", type=float, default=6.0,
                     help="density: ... or once its ADDs took this long, per mode (default 6)")
+    ap.add_argument("--density-minutes", type=float, default=math.inf,
+                    help="density: per mode, stop accumulating at the first block boundary after this many minutes")
     ap.add_argument("--density-block", type=int, default=100, help="density: medians per block of N (default 100)")
     ap.add_argument("--del-order", choices=("reverse", "random"), default="reverse", help="density: DEL order")
     ap.add_argument("--png", default=str(HERE / "density.png"), help="density curves ('' for none; --quick: none)")
