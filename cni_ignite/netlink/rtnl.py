@@ -15,7 +15,7 @@ import errno
 import os
 import time
 
-from . import _msg, _tc
+from . import _msg
 from ._nl import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, open_route_socket
 from .netns import call_in, entered, open_netns
 from .ops import (
@@ -36,7 +36,6 @@ from .ops import (
     NetlinkError,
     Route,
 )
-from .tap import create_tap as _create_tap
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
@@ -376,6 +375,8 @@ class Rtnl:
         it never exists under ``name`` untagged (a caller killed in between leaves a link whose name
         tells whose it is); LinkExists when ``name`` is taken.
         """
+        from .tap import create_tap as _create_tap  # VM modes only: not imported by a plain ADD/DEL
+
         made = staging or name
         actual = call_in(self.netns_fd, lambda: _create_tap(made, uid=uid, gid=gid, vnet_hdr=vnet_hdr,
                                                             multi_queue=multi_queue, exclusive=exclusive))
@@ -400,20 +401,30 @@ class Rtnl:
             raise
         return found
 
+    # tc (VM mode tc-redirect) is imported on first use, not on every ADD/DEL.
+
     def has_ingress_qdisc(self, index: int) -> bool:
+        from . import _tc
+
         return _tc.has_ingress_qdisc(self.nl, index)
 
     def add_tc_redirect(self, a_index: int, b_index: int) -> None:
         """Ingress qdisc on both links and a match-all u32 mirred egress redirect each way (idempotent)."""
+        from . import _tc
+
         _tc.ensure_redirect(self.nl, a_index, b_index)
         _tc.ensure_redirect(self.nl, b_index, a_index)
 
     def has_tc_redirect(self, a_index: int, b_index: int) -> bool:
+        from . import _tc
+
         return (b_index in _tc.redirect_targets(self.nl, a_index)
                 and a_index in _tc.redirect_targets(self.nl, b_index))
 
     def del_ingress_qdisc(self, index: int) -> bool:
         """Remove the ingress qdisc (and so its filters); False when there is none or the link is gone."""
+        from . import _tc
+
         return _tc.del_ingress_qdisc(self.nl, index)
 
 

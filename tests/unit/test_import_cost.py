@@ -122,3 +122,19 @@ def test_setns_through__ctypes_enters_and_reports_errno_without_the_ctypes_packa
     assert out["einval"][0] == 22  # EINVAL: a netns fd with CLONE_NEWUTS as nstype
     assert out["same"] is True
     assert out["ctypes"] is False
+
+
+def test_tap_and_tc_load_only_in_vm_modes() -> None:
+    """A plain ADD/DEL (vm mode "none", the default) imports neither the tap nor the tc message layer."""
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import cni_ignite.netlink.rtnl, cni_ignite.bridge.kernel, cni_ignite.bridge.config\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    loaded = set(json.loads(res.stdout))
+    assert "cni_ignite.netlink.rtnl" in loaded
+    assert sorted(loaded & {"cni_ignite.netlink.tap", "cni_ignite.netlink._tc"}) == []
