@@ -207,13 +207,14 @@ class Host:
         conf.update(overrides)
         return conf
 
-    def add_container(self) -> tuple[str, str]:
+    def add_container(self, **overrides: Any) -> tuple[str, str]:
         """A container namespace attached by our ignite-bridge with the shipped multi-node network."""
         self.wait_subnet()
         ctr = self.cluster.spaces.new("cnit-ctr")
         self.containers.append(ctr)
         bindir = source_bin_dir()
-        res = call(bindir / "ignite-bridge", "ADD", self.network_conf(), host_ns=self.ns, container_id=f"{ctr}-id",
+        res = call(bindir / "ignite-bridge", "ADD", self.network_conf(**overrides), host_ns=self.ns,
+                   container_id=f"{ctr}-id",
                    netns=path(ctr), cni_path=str(bindir)).ok()
         assert res.out is not None
         return ctr, res.out["ips"][0]["address"].split("/")[0]
@@ -280,14 +281,17 @@ def ping(ns: str, target: str, count: int = 1, wait: float = 2) -> bool:
     return in_ns(ns, ["ping", "-c", str(count), "-W", str(wait), "-i", "0.2", target], check=False).returncode == 0
 
 
-def tcp_roundtrip(client_ns: str, server_ns: str, server_ip: str, port: int = 7070) -> str:
-    """Run a one-shot TCP echo server in server_ns and send a line from client_ns; returns what came back."""
+def tcp_roundtrip(client_ns: str, server_ns: str, server_ip: str, port: int = 7070,
+                  via: tuple[str, int] | None = None) -> str:
+    """Run a one-shot TCP echo server in server_ns and send a line from client_ns (to `via`, a mapped host port,
+    when given); returns what came back."""
     server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", _ECHO, server_ip, str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert server.stdout is not None
         assert server.stdout.readline().strip() == b"ready"
-        out = in_ns(client_ns, [sys.executable, "-c", _SEND, server_ip, str(port)], timeout=15).stdout.decode()
+        dst, dport = via or (server_ip, port)
+        out = in_ns(client_ns, [sys.executable, "-c", _SEND, dst, str(dport)], timeout=15).stdout.decode()
         return out.strip()
     finally:
         _stop(server, signal.SIGKILL)

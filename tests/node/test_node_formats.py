@@ -83,3 +83,34 @@ def test_subnet_file_is_flannels_subnet_env(tmp_path: Path) -> None:
 def test_prefix_end() -> None:
     assert prefix_end(b"/coreos.com/network/subnets/") == b"/coreos.com/network/subnets0"
     assert prefix_end(b"a\xff") == b"b"
+
+
+def test_masquerade_rules_are_flannels_in_our_own_table() -> None:
+    from cni_ignite.node.masq import IPT_CHAIN, NFT_TABLE, rules_iptables, rules_nft
+
+    net, sub = ipaddress.IPv4Network("10.61.0.0/16"), ipaddress.IPv4Network("10.61.7.0/24")
+    text = rules_nft(net, sub)
+    # replaced in one transaction whether or not it exists; nobody else's table is named
+    assert text.startswith(f"add table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\ntable ip {NFT_TABLE} {{\n")
+    rules = [ln.strip().split(" comment ")[0] for ln in text.splitlines() if ln.strip().startswith("ip ")]
+    assert rules == ["ip saddr 10.61.0.0/16 ip daddr 10.61.0.0/16 return",
+                     "ip saddr != 10.61.0.0/16 ip daddr 10.61.7.0/24 return",
+                     "ip saddr 10.61.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
+                     "ip saddr != 10.61.0.0/16 ip daddr 10.61.0.0/16 masquerade fully-random"]
+    ipt = rules_iptables(net, sub).splitlines()
+    assert ipt[:2] == ["*nat", f":{IPT_CHAIN} - [0:0]"] and ipt[-1] == "COMMIT"
+    assert [ln.split(" -m comment")[0] + " " + ln.split(" -j ")[1] for ln in ipt[2:-1]] == [
+        f"-A {IPT_CHAIN} -s 10.61.0.0/16 -d 10.61.0.0/16 RETURN",
+        f"-A {IPT_CHAIN} ! -s 10.61.0.0/16 -d 10.61.7.0/24 RETURN",
+        f"-A {IPT_CHAIN} -s 10.61.0.0/16 ! -d 224.0.0.0/4 MASQUERADE --random-fully",
+        f"-A {IPT_CHAIN} ! -s 10.61.0.0/16 -d 10.61.0.0/16 MASQUERADE --random-fully"]
+
+
+def test_the_agent_state_file_sits_beside_the_subnet_file(tmp_path: Path) -> None:
+    from cni_ignite.node.subnetfile import agent_state_path, write_agent_state
+
+    env = str(tmp_path / "run" / "subnet.env")
+    write_agent_state(env, {"pid": 1, "endpoints": ["http://e:2379"]})
+    assert agent_state_path(env) == env + ".cni-ignite-node.json"
+    assert json.loads((tmp_path / "run" / "subnet.env.cni-ignite-node.json").read_text())["pid"] == 1
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["subnet.env.cni-ignite-node.json"]

@@ -61,3 +61,19 @@ def test_egress_is_masqueraded_and_cross_host_traffic_keeps_the_vm_address(clust
     assert not ping(c1, OUTSIDE_ADDR, wait=1), "egress still reaches the outside without masquerade"
     assert ping(c1, ip2)
     assert masq_rules(hosts[1]) is not None  # the other host's is its own
+
+
+def test_a_port_mapped_on_host_b_is_reached_from_host_a_and_its_containers(cluster: Cluster) -> None:
+    hosts = [cluster.add_host() for _ in range(2)]
+    for h in hosts:
+        h.start_agent()
+    wait_until("routes to every peer", lambda: converged(hosts, cluster.backend))
+    c1, _ip1 = hosts[0].add_container()
+    mapping = {"portMappings": [{"hostPort": 18090, "containerPort": 7070, "protocol": "tcp"}]}
+    c2, ip2 = hosts[1].add_container(runtimeConfig=mapping)
+    # from host A itself: B's DNAT, then "from outside the network to this host's subnet: return" (no masquerade)
+    out = tcp_roundtrip(hosts[0].ns, c2, ip2, 7070, via=(hosts[1].ip, 18090))
+    assert out.startswith(f"echo from {ip2} to {hosts[0].ip}: xxx"), out
+    # from a container on host A: leaves the network on A (masqueraded to A's address), then B's DNAT
+    out = tcp_roundtrip(c1, c2, ip2, 7070, via=(hosts[1].ip, 18090))
+    assert out.startswith(f"echo from {ip2} to {hosts[0].ip}: xxx"), out
