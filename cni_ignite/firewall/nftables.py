@@ -23,6 +23,12 @@ the rare path) and removes every element whose comment names the key, every verd
 jumps to one of the key's chains, and those chains. When a DEL removed a layout-1 attachment, it lists
 the table's chains and, once no layout-1 chain is left, removes the layout-1 base chains and maps. GC
 removes shared chains left unused (e.g. by a DEL that lost a race).
+
+A ``Joint`` (base.py: the bridge port's guard and macspoofchk text) rides in ADD's fast-path transaction
+and DEL's first attempt: the attachment's whole nft side is one ``nft`` exec per verb, and a DEL's
+netlink socket, which waits for an RCU grace period on close once it deleted elements (the kernel's
+NETLINK_URELEASE -> nf_tables_trans_destroy_flush_work -> synchronize_rcu, ~10 ms of wall time), is
+closed once. When that transaction fails the backend goes on without it and ``joint.sent`` stays False.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@
     check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
     guarded(port) -> bool
 
+On a bridge port with firewall rules in the nftables backend, the plugin sends the lean scripts inside the
+firewall's transaction instead (``bridge.firewall_glue.PortFilters``) and calls ``apply``/``remove`` only
+when that did not go.
+
 Per-call cost does not grow with the number of guarded ports on the ADD/DEL path: element-only
 transactions, and nft 1.0.6 fetches no set elements for them (measured; see tests/integration).
 """
