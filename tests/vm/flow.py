@@ -83,6 +83,7 @@ class Slot:
     mac: str = ""
     vm: guest.VM | None = None
     to_ping: float | None = None       # QEMU start -> first answered ping from the host ns
+    cni_args: str = ""                 # CNI_ARGS of every call (e.g. the pod owner's K8S_POD_* keys)
 
     @property
     def ip(self) -> str:
@@ -106,7 +107,8 @@ class Slot:
 class World:
     """Throwaway host + outside namespaces, VM namespaces, the plugin, the guests; ``close()`` removes all."""
 
-    def __init__(self, bin_dir: Path, mode: str, workdir: Path | None = None, *, prefix: str = "cnit") -> None:
+    def __init__(self, bin_dir: Path, mode: str, workdir: Path | None = None, *, prefix: str = "cnit",
+                 overrides: dict[str, Any] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.bin_dir = Path(bin_dir)
@@ -121,6 +123,7 @@ class World:
         self.slots: list[Slot] = []
         self.servers: list[subprocess.Popen[bytes]] = []
         self.image: guest.GuestImage | None = None
+        self.overrides = dict(overrides or {})  # top-level plugin keys over the default conflist's, e.g. guard
 
     # ------------------------------------------------------------------------------------- set-up
 
@@ -141,18 +144,24 @@ class World:
         in_ns(self.outside, ["ip", "route", "add", subnet, "via", HOST_OUT_IP])
         return self.host
 
-    def new_slot(self, *, port_mapping: bool = True) -> Slot:
+    def new_slot(self, *, port_mapping: bool = True, host_port: int | None = None, vm_id: str | None = None,
+                 cni_args: str = "") -> Slot:
+        """A new VM namespace and its config (not added yet). ``host_port`` defaults to BASE_HOST_PORT + i;
+        ``vm_id`` (CNI_CONTAINERID) to a fresh one; ``cni_args`` is passed on every call."""
         i = len(self.slots)
         ns = self.spaces.new(f"{self.prefix}-vm{i + 1}")
-        host_port = BASE_HOST_PORT + i if port_mapping else None
-        slot = Slot(i, f"{self.prefix}-{self.mode}-vm{i + 1}-{ns[-8:]}", ns,
-                    default_plugin_conf(self.mode, self.data_dir, host_port), host_port)
+        if host_port is None and port_mapping:
+            host_port = BASE_HOST_PORT + i
+        conf = {**default_plugin_conf(self.mode, self.data_dir, host_port), **self.overrides}
+        slot = Slot(i, vm_id or f"{self.prefix}-{self.mode}-vm{i + 1}-{ns[-8:]}", ns, conf, host_port,
+                    cni_args=cni_args)
         self.slots.append(slot)
         return slot
 
     def cni(self, command: str, slot: Slot, conf: dict[str, Any] | None = None) -> Call:
         return call(self.bin_dir / "ignite-bridge", command, conf or slot.conf, host_ns=self.host,
-                    container_id=slot.vm_id, netns=path(slot.ns), ifname="eth0", cni_path=str(self.bin_dir))
+                    container_id=slot.vm_id, netns=path(slot.ns), ifname="eth0", cni_path=str(self.bin_dir),
+                    cni_args=slot.cni_args)
 
     def add(self, slot: Slot) -> dict[str, Any]:
         """CNI ADD, then what a runtime derives from the result: tap, netns, guest MAC, ``ip=``."""
@@ -173,12 +182,16 @@ class World:
 
     # ------------------------------------------------------------------------------------- guests
 
-    def boot(self, slot: Slot, **kw: Any) -> guest.VM:
-        """Start QEMU on the tap the result names, in the namespace the result names (returns at once)."""
+    def boot(self, slot: Slot, *, console_tag: str = "", **kw: Any) -> guest.VM:
+        """Start QEMU on the tap the result names, in the namespace the result names (returns at once).
+
+        The console goes to ``console-<i><console_tag>.log`` in the work folder (a tag keeps a second boot
+        of the same slot from overwriting the first one's console).
+        """
         assert slot.net is not None
         self.image = self.image or guest.prepare_guest()
         slot.vm = guest.boot(slot.net.netns_path, slot.net.tap_name, slot.mac, slot.ip_param,
-                             self.workdir / f"console-{slot.index + 1}.log", image=self.image, **kw)
+                             self.workdir / f"console-{slot.index + 1}{console_tag}.log", image=self.image, **kw)
         return slot.vm
 
     def wait_up(self, slot: Slot, timeout: float = 60) -> float:
@@ -269,6 +282,11 @@ class World:
             raise FlowError(f"guest {a.ip} cannot fetch http://{a.gateway}:{b.host_port}/: {body!r}")
         self.check_page(b, body, f"guest {a.ip} fetching http://{a.gateway}:{b.host_port}/")
         return body
+
+    def inside(self, slot: Slot) -> tuple[list[str], str]:
+        """(IPv4 addresses on eth0, eth0's MAC) as the guest's own kernel reports them (control channel)."""
+        assert slot.vm is not None
+        return slot.vm.ipv4_inside(), slot.vm.mac_inside()
 
     def stop_vms(self) -> None:
         for slot in self.slots:

@@ -40,6 +40,7 @@ naming the guest's IP and MAC) and two CGI helpers so a host can make the guest 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import fcntl
 import ipaddress
@@ -48,13 +49,14 @@ import lzma
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -242,6 +244,22 @@ export PATH=/bin
 say() { echo "@MARK@ $*"; }
 fatal() { say "FATAL $*"; sleep 1; poweroff -f; while true; do sleep 60; done; }
 say "init started uptime=$(cut -d' ' -f1 /proc/uptime)"
+# The control channel (VM.run on the host): the second serial port, raw. Each request is one line
+# "<token> <base64 of a shell script>"; the answer is "@@BEGIN <token>", the script's output, then
+# "@@END <token> <exit status>". It needs no network, so it still works when the guest's traffic is cut.
+ctl_loop() {
+  exec 3<>/dev/ttyS1 || { say "CTL unavailable"; return; }
+  stty raw -echo <&3
+  say "CTL ready"
+  while IFS= read -r line <&3; do
+    tok=${line%% *}
+    echo "${line#* }" | base64 -d > /tmp/ctl.sh 2>/dev/null
+    sh /tmp/ctl.sh > /tmp/ctl.out 2>&1 < /dev/null
+    rc=$?
+    { echo "@@BEGIN $tok"; cat /tmp/ctl.out; echo "@@END $tok $rc"; } >&3
+  done
+}
+ctl_loop &
 for m in @MODULES@; do
   if [ -e /lib/modules/$m.ko ]; then insmod /lib/modules/$m.ko || fatal "insmod $m failed"; fi
 done
@@ -538,6 +556,11 @@ class VM:
     argv: list[str]
     ready_at: float | None = None
     ready_ip: str | None = None
+    control_path: Path | None = None
+    _ctl: socket.socket | None = field(default=None, repr=False)
+    _ctl_buf: bytes = field(default=b"", repr=False)
+    _ctl_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ctl_seq: int = field(default=0, repr=False)
 
     @property
     def pid(self) -> int:
@@ -607,15 +630,90 @@ class VM:
         m = self.wait_for(re.escape(MARK) + r" GATEWAY \S+ ping (ok|FAILED)", timeout)
         return m.group(1) == "ok"
 
+    def run(self, script: str, timeout: float = 30) -> GuestRun:
+        """Run a shell ``script`` inside the guest over the control channel (the second serial port).
+
+        Needs no network, so it works while the guest's traffic is blocked. Waits for the guest's
+        ``CTL ready`` line first. Returns the exit status and the combined stdout/stderr; GuestNotReady on
+        timeout (the script may still run in the guest), a FATAL line or a QEMU exit.
+        """
+        if self.control_path is None:
+            raise GuestError("this VM has no control channel")
+        deadline = time.monotonic() + timeout
+        self.wait_for(re.escape(MARK) + r" CTL (ready|unavailable)", timeout)
+        if f"{MARK} CTL unavailable" in self.console():
+            raise self._failure("the guest has no /dev/ttyS1 for the control channel")
+        with self._ctl_lock:
+            if self._ctl is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(self.control_path))
+                self._ctl, self._ctl_buf = sock, b""
+            self._ctl_seq += 1
+            token = f"c{self._ctl_seq}x{os.getpid()}"
+            self._ctl.sendall(f"{token} {base64.b64encode(script.encode()).decode()}\n".encode())
+            end = re.compile(rb"@@BEGIN " + token.encode() + rb"\n(.*?)@@END " + token.encode() + rb" (\d+)\n",
+                             re.DOTALL)
+            while (m := end.search(self._ctl_buf)) is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive():
+                    raise self._failure(f"no answer from the guest to {script!r} within {timeout:.0f}s")
+                self._ctl.settimeout(min(left, 0.5))
+                try:
+                    chunk = self._ctl.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    raise self._failure(f"the control channel closed while running {script!r}")
+                self._ctl_buf += chunk
+            self._ctl_buf = self._ctl_buf[m.end():]
+            return GuestRun(int(m.group(2)), m.group(1).decode(errors="replace"), script)
+
+    def sh(self, script: str, timeout: float = 30) -> str:
+        """``run`` that insists on exit status 0 and returns the output."""
+        res = self.run(script, timeout)
+        if res.rc != 0:
+            raise GuestError(f"in the guest ({self.ready_ip or self.ip_param}): {script!r} exited {res.rc}: "
+                             f"{res.out.strip()[-1500:]}")
+        return res.out
+
+    def mac_inside(self, dev: str = "eth0") -> str:
+        """The MAC of ``dev`` as the guest's kernel reports it."""
+        return self.sh(f"cat /sys/class/net/{dev}/address").strip()
+
+    def ipv4_inside(self, dev: str = "eth0") -> list[str]:
+        """The IPv4 addresses (``a.b.c.d/len``) on ``dev`` as the guest's kernel reports them."""
+        return re.findall(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", self.sh(f"ip -4 addr show dev {dev}"))
+
+    def snmp(self, group: str = "Icmp") -> dict[str, int]:
+        """One group of the guest kernel's /proc/net/snmp counters (``Icmp``: InEchos, OutEchoReps, ...)."""
+        rows = [line.split() for line in self.sh("cat /proc/net/snmp").splitlines() if line.startswith(f"{group}:")]
+        if len(rows) != 2:
+            raise GuestError(f"/proc/net/snmp in the guest has no {group} group")
+        return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:], strict=True)}
+
     def stop(self, timeout: float = 5) -> None:
         """Terminate this QEMU (by PID only) and reap it; idempotent."""
         stop_process(self.proc, timeout)
+        if self._ctl is not None:
+            with contextlib.suppress(OSError):
+                self._ctl.close()
+            self._ctl = None
+        if self.control_path is not None:
+            shutil.rmtree(self.control_path.parent, ignore_errors=True)
 
     def __enter__(self) -> VM:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class GuestRun(NamedTuple):
+    """What ``VM.run`` saw: the script's exit status and its combined output."""
+
+    rc: int
+    out: str
+    script: str
 
 
 def check_tap(netns: str, tap: str) -> None:
@@ -637,10 +735,11 @@ _KVM_VERDICT: tuple[str, str] | None = None  # ("kvm"|"tcg", why), decided by th
 
 
 def _qemu_argv(accel: str, image: GuestImage, tap: str, mac: str, append: str, console: Path,
-               memory_mb: int) -> list[str]:
+               memory_mb: int, control: Path) -> list[str]:
     return [QEMU, "-accel", accel, "-cpu", "max", "-m", str(memory_mb), "-smp", "1", "-nodefaults",
-            "-no-reboot", "-display", "none", "-serial", f"file:{console}", "-kernel", str(image.kernel),
-            "-initrd", str(image.initrd), "-append", append,
+            "-no-reboot", "-display", "none", "-serial", f"file:{console}",
+            "-chardev", f"socket,id=ctl,path={control},server=on,wait=off", "-serial", "chardev:ctl",
+            "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
 
@@ -703,6 +802,9 @@ _PROBE_LOCK = threading.Lock()
 def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str, note: str, image: GuestImage,
           append: str, memory_mb: int, kvm_probe_seconds: float) -> VM:
     global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
+    # The control socket: a short path of its own (a unix socket path has at most 107 bytes; pytest's
+    # tmp_path can be longer). Removed by VM.stop().
+    control = Path(tempfile.mkdtemp(prefix="cnit-vmctl-")) / "ctl"
     if accel == "auto":
         if _KVM_VERDICT is not None:
             accel, note = _KVM_VERDICT[0], f"auto: {_KVM_VERDICT[1]} (probed earlier in this process)"
@@ -710,7 +812,7 @@ def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str,
             _KVM_VERDICT = ("tcg", "no usable /dev/kvm")
             accel, note = "tcg", "auto: no usable /dev/kvm"
         else:
-            argv = _qemu_argv("kvm", image, tap, mac, append, console, memory_mb)
+            argv = _qemu_argv("kvm", image, tap, mac, append, console, memory_mb, control)
             started = time.monotonic()
             proc = _start(netns, argv, console)
             verdict = ""
@@ -724,7 +826,7 @@ def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str,
             if verdict == "kvm":
                 _KVM_VERDICT = ("kvm", "KVM probe reached init")
                 return VM(proc, netns, tap, mac, param, console, "kvm", "auto: KVM probe reached init", started,
-                          argv)
+                          argv, control_path=control)
             _kill(proc)
             err = Path(f"{console}.qemu-stderr").read_text(errors="replace").strip().splitlines()
             why = (f"KVM probe failed: QEMU exited {proc.returncode}: {err[-1] if err else ''}"
@@ -734,10 +836,10 @@ def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str,
                 shutil.copyfile(console, f"{console}.kvm-probe")
             _KVM_VERDICT = ("tcg", why)
             accel, note = "tcg", f"auto: {why}; fell back to TCG"
-    argv = _qemu_argv(accel, image, tap, mac, append, console, memory_mb)
+    argv = _qemu_argv(accel, image, tap, mac, append, console, memory_mb, control)
     started = time.monotonic()
     proc = _start(netns, argv, console)
-    return VM(proc, netns, tap, mac, param, console, accel, note, started, argv)
+    return VM(proc, netns, tap, mac, param, console, accel, note, started, argv, control_path=control)
 
 
 def kvm_verdict() -> tuple[str, str] | None:
