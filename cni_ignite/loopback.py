@@ -14,6 +14,7 @@ Unlike the reference, the caller's own namespace is refused: a DEL there would t
 
 from __future__ import annotations
 
+import _socket as socket  # not socket.py: its IntEnums and selectors cost ~3 ms per call
 import os
 
 from .errors import CniError, InvalidNetns, NotFound, UnknownContainer
@@ -22,13 +23,9 @@ from .skel import Handlers
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
-    import socket
-
     from .netlink.ops import LinkInfo
     from .netlink.rtnl import Rtnl
     from .skel import CmdArgs
-else:
-    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only these names are used
 
 LO = "lo"
 LO_MAC = "00:00:00:00:00:00"

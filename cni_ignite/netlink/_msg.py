@@ -10,17 +10,12 @@ Builders return the message body (everything after the 16-byte nlmsghdr); ``_nl`
 
 from __future__ import annotations
 
+import _socket as socket  # not socket.py: its IntEnums and selectors cost ~3 ms per call
 import struct
 from ipaddress import ip_address, ip_interface, ip_network
 
 from ._nl import iter_nla, nest, nla
 from .ops import Addr, BridgeAttrs, BridgePort, BridgeVlan, IPAddress, IPInterface, IPNetwork, LinkInfo, Route
-
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
-if TYPE_CHECKING:
-    import socket
-else:
-    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only these names are used
 
 AF_BRIDGE = 7
 IFF_UP = 0x1

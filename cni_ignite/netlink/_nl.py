@@ -12,6 +12,7 @@ the replies that carry the request's sequence number:
 
 from __future__ import annotations
 
+import _socket as socket  # not socket.py: its IntEnums and selectors cost ~3 ms per call
 import errno
 import os
 import struct
@@ -21,10 +22,7 @@ from .ops import NetlinkError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Iterator
-else:
-    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only these names are used
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3

@@ -10,6 +10,7 @@ Stdlib only: the messages are built with struct like the rtnetlink ones.
 
 from __future__ import annotations
 
+import _socket as socket  # not socket.py: its IntEnums and selectors cost ~3 ms per call
 import errno
 import struct
 
@@ -18,10 +19,7 @@ from .ops import NetlinkError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Iterable
-else:
-    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only these names are used
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1

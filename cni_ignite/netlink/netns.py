@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 else:
-    import _socket as socket  # not socket.py (its enums, selectors: ~3 ms per call); only socket() is used
-
     from .. import Record
 
 CLONE_NEWNET = 0x40000000
@@ -133,6 +131,8 @@ def entered(fd: int) -> Iterator[None]:
 
 def socket_in(fd: int | None, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A socket created inside the netns at fd (or here when fd is None); it stays bound to that netns."""
+    import socket  # the full class (context manager, makefile...): not on the plugins' path
+
     if fd is None:
         return socket.socket(family, kind, proto)
     with entered(fd):

@@ -11,6 +11,7 @@ on delete → False; anything else → NetlinkError (a CniError carrying ``errno
 
 from __future__ import annotations
 
+import _socket as socket  # not socket.py: its IntEnums and selectors cost ~3 ms per call
 import errno
 import os
 import time
@@ -39,13 +40,10 @@ from .ops import (
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Iterator
     from contextlib import AbstractContextManager
     from types import TracebackType
     from typing import Any
-else:
-    import _socket as socket  # socket.py's enums and selectors cost ~3 ms per call; only constants are used
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
