@@ -28,6 +28,7 @@ def masq_rules(host: Host) -> list[str] | None:
     return [json.dumps(i["rule"]["expr"]) for i in items if "rule" in i]
 
 
+@pytest.mark.parametrize("cluster", ["vxlan", "host-gw"], indirect=True)
 def test_egress_is_masqueraded_and_cross_host_traffic_keeps_the_vm_address(cluster: Cluster) -> None:
     hosts = [cluster.add_host() for _ in range(2)]
     for h in hosts:
