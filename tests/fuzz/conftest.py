@@ -1,7 +1,8 @@
 """Hypothesis profiles for the fuzz suite, and the libcni oracle (a Go program built once per session).
 
 ``quick`` (the default, what ``make test`` runs): few examples per property, the whole suite well under a
-minute on a loaded 2-core host. ``long`` (``make fuzz``, or ``HYPOTHESIS_PROFILE=long``): thousands.
+minute on a loaded 2-core host. ``long`` (``make fuzz``, or ``HYPOTHESIS_PROFILE=long``): thousands;
+``FUZZ_MAX_EXAMPLES=N`` caps either (a time-boxed run; tests/fuzz/RESULTS.md says what each property ran).
 No deadline in either: timing on a shared machine is noise, not a property. The example database lives
 in .pytest_cache (ignored by git), so a failure found once is replayed first by the next run.
 """
@@ -36,6 +37,10 @@ _common: dict[str, Any] = {
 settings.register_profile("quick", max_examples=25, **_common)
 settings.register_profile("long", max_examples=3000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+if os.environ.get("FUZZ_MAX_EXAMPLES"):  # a time-boxed long run: the profile's settings, fewer examples
+    settings.register_profile("capped", settings(settings.default,
+                                                 max_examples=int(os.environ["FUZZ_MAX_EXAMPLES"])))
+    settings.load_profile("capped")
 
 GOPATH = Path("/usr/share/gocode")
 LIBCNI_TYPES = GOPATH / "src/github.com/containernetworking/cni/pkg/types"
