@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 from multinode import OUTSIDE_ADDR, ping, tcp_roundtrip, wait_until
+from nsutil import in_ns
 from test_node_cluster import converged
 
-from cni_ignite.node.masq import NFT_TABLE
+from cni_ignite.node.masq import COMMENT, IPT_CHAIN, NFT_TABLE
 
 pytestmark = pytest.mark.privileged
 
 if TYPE_CHECKING:
     from multinode import Cluster, Host
+    from nsutil import Namespaces
 
 
 def masq_rules(host: Host) -> list[str] | None:
@@ -78,3 +81,30 @@ def test_a_port_mapped_on_host_b_is_reached_from_host_a_and_its_containers(clust
     # from a container on host A: leaves the network on A (masqueraded to A's address), then B's DNAT
     out = tcp_roundtrip(c1, c2, ip2, 7070, via=(hosts[1].ip, 18090))
     assert out.startswith(f"echo from {ip2} to {hosts[0].ip}: xxx"), out
+
+
+def test_without_nft_the_same_rules_go_to_iptables_and_are_removed(netns: Namespaces) -> None:
+    """The iptables fallback (hosts without nft), in a throwaway namespace: chain, rules, one jump; remove() takes
+    exactly those away and leaves a rule of someone else's in POSTROUTING."""
+    ns = netns.new("cnit-ipt")
+    in_ns(ns, ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE"])
+    code = ("import ipaddress, sys; from cni_ignite.node import masq; masq.backend = lambda: 'iptables'; "
+            "n, s = ipaddress.IPv4Network('10.61.0.0/16'), ipaddress.IPv4Network('10.61.7.0/24'); "
+            "masq.install(n, s) if sys.argv[1] == 'install' else masq.remove()")
+    for _ in range(2):  # twice: idempotent (one jump, four rules)
+        in_ns(ns, [sys.executable, "-c", code, "install"])
+    rules = in_ns(ns, ["iptables", "-w", "-t", "nat", "-S"]).stdout.decode().splitlines()
+    ours = [r for r in rules if IPT_CHAIN in r]
+    assert ours[0] == f"-N {IPT_CHAIN}"
+    assert sum(r.startswith("-A POSTROUTING") and r.endswith(f"-j {IPT_CHAIN}") for r in rules) == 1
+    assert [r for r in ours if r.startswith(f"-A {IPT_CHAIN}")] == [
+        f'-A {IPT_CHAIN} -s 10.61.0.0/16 -d 10.61.0.0/16 -m comment --comment "{COMMENT}" -j RETURN',
+        f'-A {IPT_CHAIN} ! -s 10.61.0.0/16 -d 10.61.7.0/24 -m comment --comment "{COMMENT}" -j RETURN',
+        f'-A {IPT_CHAIN} -s 10.61.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "{COMMENT}" -j MASQUERADE '
+        "--random-fully",
+        f'-A {IPT_CHAIN} ! -s 10.61.0.0/16 -d 10.61.0.0/16 -m comment --comment "{COMMENT}" -j MASQUERADE '
+        "--random-fully"]
+    in_ns(ns, [sys.executable, "-c", code, "remove"])
+    rules = in_ns(ns, ["iptables", "-w", "-t", "nat", "-S"]).stdout.decode().splitlines()
+    assert not [r for r in rules if IPT_CHAIN in r]
+    assert "-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE" in rules
