@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean faults-long soak fuzz
+.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean faults-long soak fuzz multinode-demo
 
 setup:
 	@bash packaging/setup-host.sh
@@ -36,6 +36,11 @@ vm-demo: build
 bench: build
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/calllog_bench.py
+	$(PY) benchmarks/multinode_bench.py
+
+# Three namespace "hosts" with the node agent on a real etcd, real QEMU guests pinging across them (issue 11).
+multinode-demo: build
+	@$(PY) tests/node/demo.py
 
 # Every index of every swept syscall (issue 13 §2), ENOSPC/EIO/EACCES/SIGKILL, bridge and ipam, ADD and DEL; writes
 # the outcome table. FAULTS_PLUGIN_DIR=dist runs the frozen bundle instead of the source (.venv/bin).
