@@ -38,6 +38,8 @@ def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: s
         ranges = ipam.get("subnet") or ", ".join(
             str(r.get("subnet")) for rs in ipam.get("ranges", []) if isinstance(rs, list) for r in rs
             if isinstance(r, dict))
+        if isinstance(ipam.get("subnetFile"), str):
+            ranges = f"{ranges} subnetFile {ipam['subnetFile']}".strip()
         out.write(f"  ipam: {ipam_type} {ranges}\n")
     if ipam_type not in LEASE_LAYOUT_IPAM:
         out.write(f"  leases: not shown ({ipam_type or 'no ipam'} does not use the host-local layout)\n")

@@ -233,6 +233,17 @@ def test_concurrent_installs_serialise_and_leave_a_consistent_install(tmp_path: 
     assert not (tmp_path / "bin").exists()
 
 
+def test_status_names_the_subnet_file_of_a_multi_node_network(tmp_path: Path) -> None:
+    (tmp_path / "net.d").mkdir()
+    conf = {"cniVersion": "1.0.0", "name": "ignite-cni-multinode", "plugins": [
+        {"type": "ignite-bridge", "ipam": {"type": "ignite-ipam", "subnetFile": "/run/flannel/subnet.env"}}]}
+    (tmp_path / "net.d" / "30-ignite-multinode.conflist").write_text(json.dumps(conf))
+    out = io.StringIO()
+    print_status(str(tmp_path / "bin"), str(tmp_path / "net.d"), str(tmp_path / "data"), str(tmp_path / "state"),
+                 out)
+    assert "  ipam: ignite-ipam subnetFile /run/flannel/subnet.env\n" in out.getvalue()
+
+
 def test_status_lists_attachments_with_rules_from_the_firewall_state(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The contract status expects: cni_ignite.firewall.state.list_attachments(state_dir, network) -> lines."""
