@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from contextlib import ExitStack, suppress
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..errors import CniError, IOFailure, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
@@ -23,6 +23,7 @@ from .config import BridgeConfig, attachment_tag, derived_mac, host_veth_name, p
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NamedTuple as Record
 
     from ..firewall.base import FirewallConfig
     from ..guard.rules import Attachment as GuardAttachment
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from ..skel import CmdArgs
     from .firewall_glue import PortFilters
     from .kernel import ContainerNet, HostNet
-    from .records import Record
+    from .records import Record as BridgeRecord
+else:
+    from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 DEFAULT_V4 = ipaddress.ip_network("0.0.0.0/0")
 DEFAULT_V6 = ipaddress.ip_network("::/0")
@@ -111,7 +114,7 @@ def _hold_records(state_dir: str, network: str, undo: ExitStack) -> None:
     undo.callback(os.close, fd)
 
 
-class Identity(NamedTuple):
+class Identity(Record):
     """The MACs of an attachment: stable per (network, owner, ifname) unless the runtime or a
     reservation names one; per container ID while another live attachment of the owner holds the
     owner's (two live attachments must not share a MAC)."""
@@ -406,7 +409,7 @@ def incomplete_error(msg: str, details: str, codes: list[int]) -> CniError:
     return _BY_CODE.get(code, CniError)(msg, details)
 
 
-def _del_rules_and_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None, port: str,
+def _del_rules_and_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: BridgeRecord | None, port: str,
                            addresses: list[IPInterface], attempt: Callable[[str, Callable[[], object]], None], *,
                            port_filters: bool) -> None:
     """The attachment's rules, and (port_filters) its port's guard and macspoofchk entries: inside the
@@ -421,7 +424,7 @@ def _del_rules_and_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None, 
     filters.remove(joint, attempt)
 
 
-def _guard_for_del(cmd: CmdArgs, cfg: BridgeConfig, rec: Record | None,
+def _guard_for_del(cmd: CmdArgs, cfg: BridgeConfig, rec: BridgeRecord | None,
                    port: str) -> tuple[bool, GuardAttachment | None]:
     """(whether to remove a guard, its exact elements when known): the record's (what ADD applied, whatever
     the config says now), else with the guard on the prevResult's, else found by the port name."""

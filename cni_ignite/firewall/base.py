@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidConfig
 from ..ipparse import ip_address
@@ -27,17 +27,21 @@ from .naming import owner_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import NamedTuple as Record
+else:
+    from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 BACKENDS = ("auto", "iptables", "nftables")
 PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_STATE_DIR = "/run/cni/ignite"  # same lifetime as the kernel rules it records: gone at reboot
-_CHAIN_NAME = re.compile(r"[A-Za-z0-9_\-]{1,28}\Z")  # \Z, not $: "$" also matches before a final "\n"
-_BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f;#]")
+# compiled on first use (re's cache): only configs with these keys pay for them
+_CHAIN_NAME = r"[A-Za-z0-9_\-]{1,28}\Z"  # \Z, not $: "$" also matches before a final "\n"
+_BAD_TOKEN = r"[\x00-\x1f\x7f;#]"
 
 Address = IPv4Interface | IPv6Interface
 
 
-class PortMapping(NamedTuple):
+class PortMapping(Record):
     host_port: int
     container_port: int
     protocol: str
@@ -56,7 +60,7 @@ class PortMapping(NamedTuple):
         return "" if addr.is_unspecified else str(addr)
 
 
-class Owner(NamedTuple):
+class Owner(Record):
     network: str
     container_id: str
     ifname: str
@@ -66,7 +70,7 @@ class Owner(NamedTuple):
         return owner_key(self.network, self.container_id, self.ifname)
 
 
-class FirewallConfig(NamedTuple):
+class FirewallConfig(Record):
     ip_masq: bool
     state_dir: str
     backend: str = "auto"
@@ -84,7 +88,7 @@ class FirewallConfig(NamedTuple):
         return 1 << self.mark_masq_bit
 
 
-class Attachment(NamedTuple):
+class Attachment(Record):
     owner: Owner
     addresses: tuple[Address, ...]
     # The host-side interface the attachment's packets enter and leave the host by (the bridge; in a
@@ -111,7 +115,7 @@ class Joint:
         self.sent = False
 
 
-class AttachmentInfo(NamedTuple):
+class AttachmentInfo(Record):
     """One attachment with rules, from its state record (for an admin ``status``)."""
 
     owner: Owner
@@ -206,7 +210,7 @@ def _conditions(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
         raise InvalidConfig(f"{key} must be a list of non-empty strings")
-    if any(_BAD_TOKEN.search(t) for t in value):
+    if any(re.search(_BAD_TOKEN, t) for t in value):
         raise InvalidConfig(f"{key}: control characters, ';' and '#' are not allowed", repr(value))
     return tuple(value)
 
@@ -229,7 +233,7 @@ def parse_firewall_config(doc: Mapping[str, Any], runtime: Mapping[str, Any] | N
         raise InvalidConfig("markMasqBit must be an integer 0-31", repr(bit))
     ext = doc.get("externalSetMarkChain")
     if ext is not None:
-        if not isinstance(ext, str) or not _CHAIN_NAME.match(ext):
+        if not isinstance(ext, str) or not re.match(_CHAIN_NAME, ext):
             raise InvalidConfig("externalSetMarkChain must be an iptables chain name", repr(ext))
         if "markMasqBit" in doc:
             raise InvalidConfig("cannot set both markMasqBit and externalSetMarkChain")

@@ -8,8 +8,6 @@ reference ipMasq chain, see CNI-NOTES §3.11). iptables chain names stay ≤ 28 
 
 from __future__ import annotations
 
-import re
-
 from .._sha import sha256
 
 KEY_LEN = 20
@@ -26,7 +24,13 @@ IPT_BUCKETS = "0123456789abcdef"  # layout 2: each shared chain's rules sit in 1
 
 NFT_TABLE = "cni_ignite"  # table inet cni_ignite
 
-_SAFE_NET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}\Z")  # \Z: "$" lets "net\n" through
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NET_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _safe_net(network: str) -> bool:
+    """[A-Za-z0-9][A-Za-z0-9_.-]{0,99}, with str methods (no regex compiled on every call)."""
+    return 1 <= len(network) <= 100 and network[0] in _ALNUM and set(network) <= _NET_CHARS
 
 
 def owner_key(network: str, container_id: str, ifname: str) -> str:
@@ -81,7 +85,7 @@ def nft_cond_chain(key: str) -> str:
 
 def network_dir(network: str) -> str:
     """The folder name for a network's state records: the name itself when it is a plain CNI name."""
-    if _SAFE_NET.match(network) and network not in {".", "..", "ports"}:
+    if _safe_net(network) and network not in {".", "..", "ports"}:
         return network
     # "_" first: no CNI network name starts with it, so a hashed folder is never another network's own name
     # (nor the port registry's folder, "ports").

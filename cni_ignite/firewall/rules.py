@@ -36,14 +36,17 @@ Layout 1 (per-attachment chains) is in nft_legacy.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .._sha import sha256
 from . import naming as n
 
 if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+
     from .base import Address, Attachment, FirewallConfig, PortMapping
+else:
+    from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 MULTIPORT_MAX = 15
@@ -51,14 +54,14 @@ SHARED_IPT = {"nat": (n.IPT_POSTROUTING, n.IPT_DNAT), "filter": (n.IPT_FORWARD,)
 _SHARED = {c for chains in SHARED_IPT.values() for c in chains}
 
 
-class IptRule(NamedTuple):
+class IptRule(Record):
     table: str
     chain: str
     spec: str
     desc: str
 
 
-class IptEntry(NamedTuple):
+class IptEntry(Record):
     """A constant rule that leads packets into our shared chains (or the localnet guard itself)."""
 
     table: str
@@ -292,10 +295,16 @@ def iptables_repair_text(family: int, table: str, save_text: str) -> str:
 # cannot go into a shared map) get one chain ``c-K`` with their DNAT rules, reached by a verdict map.
 
 NFT_LAYOUT = 2
-_IFNAME = re.compile(r'[^\s"\\/:]{1,15}\Z')
+_NOT_IN_IFNAME = frozenset('"\\/:')
 
 
-class NftElem(NamedTuple):
+def plain_ifname(name: str) -> bool:
+    """An interface name nft text can carry between quotes: 1-15 characters, no space, quote, slash,
+    backslash or colon (str methods: a regex compiled on every ADD costs more)."""
+    return 1 <= len(name) <= 15 and not any(c.isspace() or c in _NOT_IN_IFNAME for c in name)
+
+
+class NftElem(Record):
     set: str
     key: str  # nft text of the key: "br0" . 10.99.0.2
     data: str = ""  # a map's value: 10.99.0.2 . 80, jump c-K; "" in a set
@@ -338,7 +347,7 @@ def nft_plan(att: Attachment, cfg: FirewallConfig) -> NftPlan:
     plan = NftPlan(att.owner.key)
     if not any(att.of_family(f) for f in (4, 6)):
         return plan
-    if not _IFNAME.match(att.host_iface):
+    if not plain_ifname(att.host_iface):
         from ..errors import InvalidConfig
 
         raise InvalidConfig("the nftables rules need the attachment's host interface name", repr(att.host_iface))

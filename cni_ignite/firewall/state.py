@@ -31,7 +31,7 @@ import json
 import os
 import re
 from _thread import get_ident
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CniError, InvalidConfig, IOFailure
 from ..ipparse import ip_address, ip_interface
@@ -39,8 +39,11 @@ from .naming import network_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import NamedTuple as _Record
 
     from .base import Address, AttachmentInfo, FirewallConfig, Owner, PortMapping
+else:
+    from .. import Record as _Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 
 class PortConflict(CniError):
@@ -52,7 +55,7 @@ class PortConflict(CniError):
 LAYOUTS = (1, 2)  # nftables: 2 = shared sets and maps, 1 = per-attachment chains; iptables: 1
 
 
-class Record(NamedTuple):
+class Record(_Record):
     owner: Owner
     backend: str
     addresses: tuple[Address, ...]
@@ -205,7 +208,7 @@ def port_entries(mappings: tuple[PortMapping, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f"{m.protocol}_{m.host_port}/{addr_token(m)}" for m in mappings))
 
 
-_ENTRY = re.compile(r"(tcp|udp|sctp)_([1-9][0-9]{0,4})/([0-9a-f.:]{2,45}|any[46]?)\Z")
+_ENTRY = r"(tcp|udp|sctp)_([1-9][0-9]{0,4})/([0-9a-f.:]{2,45}|any[46]?)\Z"  # compiled on first use
 
 
 def _family(token: str) -> int | None:
@@ -222,7 +225,7 @@ def _family(token: str) -> int | None:
 
 def _entry_token(entry: str) -> str:
     """The address token of a registry entry "<proto>_<port>/<token>" ("" when it is not one)."""
-    m = _ENTRY.match(entry)
+    m = re.match(_ENTRY, entry)
     if m is None or int(m[2]) > 65535:
         return ""
     try:

@@ -31,23 +31,27 @@ plus Neutron port security's RA guard and DHCP server guard.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidConfig
 
 if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+
     from ..ipparse import IPNetwork
+else:
+    from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 KEY = "guard"
 MAC_PATTERN = r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z"  # compiled on use (re's cache): not on every ADD
 
 
-class AddressPair(NamedTuple):
+class AddressPair(Record):
     network: IPNetwork
     mac: str = ""  # lower case; "" = any of the attachment's own MACs
 
 
-class GuardConfig(NamedTuple):
+class GuardConfig(Record):
     enabled: bool = False
     pairs: tuple[AddressPair, ...] = ()
 

@@ -29,15 +29,18 @@ the ICMPv6 header.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .._sha import sha256
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import NamedTuple as Record
 
     from ..ipparse import IPAddress, IPNetwork
     from .config import GuardConfig
+else:
+    from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 TABLE = "bridge cni_ignite_guard"
 PRIORITY = -300
@@ -121,7 +124,7 @@ CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-class Attachment(NamedTuple):
+class Attachment(Record):
     """What one guarded port may send: its MACs and source prefixes (own addresses are /32, /128)."""
 
     port: str
