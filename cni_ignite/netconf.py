@@ -8,8 +8,7 @@ otherwise ignored (runtimes inject ``runtimeConfig``, ``args``, ``prevResult``, 
 
 from __future__ import annotations
 
-import json
-
+from . import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
 from .errors import DecodingFailure, InvalidConfig, InvalidEnvironment
 from .version import require_supported
 

@@ -10,7 +10,6 @@ macspoofchk, forceAddress) and isGateway: false then have no meaning and are ref
 from __future__ import annotations
 
 import os
-import re
 
 from .._sha import sha256
 from ..errors import InvalidConfig
@@ -32,13 +31,20 @@ else:
 KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID",
                         OWNER_ARG})
 OUR_IPAM = frozenset({"ignite-ipam"})
-# As text: re.match compiles (and caches) it only when a call gives a MAC, not at import on every call.
+# As text: re is imported, and the pattern compiled, only when a call gives a MAC (not on every call).
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
+
 VM_MODES = ("none", "tc-redirect", "bridge")
 MODES = ("bridge", "routed")
 # Keys that only describe the bridge or its ports: set in routed mode they are an error, not ignored.
 BRIDGE_ONLY = ("bridge", "vlan", "vlanTrunk", "preserveDefaultVlan", "hairpinMode", "promiscMode", "portIsolation",
                "macspoofchk", "forceAddress")
+
+
+def _is_mac(text: str) -> bool:
+    import re
+
+    return re.match(MAC_RE, text) is not None
 
 
 class VlanRange(Record):
@@ -196,7 +202,7 @@ def _mac(conf: NetConf, cni_args: dict[str, str]) -> str:
     cni = obj_field(conf.args, "cni", where="args.")
     for value in (conf.runtime_config.get("mac"), cni.get("mac"), cni_args.get("MAC")):
         if value:
-            if not isinstance(value, str) or not re.match(MAC_RE, value):
+            if not isinstance(value, str) or not _is_mac(value):
                 raise InvalidConfig("invalid MAC address", repr(value))
             return value.lower()
     return ""
@@ -212,7 +218,7 @@ def _vm(doc: dict[str, Any], cni_args: dict[str, str]) -> VmConfig:
     uid = _id(cni_args.get("TC_REDIRECT_TAP_UID"), raw, "uid")
     gid = _id(cni_args.get("TC_REDIRECT_TAP_GID"), raw, "gid")
     guest_mac = str_field(raw, "guestMac", where="vm.").lower()
-    if guest_mac and not re.match(MAC_RE, guest_mac):
+    if guest_mac and not _is_mac(guest_mac):
         raise InvalidConfig("invalid vm.guestMac", guest_mac)
     return VmConfig(mode=mode, tap=tap, uid=uid, gid=gid, guest_mac=guest_mac)
 

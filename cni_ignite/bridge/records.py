@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 
+from .. import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
 from ..errors import IOFailure
 from ..firewall.naming import network_dir
 from ..identity import owner_key

@@ -21,8 +21,7 @@ placeholder (remembered for its owner; held while ``until`` is in the future), a
 
 from __future__ import annotations
 
-import json
-
+from .. import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
 from .._sha import sha256
 from ..errors import InvalidConfig, TryAgainLater
 from ..identity import owner_key

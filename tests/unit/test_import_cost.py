@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cni_ignite import ipparse
+from cni_ignite.ipam.config import DURATION, duration_groups, ifname_bad_char
 from cni_ignite.netconf import NAME_RE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,21 +36,21 @@ OWN_PATH = (
     "cni_ignite.bridge.ipam_call",
 )
 NOT_ON_THE_PATH = {"typing", "socket", "selectors", "signal", "ctypes", "dataclasses", "inspect", "subprocess",
-                   "hashlib"}
+                   "hashlib", "json", "re", "enum"}
 
 
-def test_own_path_modules_import_no_typing_socket_signal_or_ctypes() -> None:
+def test_own_path_modules_import_no_typing_socket_signal_ctypes_json_or_re() -> None:
     code = (
-        "import sys, json\n"
+        "import sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         f"for name in {OWN_PATH!r}:\n"
         "    __import__(name)\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
+        "print(' '.join(sorted(sys.modules)))\n"  # not json: it would load json and re itself
     )
     res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
                          check=False)
     assert res.returncode == 0, res.stderr
-    loaded = set(json.loads(res.stdout))
+    loaded = set(res.stdout.split())
     assert set(OWN_PATH) <= loaded
     assert sorted(loaded & NOT_ON_THE_PATH) == []
 
@@ -138,3 +139,23 @@ def test_tap_and_tc_load_only_in_vm_modes() -> None:
     loaded = set(json.loads(res.stdout))
     assert "cni_ignite.netlink.rtnl" in loaded
     assert sorted(loaded & {"cni_ignite.netlink.tap", "cni_ignite.netlink._tc"}) == []
+
+
+@pytest.mark.parametrize("text", [
+    "", "0", "90s", "1h30m", "7d", "1d2h3m4s", "1s2m", "999999999s", "1000000000s", "0000000001h", "1h1h", "h", "1",
+    "1x", "1h ", " 1h", "1h\n", "\u0663h", "1\u0663m", "12d", "-1s", "1.5h", "1H", "\uff11s",
+])
+def test_duration_is_the_regex(text: str) -> None:
+    m = re.match(DURATION, text)
+    assert duration_groups(text) == (m.groups() if m else None)
+
+
+def test_duration_is_the_regex_on_random_text() -> None:
+    diff = [s for s in _corpus("0129dhms x\u0663", 12)
+            if duration_groups(s) != (((m := re.match(DURATION, s)) and m.groups()) or None)]
+    assert diff == []
+
+
+def test_ifname_check_is_the_regex() -> None:
+    for s in [*_corpus("ae0/:. \t\u00a0\u2003\u3000\x1c\x85", 6), "eth0", "a b", "a\u2028"]:
+        assert ifname_bad_char(s) == (re.search(r"[/:\s]", s) is not None), repr(s)
