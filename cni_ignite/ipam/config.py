@@ -26,8 +26,6 @@ Our own keys (an ipam block without them behaves exactly as host-local):
 
 from __future__ import annotations
 
-import re
-
 from .. import ipparse
 from ..errors import InvalidConfig
 from ..identity import valid_owner
@@ -46,10 +44,39 @@ DEFAULT_SUBNET = "10.61.0.0/16"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 DEFAULT_HOLD = 3600  # seconds: covers a VM/pod restart and a host reboot; after it, best effort
 DEFAULT_IFNAME = "eth0"
-# Patterns as text: re.match compiles (and caches) them only when a config uses the keys.
+# As text: re is imported, and the pattern compiled, only when a reservation has a MAC (not on every call).
 MAC_RE = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z"
-_DURATION = r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z"
-_IFNAME_BAD = r"[/:\s]"
+# Checked with str methods (no re on the plugins' path; tests/unit/test_import_cost.py compares them):
+# DURATION = r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z" (\d: any Unicode digit, as
+# str.isdecimal), and an ifname must not contain r"[/:\s]" (\s: str.isspace).
+DURATION = r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?\Z"
+
+
+def duration_groups(text: str) -> tuple[str | None, ...] | None:
+    """``re.match(DURATION, text).groups()``, or None when it does not match."""
+    groups: list[str | None] = []
+    pos = 0
+    for unit in "dhms":
+        end = pos
+        while end < len(text) and text[end].isdecimal():
+            end += 1
+        if pos < end <= pos + 9 and text[end:end + 1] == unit:
+            groups.append(text[pos:end])
+            pos = end + 1
+        else:
+            groups.append(None)
+    return tuple(groups) if pos == len(text) else None
+
+
+def _is_mac(text: str) -> bool:
+    import re  # only for a reservation with a MAC
+
+    return re.match(MAC_RE, text) is not None
+
+
+def ifname_bad_char(ifname: str) -> bool:
+    r"""``re.search(r"[/:\s]", ifname) is not None``."""
+    return any(c in "/:" or c.isspace() for c in ifname)
 
 
 class Range(Record):
@@ -169,10 +196,10 @@ def parse_duration(value: object, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
-        m = re.match(_DURATION, value) if isinstance(value, str) else None
-        if value != "0" and (m is None or not any(m.groups())):
+        m = duration_groups(value) if isinstance(value, str) else None
+        if value != "0" and (m is None or not any(m)):
             raise InvalidConfig(f"{what} must be seconds or a duration like 90s, 30m, 1h30m, 7d", repr(value)[:200])
-        d, h, mi, s = (int(g or 0) for g in (m.groups() if m else ()))
+        d, h, mi, s = (int(g or 0) for g in (m or ()))
         seconds = ((d * 24 + h) * 60 + mi) * 60 + s
     if not 0 <= seconds <= 10 * 365 * 86400:
         raise InvalidConfig(f"{what} out of range", f"{seconds}s not in [0, 10 years]")
@@ -192,13 +219,13 @@ def parse_reservation(raw: object, sets: tuple[RangeSet, ...], where: str) -> Re
         raise InvalidConfig(f"{where}.owner must be 1-253 printable characters", repr(owner)[:200])
     ifname = raw.get("ifname", DEFAULT_IFNAME)
     if (not isinstance(ifname, str) or not ifname or len(ifname.encode()) > 15 or ifname in (".", "..")
-            or re.search(_IFNAME_BAD, ifname) or not ifname.isprintable()):
+            or ifname_bad_char(ifname) or not ifname.isprintable()):
         raise InvalidConfig(f"{where}.ifname is not an interface name", repr(ifname)[:200])
     if raw.get("address") is None:
         raise InvalidConfig(f"{where} needs an address")
     address = _addr(raw["address"], f"{where}.address")
     mac = raw.get("mac") or ""
-    if not isinstance(mac, str) or (mac and not re.match(MAC_RE, mac.lower())):
+    if not isinstance(mac, str) or (mac and not _is_mac(mac.lower())):
         raise InvalidConfig(f"{where}.mac is not a MAC address (aa:bb:cc:dd:ee:ff)", repr(mac)[:200])
     mac = mac.lower()
     if mac and int(mac[:2], 16) & 1:
