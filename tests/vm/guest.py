@@ -801,10 +801,20 @@ _PROBE_LOCK = threading.Lock()
 
 def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str, note: str, image: GuestImage,
           append: str, memory_mb: int, kvm_probe_seconds: float) -> VM:
-    global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
     # The control socket: a short path of its own (a unix socket path has at most 107 bytes; pytest's
-    # tmp_path can be longer). Removed by VM.stop().
+    # tmp_path can be longer). Removed by VM.stop(), or here when no VM comes of it.
     control = Path(tempfile.mkdtemp(prefix="cnit-vmctl-")) / "ctl"
+    try:
+        return _boot_on(netns, tap, mac, param, console, accel, note, image, append, memory_mb, kvm_probe_seconds,
+                        control)
+    except BaseException:
+        shutil.rmtree(control.parent, ignore_errors=True)
+        raise
+
+
+def _boot_on(netns: str, tap: str, mac: str, param: str, console: Path, accel: str, note: str, image: GuestImage,
+             append: str, memory_mb: int, kvm_probe_seconds: float, control: Path) -> VM:
+    global _KVM_VERDICT  # noqa: PLW0603 - one probe per process
     if accel == "auto":
         if _KVM_VERDICT is not None:
             accel, note = _KVM_VERDICT[0], f"auto: {_KVM_VERDICT[1]} (probed earlier in this process)"
@@ -828,6 +838,7 @@ def _boot(netns: str, tap: str, mac: str, param: str, console: Path, accel: str,
                 return VM(proc, netns, tap, mac, param, console, "kvm", "auto: KVM probe reached init", started,
                           argv, control_path=control)
             _kill(proc)
+            control.unlink(missing_ok=True)  # the probe's socket; the next QEMU binds the same path
             err = Path(f"{console}.qemu-stderr").read_text(errors="replace").strip().splitlines()
             why = (f"KVM probe failed: QEMU exited {proc.returncode}: {err[-1] if err else ''}"
                    if proc.returncode not in (None, -9) else
