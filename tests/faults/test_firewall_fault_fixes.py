@@ -79,10 +79,10 @@ class FakeBackend:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False) -> None:
+    def apply(self, att: Attachment, cfg: FirewallConfig, *, fresh: bool = False, joint: object = None) -> None:
         self.calls.append("apply")
 
-    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = 2) -> None:
+    def remove_exact(self, att: Attachment, cfg: FirewallConfig, layout: int = 2, joint: object = None) -> None:
         self.calls.append("remove_exact")
 
     def remove_by_key(self, key: str) -> None:
