@@ -16,7 +16,8 @@ attachment except set elements keyed by the input port (the host veth):
         ethertype (STP, LLDP, RARP ...) is dropped.
 
 Per frame: hash lookups keyed by the port (pipapo for the prefix sets), the same with 1 or 500 guarded
-ports. Per ADD/DEL: one ``nft -f -`` transaction of element changes; nft (1.0.6, measured) fetches no set
+ports. Per ADD/DEL: one ``nft -f -`` transaction of element changes (with firewall rules in the nftables
+backend, the firewall's own transaction: ``bridge.firewall_glue.PortFilters``); nft (1.0.6, measured) fetches no set
 elements for it, and hash-set deletes are O(1) in the kernel, so ADD and DEL cost the same with 1 or 500
 ports. (Single addresses are kept out of interval sets on purpose: deleting from a pipapo set rebuilds
 it, 20 ms with 500 ports.) ADD re-asserts the table, sets and fixed chains (``add`` is idempotent; the
