@@ -53,9 +53,10 @@ def _import_check(names: str) -> int:
             __import__(name)
         except Exception as exc:  # report every failure, not just the first
             failed[name] = f"{type(exc).__name__}: {exc}"
-    import json
-
-    sys.stdout.write(json.dumps({"failed": failed}) + "\n")
+    # = json.dumps({"failed": failed}), without importing json (and re): -X importtime builds time the listed
+    # modules' imports alone (benchmarks/IMPORTS.md)
+    items = ", ".join(_json_str(k) + ": " + _json_str(v) for k, v in failed.items())
+    sys.stdout.write('{"failed": {' + items + "}}\n")
     return 1 if failed else 0
 
 
