@@ -29,3 +29,23 @@ def test_quick_soak_keeps_every_invariant_and_leaves_nothing() -> None:
     assert last <= first * 1.10, f"peak RSS grew: {text}"
     cpu_first, cpu_last = res["trend"]["cpu"]
     assert cpu_last <= cpu_first * 2.0, f"CPU per call grew: {text}"
+
+
+def test_peak_rss_is_the_plugins_not_the_harness() -> None:
+    """The first long soak saw 'peak RSS' grow 1.31x: wait4's ru_maxrss of a child starts at the spawning
+    process's own high-water mark, and the soak's process grows with its call records. Measured through GNU
+    time, a call's RSS must not follow this process's: hold 200 MB here and measure a VERSION call."""
+    from soak import TIME
+
+    if not TIME.exists():
+        pytest.skip(f"needs GNU time at {TIME} (Debian package time)")
+    ballast = bytearray(200 * 1024 * 1024)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page: resident
+    soak = Soak("quick", 1)
+    try:
+        call = soak.run("VERSION", b"")
+    finally:
+        soak.close()
+    assert call.rc == 0, call.stderr
+    assert 1000 < call.rss_kb < 150 * 1024, f"VERSION peak RSS {call.rss_kb} kB follows this process's 200 MB"
+    del ballast
