@@ -6,9 +6,9 @@ and onedir with PyInstaller's runtime hooks kept (both built only for this compa
 reference Go bridge (/usr/lib/cni/bridge) and the venv console scripts (unfrozen Python).
 
     python benchmarks/startup_bench.py [--runs 41] [--markdown]
-    sudo python benchmarks/startup_bench.py --compare NAME=DIR [NAME=DIR ...] [--runs 41]
+    sudo python benchmarks/startup_bench.py --compare NAME=DIR[:SETNS_MODULE] [NAME=DIR ...] [--runs 41]
     python benchmarks/startup_bench.py --restart [--runs 41]
-    python benchmarks/startup_bench.py --importtime DIR [--runs 41]
+    python benchmarks/startup_bench.py --importtime NAME=DIR[:SETNS_MODULE] [NAME=DIR ...] [--runs 41]
 
 --compare: bundles (a folder holding the `cni-ignite` executable, e.g. two builds of packaging/build.sh)
 side by side, interleaved run by run: VERSION and a whole-network ADD + DEL (conf/10-ignite.conflist, one
@@ -129,8 +129,9 @@ def restart(runs: int) -> list[str]:
     return out + [_row(k, w[1:], c[1:]) for k, (w, c) in res.items()]
 
 
-def compare(bundles: dict[str, Path], runs: int) -> list[str]:
-    """VERSION and whole-network ADD/DEL of each bundle, interleaved (needs root: network namespaces)."""
+def compare(bundles: dict[str, Path], runs: int, setns: dict[str, str] | None = None) -> list[str]:
+    """VERSION, the ADD path's imports alone (CNI_IGNITE_DEBUG_IMPORT=ADD_PATH + the bundle's setns module) and
+    whole-network ADD/DEL of each bundle, interleaved (needs root: network namespaces)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import chain_bench
 
@@ -153,6 +154,11 @@ def compare(bundles: dict[str, Path], runs: int) -> list[str]:
                 w, c = _spawn_env([str(dirs[name] / "ignite-bridge")], ENV)
                 wall.setdefault((name, "VERSION"), []).append(w)
                 cpu.setdefault((name, "VERSION"), []).append(c)
+                mods = ADD_PATH + "," + (setns or {}).get(name, SETNS_MODULE)
+                w, c = _spawn_env([str(dirs[name] / "ignite-bridge")],
+                                  {"PATH": ENV["PATH"], "CNI_IGNITE_DEBUG_IMPORT": mods})
+                wall.setdefault((name, "ADD path imports"), []).append(w)
+                cpu.setdefault((name, "ADD path imports"), []).append(c)
                 ctr = s.spaces.new("c")
                 try:
                     att = s.att(600 + i, ctr, 8080)
@@ -169,7 +175,7 @@ def compare(bundles: dict[str, Path], runs: int) -> list[str]:
             s.close()
     out = [f"| bundle, call ({runs} runs, interleaved) | median ms | p90 ms | CPU ms (median, incl. children) |",
            "|---|---:|---:|---:|"]
-    for verb in ("VERSION", "ADD", "DEL"):
+    for verb in ("VERSION", "ADD path imports", "ADD", "DEL"):
         out += [_row(f"{name}: {verb}", wall[(name, verb)], cpu[(name, verb)]) for name in bundles]
     return out
 
@@ -272,8 +278,9 @@ def main() -> int:
             bundles[name or Path(folder).name] = (Path(folder), setns_module or SETNS_MODULE)
         print("\n".join(importtime(bundles, args.runs)))
         return 0
-    if args.compare:
-        print("\n".join(compare({k: Path(v) for k, v in (c.split("=", 1) for c in args.compare)}, args.runs)))
+    if args.compare:  # NAME=DIR[:SETNS_MODULE]
+        specs = [(k, *v.partition(":")[::2]) for k, v in (c.split("=", 1) for c in args.compare)]
+        print("\n".join(compare({k: Path(d) for k, d, _ in specs}, args.runs, {k: m for k, _, m in specs if m})))
         return 0
     if args.restart:
         print("\n".join(restart(args.runs)))
