@@ -433,23 +433,7 @@ def answer_problem(run: Run, what: str, *, allow_kill: bool = False) -> str:
 def run_case(sc: Scenario, case: Case) -> Case:
     """Fault one call, then DEL and DEL again; record the outcome and check the invariants."""
     sc.ensure_ctr()
-    if case.verb == "ADD":
-        faulted = sc.call("ADD", syscall=case.syscall, index=case.index, fault=case.fault)
-        if faulted.rc == 0 and faulted.doc is not None:
-            sc.prev = faulted.doc
-            chk = sc.call("CHECK")
-            if chk.rc != 0:
-                case.problems.append(f"ADD succeeded but the attachment is not whole: CHECK {chk.stdout.strip()}")
-        if not faulted.killed:
-            for ip, text in sc.leases().items():
-                if text != f"{sc.cid}\r\n{sc.ifname}":
-                    case.problems.append(f"lease {ip} holds {text!r}")
-    else:
-        add = sc.call("ADD")
-        if add.rc != 0:
-            case.problems.append(f"setup ADD failed: {add.stdout.strip()}")
-        sc.prev = add.doc
-        faulted = sc.call(case.verb, syscall=case.syscall, index=case.index, fault=case.fault)
+    faulted = _fault_add(sc, case) if case.verb == "ADD" else _fault_other(sc, case)
     case.outcome, case.injected = faulted.outcome, faulted.injected
     problem = answer_problem(faulted, case.verb, allow_kill=True)
     if problem:
@@ -466,6 +450,34 @@ def run_case(sc: Scenario, case: Case) -> Case:
     if case.leftovers:  # start the next case clean: a fresh container namespace, the baseline's files back
         _reset(sc)
     return case
+
+
+def _fault_add(sc: Scenario, case: Case) -> Run:
+    """The faulted ADD: a success must leave a whole attachment (CHECK), no lease may name another."""
+    faulted = sc.call("ADD", syscall=case.syscall, index=case.index, fault=case.fault)
+    if faulted.rc == 0 and faulted.doc is not None:
+        sc.prev = faulted.doc
+        chk = sc.call("CHECK")
+        if chk.rc != 0:
+            case.problems.append(f"ADD succeeded but the attachment is not whole: CHECK {chk.stdout.strip()}")
+    if not faulted.killed:
+        for ip, text in sc.leases().items():
+            if text != f"{sc.cid}\r\n{sc.ifname}":
+                case.problems.append(f"lease {ip} holds {text!r}")
+    return faulted
+
+
+def _fault_other(sc: Scenario, case: Case) -> Run:
+    """A clean ADD, then the faulted verb. A DEL that answers ok must have removed everything: a runtime never
+    repeats a DEL that succeeded."""
+    add = sc.call("ADD")
+    if add.rc != 0:
+        case.problems.append(f"setup ADD failed: {add.stdout.strip()}")
+    sc.prev = add.doc
+    faulted = sc.call(case.verb, syscall=case.syscall, index=case.index, fault=case.fault)
+    if case.verb == "DEL" and faulted.rc == 0:
+        case.problems += [f"left after DEL answered ok: {x}" for x in sc.leftovers()]
+    return faulted
 
 
 def _reset(sc: Scenario) -> None:
@@ -555,7 +567,7 @@ def table(cases: list[Case], title: str, note: str = "") -> str:
             key = c.outcome + (" (startup)" if c.startup else "")
             outcomes[key] = outcomes.get(key, 0) + 1
         bad = sum(1 for c in cs if any(not p.startswith("left after DEL") for p in c.problems))
-        left = sum(1 for c in cs if c.leftovers)
+        left = sum(1 for c in cs if c.leftovers or any(p.startswith("left after DEL") for p in c.problems))
         rows.append(f"| {plugin} | {verb} | {syscall} | {fault} | {max(c.calls for c in cs)} | {len(cs)} | "
                     f"{sum(c.injected for c in cs)} | "
                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" | {bad} | {left} |")
