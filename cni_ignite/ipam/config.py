@@ -27,7 +27,7 @@ Our own keys (an ipam block without them behaves exactly as host-local):
 from __future__ import annotations
 
 from .. import ipparse
-from ..errors import InvalidConfig
+from ..errors import InvalidConfig, TryAgainLater
 from ..identity import valid_owner
 from ..netconf import NetConf, go_get, go_view, list_field, obj_field, str_field
 from ..result import IPAddress, IPNetwork, Route
@@ -113,6 +113,9 @@ class IpamConfig(Record):
     sticky: bool = False
     hold: int = 0  # seconds an owner's released address stays reserved for it (when sticky)
     reservations: tuple[Reservation, ...] = ()
+    # False for a DEL/GC whose subnetFile is missing: its range is unknown, so the configured reservations were
+    # not parsed and must not be applied (that would drop them); releasing by container ID needs no range.
+    range_known: bool = True
 
 
 # The keys of host-local's IPAMConfig, Range and types.Route. Go's encoding/json matches them ignoring
@@ -124,7 +127,9 @@ RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 ROUTE_KEYS = ("dst", "gw")
 
 
-def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
+def parse_ipam(conf: NetConf, cni_args: dict[str, str], *, cleanup: bool = False) -> IpamConfig:
+    """``cleanup`` (DEL, GC): a subnetFile that does not exist (yet) is no error, as after a reboot that cleared
+    /run before the multi-node agent wrote it again: the attachment's leases must still be released."""
     raw_ipam = obj_field(conf.raw, "ipam")
     kind = go_get(raw_ipam, "type")
     if not isinstance(kind, str) or not kind:
@@ -135,16 +140,23 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     for raw_set in list_field(conf.runtime_config, "ipRanges", where="runtimeConfig."):
         sets.append(_parse_set(raw_set, len(sets)))
     extra_routes: tuple[Route, ...] = ()
+    range_known = True
     if ipam.get("subnetFile") is not None:  # the multi-node agent's subnet file: this host's range
-        env = _subnet_env(ipam.get("subnetFile"))
-        gw = env.subnet.ip
-        sets.append((_parse_range({"subnet": str(env.subnet.network), "gateway": str(gw)}, len(sets)),))
-        extra_routes = (Route(dst=env.network),)  # the whole network (other hosts) via the gateway
+        try:
+            env = _subnet_env(ipam.get("subnetFile"))
+        except TryAgainLater:
+            if not cleanup:
+                raise
+            range_known = False
+        else:
+            gw = env.subnet.ip
+            sets.append((_parse_range({"subnet": str(env.subnet.network), "gateway": str(gw)}, len(sets)),))
+            extra_routes = (Route(dst=env.network),)  # the whole network (other hosts) via the gateway
     if ipam.get("subnet") is not None:
         sets.append((_parse_range(ipam, len(sets)),))
     for raw_set in list_field(ipam, "ranges", where=where):
         sets.append(_parse_set(raw_set, len(sets)))
-    if not sets:
+    if not sets and range_known:
         sets.append((_parse_range({"subnet": DEFAULT_SUBNET}, 0),))
     _check_overlaps(sets)
     if not at_least(conf.cni_version, "0.3.0"):
@@ -154,7 +166,7 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     sticky, hold = _sticky(ipam.get("sticky"))
     range_sets = tuple(sets)
     reservations = tuple(parse_reservation(r, range_sets, f"ipam.reservations[{i}]")
-                         for i, r in enumerate(list_field(ipam, "reservations", where=where)))
+                         for i, r in enumerate(list_field(ipam, "reservations", where=where))) if range_known else ()
     check_reservations(reservations)
     return IpamConfig(
         range_sets=range_sets,
@@ -165,6 +177,7 @@ def parse_ipam(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
         sticky=sticky,
         hold=hold,
         reservations=reservations,
+        range_known=range_known,
     )
 
 
@@ -195,9 +208,11 @@ def parse_duration(value: object, what: str) -> int:
     """Seconds from an integer or a duration text (``"90s"``, ``"1h30m"``, ``"7d"``, ``"0"``)."""
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
+    elif value == "0":
+        seconds = 0
     else:
         m = duration_groups(value) if isinstance(value, str) else None
-        if value != "0" and (m is None or not any(m)):
+        if m is None or not any(m):
             raise InvalidConfig(f"{what} must be seconds or a duration like 90s, 30m, 1h30m, 7d", repr(value)[:200])
         d, h, mi, s = (int(g or 0) for g in (m or ()))
         seconds = ((d * 24 + h) * 60 + mi) * 60 + s

@@ -37,7 +37,7 @@ KNOWN_ARGS = frozenset({"IP", "MAC", "TC_REDIRECT_TAP_NAME", "TC_REDIRECT_TAP_UI
 
 
 def config_of(cmd: CmdArgs) -> IpamConfig:
-    return parse_ipam(cmd.conf, parse_cni_args(cmd.args, KNOWN_ARGS))
+    return parse_ipam(cmd.conf, parse_cni_args(cmd.args, KNOWN_ARGS), cleanup=cmd.command in ("DEL", "GC"))
 
 
 def store_of(cfg: IpamConfig, cmd: CmdArgs) -> DiskStore:
@@ -90,7 +90,8 @@ def delete(cmd: CmdArgs) -> None:
     store = store_of(cfg, cmd)
     owner: Owner = (cmd.container_id, cmd.ifname)
     with store.locked():
-        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
+        if cfg.range_known:
+            sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
         ips = store.find(owner)
         if not ips:  # host-local: fall back to legacy leases that hold only the container ID
             owner = (cmd.container_id, "")
@@ -117,7 +118,8 @@ def gc(cmd: CmdArgs) -> None:
     store = store_of(cfg, cmd)
     now = time.time_ns()
     with store.locked():
-        sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
+        if cfg.range_known:
+            sticky.apply_config_reservations(store, cfg.range_sets, cfg.reservations)
         gone: dict[Owner, list[IPAddress]] = {}
         for ip, owner in store.scan().items():
             if owner is None:

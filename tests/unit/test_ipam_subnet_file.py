@@ -33,6 +33,24 @@ def test_a_missing_subnet_file_is_try_again_later(tmp_path: Path) -> None:
     assert ipam.files() == {}
 
 
+def test_del_releases_the_lease_when_the_subnet_file_is_gone_and_keeps_config_reservations(tmp_path: Path) -> None:
+    """A reboot clears /run (the subnet file) before the agent writes it again; the runtime's DELs must work."""
+    env_file = tmp_path / "subnet.env"
+    env_file.write_text(ENV)
+    ipam = Ipam(tmp_path / "data")
+    conf = ipam.conf({"subnetFile": str(env_file), "sticky": {"hold": "0"},
+                      "reservations": [{"owner": "vm-r", "address": "10.61.7.50"}]})
+    assert ipam("ADD", conf).ips == ["10.61.7.2/24"]
+    reserved = ipam.files()["10.61.7.50"]
+    env_file.unlink()
+    assert ipam("ADD", conf, cid="c2").code == 11  # an ADD still needs the range
+    out = ipam("DEL", conf)
+    assert out.rc == 0, out.text
+    assert ipam.leases()["10.61.7.2"].startswith(b"_ignite_held_\r\n")  # released: remembered, no longer c1's
+    assert ipam.files()["10.61.7.50"] == reserved  # the configured reservation is untouched
+    assert ipam("GC", {**conf, "cni.dev/valid-attachments": []}).rc == 0
+
+
 @pytest.mark.parametrize("text", [
     "FLANNEL_NETWORK=10.61.0.0/16\n",  # no subnet
     "FLANNEL_NETWORK=10.61.0.0/16\nFLANNEL_SUBNET=10.99.7.1/24\n",  # outside the network
