@@ -148,9 +148,11 @@ print(json.dumps({k: {v: [statistics.median(x), min(x)] for v, x in t.items()} f
 
 def test_add_del_cost_with_guard_on_and_off(netns, capsys):
     """The plugin's ADD and DEL (in-process: no interpreter start) of 4 containers, then their DEL, guard on
-    vs off alternating in one run; median and min ms. The guard's cost is one ``nft -f -`` exec of the
-    port's elements at ADD (~3 ms), one at DEL (the skeleton only when missing); a transaction that
-    deletes set elements makes the next nft transaction on the host wait for an RCU grace period."""
+    vs off alternating in one run; median and min ms. The guard's elements ride in the firewall's
+    ``nft -f -`` transaction at ADD and at DEL (test_guard_one_transaction), so the guard costs no exec
+    and no extra RCU grace period: the issue's bound (+3 ms ADD) holds with room. Asserted on the minima:
+    on this shared machine the medians of 24 calls swing by tens of ms with the load (measured +39.5 /
+    +14.7 / -0.6 ms in three runs with the same code, minima -0.7 / -0.2 / -0.8)."""
     env = HostEnv(netns)
     confs = {"off": base_conf(env.data_dir), "on": base_conf(env.data_dir, guard=True)}
     spaces = [env.container() for _ in range(4)]
@@ -163,4 +165,4 @@ def test_add_del_cost_with_guard_on_and_off(netns, capsys):
                      for verb in ("ADD", "DEL"))
     with capsys.disabled():
         print(f"\nguard cost, median ms (6 rounds of 4 ADD then 4 DEL): {line}")
-    assert med["on"]["ADD"][0] - med["off"]["ADD"][0] < 30, line
+    assert med["on"]["ADD"][1] - med["off"]["ADD"][1] < 5, line
