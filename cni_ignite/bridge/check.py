@@ -4,10 +4,10 @@ and list every difference (an empty list means the attachment is intact)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from .config import attachment_tag, host_veth_name
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from types import ModuleType
 

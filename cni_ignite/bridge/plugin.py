@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 from contextlib import ExitStack, suppress
-from typing import TYPE_CHECKING
 
 from ..errors import CniError, IOFailure, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
@@ -21,6 +20,7 @@ from ..skel import Handlers
 from . import ipam_call
 from .config import BridgeConfig, attachment_tag, derived_mac, host_veth_name, parse_bridge_config
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NamedTuple as Record

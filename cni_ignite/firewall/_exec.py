@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import time
-from typing import TYPE_CHECKING
 
 from .. import hostexec
 from ..errors import CniError, IOFailure
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Sequence
+else:
+    import _signal as signal  # not signal.py (its IntEnums: ~1 ms per call); only SIGKILL is used
 
 
 class RuleToolFailed(CniError):

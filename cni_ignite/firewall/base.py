@@ -16,19 +16,20 @@ network, and no ``nft list tables`` exec on every ADD).
 
 from __future__ import annotations
 
-import re
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidConfig
 from ..ipparse import ip_address
 from ..netconf import go_view
 from .naming import owner_key
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any, Protocol
     from typing import NamedTuple as Record
 else:
+    Protocol = object
     from .. import Record  # a NamedTuple at namedtuple's cost (cni_ignite/__init__.py)
 
 BACKENDS = ("auto", "iptables", "nftables")
@@ -210,6 +211,8 @@ def _conditions(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
         raise InvalidConfig(f"{key} must be a list of non-empty strings")
+    import re
+
     if any(re.search(_BAD_TOKEN, t) for t in value):
         raise InvalidConfig(f"{key}: control characters, ';' and '#' are not allowed", repr(value))
     return tuple(value)
@@ -233,6 +236,8 @@ def parse_firewall_config(doc: Mapping[str, Any], runtime: Mapping[str, Any] | N
         raise InvalidConfig("markMasqBit must be an integer 0-31", repr(bit))
     ext = doc.get("externalSetMarkChain")
     if ext is not None:
+        import re
+
         if not isinstance(ext, str) or not re.match(_CHAIN_NAME, ext):
             raise InvalidConfig("externalSetMarkChain must be an iptables chain name", repr(ext))
         if "markMasqBit" in doc:

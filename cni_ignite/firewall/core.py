@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CniError, TryAgainLater
 from . import state
@@ -11,8 +10,13 @@ from ._exec import ToolMissing, program, run
 from .base import Attachment, conditions_syntax
 from .rules import needs_localnet
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from .base import Address, AttachmentInfo, FirewallConfig, Joint, Owner
+else:
+    Protocol = object
 
 XTABLES_NFT = ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 filter")
 

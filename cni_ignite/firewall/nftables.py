@@ -33,15 +33,16 @@ closed once. When that transaction fails the backend goes on without it and ``jo
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
-
+from .. import _json as json
 from . import naming as n
 from . import state
 from ._exec import RuleToolFailed, checked, run, run_all
 from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nft_delete_text, nft_plan
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .base import Attachment, FirewallConfig, Joint
 
 NAME = "nftables"

@@ -36,11 +36,10 @@ Layout 1 (per-attachment chains) is in nft_legacy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._sha import sha256
 from . import naming as n
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from typing import NamedTuple as Record
 

@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import re
 from _thread import get_ident
-from typing import TYPE_CHECKING, Any
 
+from .. import _json as json
 from ..errors import CniError, InvalidConfig, IOFailure
 from ..ipparse import ip_address, ip_interface
 from .naming import network_dir
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
     from typing import NamedTuple as _Record
 
     from .base import Address, AttachmentInfo, FirewallConfig, Owner, PortMapping
@@ -225,6 +225,8 @@ def _family(token: str) -> int | None:
 
 def _entry_token(entry: str) -> str:
     """The address token of a registry entry "<proto>_<port>/<token>" ("" when it is not one)."""
+    import re
+
     m = re.match(_ENTRY, entry)
     if m is None or int(m[2]) > 65535:
         return ""

@@ -30,12 +30,11 @@ plus Neutron port security's RA guard and DHCP server guard.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
-
 from ..errors import InvalidConfig
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
     from typing import NamedTuple as Record
 
     from ..ipparse import IPNetwork
@@ -91,6 +90,8 @@ def _pair(item: object) -> AddressPair:
     if net.prefixlen == 0:
         raise InvalidConfig(f"{where}.ipAddress {net} would allow every source address", "use a narrower prefix")
     mac = item.get("macAddress", "") or ""
+    import re  # only for a pair with a MAC: no regex on the plugins' usual path
+
     if not isinstance(mac, str) or (mac and not re.match(MAC_PATTERN, mac)):
         raise InvalidConfig(f"invalid {where}.macAddress", repr(mac)[:200])
     if mac and int(mac[:2], 16) & 1:

@@ -24,12 +24,13 @@ transactions, and nft 1.0.6 fetches no set elements for them (measured; see test
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ..firewall._exec import RuleToolFailed, ToolMissing, checked, run
 from . import rules
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .rules import Attachment
 
 BACKEND = "guard"
@@ -68,7 +69,7 @@ def guarded(port: str) -> bool:
 
 def purge(port: str) -> None:
     """Delete every element of `port` in every guard set, found by listing the table (the O(n) path)."""
-    import json
+    from .. import _json as json
 
     listed = run(BACKEND, ("nft", "-j", "list", "table", *rules.TABLE.split()))
     if not listed.ok:

@@ -30,10 +30,10 @@ the ICMPv6 header.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from .._sha import sha256
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import NamedTuple as Record
