@@ -167,16 +167,7 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         _log(args, started, stderr, error=exc.as_dict(conf_version))
         return 1
     except Exception as exc:
-        if _module_load_failure(exc):  # a lazy import inside the handler could not read its module file
-            stderr.write(f"cni-ignite: {type(exc).__name__}: {exc}\n")
-            error = load_failure(exc).as_dict(conf_version)
-        else:
-            if on_internal_error is not None:
-                try:
-                    on_internal_error(exc)
-                except Exception as report:  # e.g. traceback cannot be imported: the answer still goes out
-                    stderr.write(f"cni-ignite: {type(exc).__name__}: {exc} (no traceback: {report!r})\n")
-            error = CniError(f"internal error: {type(exc).__name__}", str(exc)).as_dict(conf_version)
+        error = _unexpected(exc, stderr, on_internal_error).as_dict(conf_version)
         _emit(stdout, error, stderr)
         _log(args, started, stderr, error=error)
         return 1
@@ -184,6 +175,35 @@ def run(handlers: Handlers | Callable[[], Handlers], *, env: Mapping[str, str], 
         return 1
     _log(args, started, stderr, result=answer)
     return 0
+
+
+def _unexpected(exc: Exception, stderr: IO[str], on_internal_error: Callable[[BaseException], None] | None
+                ) -> CniError:
+    """The answer to an exception no handler turned into a CniError."""
+    if _module_load_failure(exc):  # a lazy import inside the handler could not read its module file
+        stderr.write(f"cni-ignite: {type(exc).__name__}: {exc}\n")
+        return load_failure(exc)
+    if isinstance(exc, OSError):
+        # The kernel refused something the plugin did not expect to fail (EIO reading a .pyc whose read fault
+        # carries no file name, closing a descriptor): an I/O failure, not a bug: 5 (11 when the host is short
+        # of memory or descriptors), one line on stderr, no traceback.
+        stderr.write(f"cni-ignite: {type(exc).__name__}: {exc}\n")
+        return os_failure(exc)
+    if on_internal_error is not None:
+        try:
+            on_internal_error(exc)
+        except Exception as report:  # e.g. traceback cannot be imported: the answer still goes out
+            stderr.write(f"cni-ignite: {type(exc).__name__}: {exc} (no traceback: {report!r})\n")
+    return CniError(f"internal error: {type(exc).__name__}", str(exc))
+
+
+def os_failure(exc: OSError) -> CniError:
+    """The CNI error for an OSError no handler caught: 11 for a transient shortage, else 5."""
+    import errno  # built in: only on this failure path
+
+    if exc.errno in (errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE):
+        return TryAgainLater(f"the host is short of resources: {exc.strerror or exc}", f"{type(exc).__name__}: {exc}")
+    return IOFailure(f"I/O error: {exc.strerror or exc}", f"{type(exc).__name__}: {exc}")
 
 
 def load_failure(exc: BaseException) -> CniError:

@@ -301,6 +301,18 @@ def test_foreign_exception_becomes_999_without_a_traceback_on_stdout() -> None:
     assert r.internal == [boom]  # the traceback is the caller's to log, on stderr
 
 
+@pytest.mark.parametrize(("exc", "code"), [
+    (OSError(5, "Input/output error"), 5),  # EIO reading a lazily imported .pyc (no file name), closing an fd
+    (PermissionError(13, "Permission denied"), 5),
+    (OSError(12, "Cannot allocate memory"), 11),
+    (OSError(24, "Too many open files"), 11),
+])
+def test_an_unexpected_os_error_is_an_io_failure_without_a_traceback(exc: OSError, code: int) -> None:
+    r = run(ADD_ENV, conf(), Calls(fail=exc))
+    assert r.rc == 1 and r.doc["code"] == code and str(exc.strerror) in r.doc["msg"]
+    assert r.internal == []  # no traceback: the kernel refused, not a bug of ours
+
+
 def test_foreign_exception_from_a_key_error_is_still_one_json_line() -> None:
     r = run({**ADD_ENV, "CNI_COMMAND": "DEL"}, conf(), Calls(fail=KeyError("x\ny")))
     assert r.doc["code"] == 999
