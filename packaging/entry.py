@@ -140,10 +140,25 @@ def _stdin_cni_version() -> str:
     return version if version in CNI_VERSIONS else CNI_VERSIONS[-1]
 
 
+def _root_os_error(exc: BaseException) -> BaseException:
+    """The first OSError/MemoryError behind `exc` (its __cause__/__context__ chain), else `exc`: PyInstaller's
+    importer raises RuntimeError('Failed to setup PYZ archive reader!') from the EIO that opening the archive
+    met, and that EIO is what decides the code (5, or 11 for a shortage)."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 16:
+        if isinstance(cur, (OSError, MemoryError)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return exc
+
+
 def _answer_failure(exc: BaseException) -> int:
     """Report a failure skel could not: one CNI error object on fd 1 (unless skel has started its answer)."""
     skel = sys.modules.get("cni_ignite.skel")
     answered = bool(getattr(skel, "answered", False))
+    exc = _root_os_error(exc)
     if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (12, 11, 24, 23)):
         code, msg = 11, "cni-ignite could not load its modules"  # ENOMEM, EAGAIN, EMFILE, ENFILE: try again
     elif isinstance(exc, OSError):

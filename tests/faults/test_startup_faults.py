@@ -31,11 +31,6 @@ def bundle_exe() -> Path:
     pytest.skip("no frozen bundle (dist/cni-ignite/cni-ignite): run `make build`, or set FAULTS_PLUGIN_DIR")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "packaging/entry.py _answer_failure classifies only the exception it is given: PyInstaller's importer "
-    "raises RuntimeError('Failed to setup PYZ archive reader!') from the OSError, so an I/O error opening "
-    "the bundle's module archive answers 999 'internal error: RuntimeError' instead of 5. Fix: classify the "
-    "first OSError/MemoryError in the exception's __cause__/__context__ chain."))
 def test_an_io_error_opening_the_bundles_module_archive_answers_code_5(tmp_path: Path) -> None:
     exe = bundle_exe()
     spaces = Namespaces()
@@ -70,13 +65,6 @@ def test_an_io_error_opening_the_bundles_module_archive_answers_code_5(tmp_path:
         spaces.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "skel.py answers an exception that is not a CniError with 999 and a traceback on stderr. In the bundle a "
-    "module is only its .pyc (no source to fall back on, unlike a source install), so an I/O error reading a "
-    "lazily imported module mid-verb (bridge/kernel.py's netlink/sysctl, EIO) answers 999 + traceback. Same "
-    "shape: EIO from os.close(origin) in netlink/netns.py entered()'s finally (long sweep: bridge ADD close#127). "
-    "Fix: skel maps OSError to 5 (as packaging/entry.py does before skel runs) with a one-line message; "
-    "netns.entered suppresses OSError closing its saved fd"))
 def test_an_io_error_in_a_lazy_import_answers_code_5_without_a_traceback(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     exe = bundle_exe()
