@@ -17,7 +17,7 @@ from ..errors import CniError, InvalidConfig, IOFailure, PluginUnavailable
 from ..identity import OWNER_ARG, owner_of
 from ..netconf import parse_cni_args
 from ..result import DNS, IPConfig, Result
-from ..skel import Handlers
+from ..skel import Handlers, step
 from . import sticky
 from .allocator import first_free
 from .config import IpamConfig, RangeSet, parse_ipam
@@ -54,6 +54,7 @@ def who_of(cmd: CmdArgs, *, strict: bool) -> sticky.Who:
 
 def add(cmd: CmdArgs) -> Result:
     cfg = config_of(cmd)
+    step("ipam config")
     # The owner is checked strictly where the config makes it matter; elsewhere a malformed one (which
     # host-local would not look at) only fails to match a runtime reservation.
     who = who_of(cmd, strict=cfg.sticky or bool(cfg.reservations))
@@ -81,6 +82,7 @@ def add(cmd: CmdArgs) -> Result:
         if cfg.sticky or picker.mine_reserved:
             sticky.record_add(store, who, got)
         undo.pop_all()
+    step("ipam lease")
     ips = tuple(_ip_config(ip, rs) for ip, rs in zip(got, cfg.range_sets, strict=True))
     return Result(ips=ips, routes=cfg.routes, dns=dns)
 
@@ -99,6 +101,7 @@ def delete(cmd: CmdArgs) -> None:
         if ips:
             sticky.release(store, cfg, owner[0], owner[1], ips, who_of(cmd, strict=False).owner, time.time_ns())
             store.set_index(owner, [])
+    step("ipam release")
 
 
 def check(cmd: CmdArgs) -> None:

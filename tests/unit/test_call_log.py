@@ -139,3 +139,19 @@ def test_the_owner_is_explicit_then_the_pod_then_the_container() -> None:
     assert owner_of("c1", k8s, {"owner": "vm-8"}) == "vm-8"
     assert owner_of("c1", "K8S_POD_NAME=p") == "c1"
     assert owner_of("c1", "IGNITE_OWNER=bad\nname") == "c1"
+
+
+def test_a_real_ipam_add_and_del_at_debug_level_log_their_steps(tmp_path: Path) -> None:
+    from ipamenv import Ipam
+
+    ipam = Ipam(tmp_path / "data")
+    log = tmp_path / "cni.log"
+    conf = ipam.conf({"subnet": "10.61.7.0/24"}, logFile=str(log), logLevel="debug")
+    skel._steps = None
+    assert ipam("ADD", conf).ips == ["10.61.7.2/24"]
+    skel._steps = None
+    assert ipam("DEL", conf).rc == 0
+    add, delete = _lines(log)
+    assert [s[0] for s in add["steps"]] == ["ipam config", "ipam lease"]
+    assert [s[0] for s in delete["steps"]] == ["ipam release"]
+    assert all(isinstance(s[1], float) and s[1] >= 0 for s in add["steps"] + delete["steps"])
