@@ -20,13 +20,16 @@ one-line note goes to stderr instead.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import suppress  # loaded by skel already
-from typing import IO, TYPE_CHECKING, Any
 
+from . import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from .skel import CmdArgs
 
 LEVELS = {"error": 0, "info": 1, "debug": 2}

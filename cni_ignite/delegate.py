@@ -3,14 +3,14 @@ changes), as libcni's DelegateAdd/Del/Check do, and decode its result."""
 
 from __future__ import annotations
 
-import json
 import os
-from typing import TYPE_CHECKING
 
+from . import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
 from .errors import CniError, InvalidConfig
 from .hostexec import run
 from .result import Result, decode
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from .skel import CmdArgs
 

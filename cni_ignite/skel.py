@@ -11,18 +11,19 @@ log) can fail the call.
 
 from __future__ import annotations
 
-import json
 import os
-from contextlib import suppress  # already loaded by typing: free
+from contextlib import suppress
 from time import perf_counter
-from typing import IO, TYPE_CHECKING, Any
 
+from . import _json as json  # json's own C scanner/encoder without the json package (and re): cni_ignite/_json.py
 from .errors import CniError, InvalidConfig, InvalidEnvironment, IOFailure, TryAgainLater
 from .netconf import NAME_RE, NetConf, load_object, parse_netconf
 from .version import CURRENT, SUPPORTED, require_verb
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import IO, Any
     from typing import NamedTuple as Record
 
     from .result import Result
