@@ -464,6 +464,8 @@ def _fault_add(sc: Scenario, case: Case) -> Run:
         for ip, text in sc.leases().items():
             if text != f"{sc.cid}\r\n{sc.ifname}":
                 case.problems.append(f"lease {ip} holds {text!r}")
+        if faulted.rc != 0 and faulted.outcome != "answer-lost":  # a failed ADD rolls back everything itself
+            case.problems += [f"left after failed ADD: {x}" for x in sc.leftovers()]
     return faulted
 
 
@@ -566,8 +568,8 @@ def table(cases: list[Case], title: str, note: str = "") -> str:
         for c in cs:
             key = c.outcome + (" (startup)" if c.startup else "")
             outcomes[key] = outcomes.get(key, 0) + 1
-        bad = sum(1 for c in cs if any(not p.startswith("left after DEL") for p in c.problems))
-        left = sum(1 for c in cs if c.leftovers or any(p.startswith("left after DEL") for p in c.problems))
+        bad = sum(1 for c in cs if any(not p.startswith("left after") for p in c.problems))
+        left = sum(1 for c in cs if c.leftovers or any(p.startswith("left after") for p in c.problems))
         rows.append(f"| {plugin} | {verb} | {syscall} | {fault} | {max(c.calls for c in cs)} | {len(cs)} | "
                     f"{sum(c.injected for c in cs)} | "
                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" | {bad} | {left} |")
