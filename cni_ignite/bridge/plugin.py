@@ -16,7 +16,7 @@ from contextlib import ExitStack, suppress
 
 from ..errors import CniError, IOFailure, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
-from ..skel import Handlers
+from ..skel import Handlers, step
 from . import ipam_call
 from .config import BridgeConfig, attachment_tag, derived_mac, host_veth_name, parse_bridge_config
 
@@ -60,6 +60,7 @@ def add(cmd: CmdArgs) -> Result:
     fw_cfg = rules.config(cmd, cfg) if rules.wanted(cmd, cfg) else None  # validated before any change
     state_dir = (fw_cfg or rules.config(cmd, cfg, port_mappings=False)).state_dir
     ipam_cfg = ipam_call.validate(cmd, cfg.ipam_type) if cfg.ipam_type else None  # likewise the IPAM's block
+    step("config")
     with ExitStack() as undo:
         host = kernel.HostNet()
         undo.callback(host.close)
@@ -71,14 +72,17 @@ def add(cmd: CmdArgs) -> Result:
         ident = _identity(host, cmd, cfg, state_dir, ipam_cfg)
         tag = attachment_tag(cmd.conf.name, cmd.container_id, cmd.ifname)
         bridge, host_veth = _host_veth(host, cont, cmd, cfg, ident.mac, tag, undo)
+        step("bridge and veth")
 
         ipam = Result()
         if cfg.ipam_type:
             ipam = ipam_call.add(cmd, cfg.ipam_type)
             undo.callback(_quietly(lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL")))
+            step("ipam")
         ips, routes, gateways = _gateways_and_routes(ipam, cfg)
 
         _join(host, cmd, cfg, cont, state_dir, ident, ips, bridge, host_veth, tag, fw_cfg, undo)
+        step("record, guard, rules, port")
 
         if cfg.routed:  # the host routes exist before the container sends its first packet
             from . import routed
@@ -90,10 +94,12 @@ def add(cmd: CmdArgs) -> Result:
         if bridge is not None and cfg.is_gateway and gateways:
             host.set_gateway_addrs(bridge, gateways, force=cfg.force_address)
             host.enable_forwarding({g.version for g in gateways})
+        step("container and gateway")
 
         vm_ifaces: tuple[Interface, ...] = ()
         if cfg.vm.mode != "none":
             vm_ifaces = _vm(cont, cmd, cfg, container_link, ips, tag, ident.guest_mac, undo)
+            step("vm tap")
 
         if not cfg.disable_container_interface:
             host.wait_oper_up(host_veth.index)
@@ -102,6 +108,7 @@ def add(cmd: CmdArgs) -> Result:
             host_links.insert(0, host.link_info(bridge.name))
         result = _result(cmd, cfg, prev, ipam, ips, routes, host_links, container_link, vm_ifaces)
         undo.pop_all()
+    step("link up, result")
     return result
 
 
@@ -375,14 +382,18 @@ def delete(cmd: CmdArgs) -> None:
     finally:
         if cont is not None:
             cont.close()
+    step("container side")
     theirs: list[bool] = []  # the host veth name is held by a link that is not this attachment's
     attempt("host veth", lambda: theirs.append(_del_host_veth(veth_name, tag)))
     # the port's guard and macspoofchk entries are keyed by name: not when the name is another's link
+    step("host veth")
     _del_rules_and_filters(cmd, cfg, rec, veth_name, addresses, attempt, port_filters=not any(theirs))
+    step("rules, guard")
     if failures:
         raise incomplete("DEL incomplete (the address stays leased until a DEL succeeds)")
     if cfg.ipam_type:
         attempt("IPAM", lambda: ipam_call.run(cmd, cfg.ipam_type, "DEL"))
+        step("ipam")
     if failures:
         raise incomplete("DEL incomplete")
     attempt("namespace record", lambda: records.remove(state_dir, network, cmd.container_id, cmd.ifname))
