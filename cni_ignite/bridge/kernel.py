@@ -210,8 +210,10 @@ def open_container(path: str) -> ContainerNet:
 
 
 def open_container_for_del(path: str) -> ContainerNet | None:
-    """DEL's view of CNI_NETNS: None when it is empty, gone, or not a network namespace at all (a leftover
-    file): the container side is then unreachable and DEL cleans what the host side holds."""
+    """DEL's view of CNI_NETNS: None when it is empty, gone (NetnsGone), or not a network namespace at all
+    (InvalidNetns: a leftover file): the container side is then unreachable and DEL cleans what the host side
+    holds. Any other failure to open or enter it (IOFailure, a netlink error) is raised: the container side
+    may well be there, so the DEL must fail (5) and be repeated, not answer ok leaving its links."""
     if not path:
         return None
     try:

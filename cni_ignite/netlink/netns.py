@@ -8,6 +8,7 @@ plugins are single-threaded. A netlink or packet socket keeps the namespace it w
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 
@@ -27,6 +28,11 @@ else:
 
 CLONE_NEWNET = 0x40000000
 SELF_NETNS = "/proc/thread-self/ns/net"
+# open(2) errors that say the path can never name a namespace, whatever is retried: the path is too long,
+# loops, or names a socket or a device without a driver (not an I/O failure: code 8, which DEL takes for
+# "the container side is unreachable"). ENOENT and ENOTDIR say it does not exist (NetnsGone); any other
+# error (EIO, ENOSPC, EACCES, EMFILE...) is an I/O failure (5) that a repeated call may not meet.
+_NOT_A_NETNS_PATH = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO, errno.ENODEV})
 
 _setns_impl: Callable[[int, int], None] | None = None
 
@@ -80,13 +86,17 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 
 
 def open_netns(path: str) -> int:
-    """An O_RDONLY|O_CLOEXEC fd for the netns at path; NetnsGone if the path does not exist."""
+    """An O_RDONLY|O_CLOEXEC fd for the netns at path: NetnsGone if the path does not exist, InvalidNetns
+    if it cannot name a namespace (:data:`_NOT_A_NETNS_PATH`), IOFailure for any other error. Whether an
+    opened file is a netns at all is found on entering it (:func:`entered`: InvalidNetns)."""
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise NetnsGone(f"netns {path} does not exist") from exc
     except OSError as exc:
-        raise InvalidNetns(f"cannot open netns {path}", str(exc)) from exc
+        if exc.errno in _NOT_A_NETNS_PATH:
+            raise InvalidNetns(f"cannot open netns {path}", str(exc)) from exc
+        raise IOFailure(f"cannot open netns {path}", str(exc)) from exc
 
 
 def ns_id(fd_or_path: int | str) -> NsId:
@@ -108,7 +118,9 @@ def is_current(fd_or_path: int | str) -> bool:
 
 @contextmanager
 def entered(fd: int) -> Iterator[None]:
-    """Run the body inside the netns open at fd, then return to the original one, even on error."""
+    """Run the body inside the netns open at fd, then return to the original one, even on error.
+    InvalidNetns when fd is no network namespace (setns: EINVAL); IOFailure when it cannot be entered for
+    another reason (or setns cannot be loaded): nothing changed then, and a repeated call may succeed."""
     try:
         origin = os.open(SELF_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:  # nothing changed yet: an I/O failure (the way back could not be kept)
@@ -117,7 +129,11 @@ def entered(fd: int) -> Iterator[None]:
         try:
             setns(fd)
         except OSError as exc:
-            raise InvalidNetns("cannot enter network namespace", str(exc)) from exc
+            if exc.errno == errno.EINVAL:  # fd is no netns (a leftover file, a directory, another ns type)
+                raise InvalidNetns("cannot enter network namespace: not a network namespace", str(exc)) from exc
+            raise IOFailure("cannot enter network namespace", str(exc)) from exc
+        except ImportError as exc:  # _ctypes' module could not be loaded (an I/O error opening its file)
+            raise IOFailure("cannot enter network namespace: setns is unavailable", str(exc)) from exc
         try:
             yield
         finally:

@@ -47,7 +47,7 @@ class Known(NamedTuple):
     after: str  # regex: the fault hits the first `syscall` at or after the trace line matching it
 
 
-# The fixed ones: test_bridge_fault_fixes.py, test_firewall_fault_fixes.py.
+# The fixed ones: test_bridge_fault_fixes.py, test_firewall_fault_fixes.py, test_del_fault_fixes.py.
 KNOWN: dict[str, Known] = {
     "shared chain registration": Known(
         problem=r"left after DEL answered ok: (nft: \+chain [mh]-|files: \+state/_nft-shared/)",
@@ -58,15 +58,6 @@ KNOWN: dict[str, Known] = {
                 "another OSError let the DEL fail with code 5 (after carrying on) so that the runtime repeats it "
                 "(found by `make faults-long` on the bundle: bridge DEL unlink#1 and #2)"),
         plugin="bridge", verb="DEL", syscall="unlink", fault="EIO", after=r'^unlink\(".*/_nft-shared/'),
-    "netns open error taken for gone": Known(
-        problem=r"left after DEL answered ok: container links: \+",
-        reason=("netlink/netns.py open_netns turns every OSError but ENOENT into InvalidNetns (and entered() "
-                "every setns/import OSError), and bridge/kernel.py open_container_for_del treats InvalidNetns as "
-                "'not a namespace': an I/O error (ENOSPC/EIO/EACCES) opening CNI_NETNS or entering it skips the "
-                "container side and the DEL answers ok leaving eth0/tap0 in the container. Fix: only ENOENT is "
-                "gone and only setns EINVAL (a file that is no netns) is InvalidNetns; any other OSError is an "
-                "IOFailure (5) so that the runtime repeats the DEL (found by the long sweep: DEL openat#138)"),
-        plugin="bridge", verb="DEL", syscall="openat", fault="ENOSPC", after=r'^openat\(AT_FDCWD, "/var/run/netns/'),
     "unreadable firewall record": Known(
         problem=r"left after DEL answered ok: files: \+state/faultnet/",
         reason=("firewall/core.py delete(): when state.load raises (an I/O error reading the record) it notes "
