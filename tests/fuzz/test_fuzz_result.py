@@ -3,9 +3,10 @@ versions it knows (0.1.0 … 1.0.0; libcni 1.1.2 predates 1.1.0)."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import cni_results, result_docs
 
@@ -102,6 +103,7 @@ def test_conversion_matches_libcni(oracle: Oracle, res: Result, source: str, tar
 
 
 @given(result_docs(), st.sampled_from(LIBCNI_VERSIONS))
+@example(doc={"cniVersion": "0.1.0", "ip4": {}}, to="0.2.0")  # the long run's find: see below
 def test_a_result_libcni_reads_we_read_the_same(oracle: Oracle, doc: Any, to: str) -> None:
     """Any document (valid or broken) that libcni reads and converts, we read and convert to the same
     JSON; where libcni refuses, we may be more lenient (see the report) but never crash."""
@@ -118,6 +120,11 @@ def test_a_result_libcni_reads_we_read_the_same(oracle: Oracle, doc: Any, to: st
         return  # a null entry: libcni copies it through (or panics, see below); we refuse it (code 6)
     [ans] = oracle.ask([{"op": "convert", "result": doc, "to": to}])
     ours = _ours(doc, to)
+    if ans["ok"] and "<nil>" in json.dumps(ans["result"]):
+        # libcni read an address object without its address: the zero IPNet prints as "<nil>", which no
+        # runtime can use; we refuse such a document (a CNI error, never a crash)
+        assert ours is None, f"libcni printed {ans['result']}, we printed {ours} for {doc}"
+        return
     if ans["ok"]:
         assert ours == ans["result"], f"libcni {ans['result']} != ours {ours} for {doc}"
 
@@ -125,6 +132,18 @@ def test_a_result_libcni_reads_we_read_the_same(oracle: Oracle, doc: Any, to: st
 # ------------------------------------------------------------------------------------------ regressions
 # Found by test_a_result_libcni_reads_we_read_the_same: the shape was chosen by the keys present, not by
 # cniVersion as libcni does.
+
+def test_an_address_object_without_its_address_is_refused_not_printed_as_nil() -> None:
+    """Found by the long run (tests/fuzz/RESULTS.md): libcni copies {"ip4": {}} from 0.1.0 to 0.2.0 and prints
+    its zero IPNet as "<nil>"; we refuse the document as malformed (6)."""
+    for doc in ({"cniVersion": "0.1.0", "ip4": {}}, {"cniVersion": "0.2.0", "ip6": {"gateway": "fd00::1"}}):
+        try:
+            decode(doc)
+        except DecodingFailure as exc:
+            assert exc.code == 6
+        else:
+            raise AssertionError(f"{doc} decoded")
+
 
 def test_a_0_1_0_result_with_an_ips_key_reads_as_0_1_0() -> None:
     doc = {"cniVersion": "0.1.0", "ips": True}  # minimal failing input: libcni ignores "ips" in 0.1.0
