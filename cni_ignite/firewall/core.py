@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import CniError, TryAgainLater
+from ..errors import CniError, IOFailure, TryAgainLater
 from . import state
 from ._exec import ToolMissing, program, run
 from .base import Attachment, conditions_syntax
@@ -165,9 +165,13 @@ class RuleFirewall:
         del addresses  # kept for the interface: rules are found by key, not by address
         notes: list[str] = []
         rec: state.Record | None = None
+        unreadable = False  # the record is there but could not be read: it is kept, the DEL must fail
         try:
             rec = state.load(cfg.state_dir, owner)
-        except CniError as exc:
+        except state.RecordUnreadable as exc:
+            notes.append(str(exc))
+            unreadable = True
+        except CniError as exc:  # its content is no valid record: the rules go by key, the record stays
             notes.append(str(exc))
         if rec is not None:
             try:
@@ -176,6 +180,7 @@ class RuleFirewall:
             except CniError as exc:
                 notes.append(f"{rec.backend}: {exc}")
         failures = []
+        io_failed = False
         for name in ("iptables", "nftables"):
             try:
                 self.backend(name).remove_by_key(owner.key)
@@ -183,9 +188,16 @@ class RuleFirewall:
                 continue  # without the tool there are no rules of that backend to remove
             except CniError as exc:
                 failures.append(f"{name}: {exc}")
+                io_failed = io_failed or isinstance(exc, IOFailure)
         if failures:
-            # 11: the record (if any) is kept, so a retried DEL finishes the job
-            raise TryAgainLater("firewall DEL incomplete", "; ".join(notes + failures))
+            # the record (if any) is kept, so a retried DEL finishes the job: 5 when the state dir failed
+            # (a shared chain registration that cannot be removed), else 11 (a rule tool failed)
+            raise (IOFailure if io_failed else TryAgainLater)("firewall DEL incomplete", "; ".join(notes + failures))
+        if unreadable:
+            # the rules are gone, but only the record names the host ports it holds: a repeated DEL that
+            # reads it releases them and removes it (answering ok would leave both until a GC)
+            raise IOFailure("firewall DEL incomplete: the state record could not be read (kept for a repeated "
+                            "DEL)", "; ".join(notes))
         if rec is not None:
             state.release_ports(cfg.state_dir, owner, rec.ports)
         if rec is not None or not notes:  # no record: a killed writer's temp file may be left

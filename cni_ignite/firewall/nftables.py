@@ -34,6 +34,7 @@ closed once. When that transaction fails the backend goes on without it and ``jo
 from __future__ import annotations
 
 from .. import _json as json
+from ..errors import IOFailure
 from . import naming as n
 from . import state
 from ._exec import RuleToolFailed, checked, run, run_all
@@ -41,6 +42,7 @@ from .rules import NFT_BASE_RULES, NftElem, nft_add_text, nft_bootstrap_text, nf
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
     from .base import Attachment, FirewallConfig, Joint
@@ -139,6 +141,26 @@ def _drop_unused(chains: list[str]) -> None:
         run_all(NAME, [["nft", f"flush chain {TABLE} {c}; delete chain {TABLE} {c}"] for c in chains])
 
 
+def _unref(state_dir: str, chains: Iterable[str], key: str, failed: list[str]) -> tuple[str, ...]:
+    """The shared chains of `chains` that key was the last registered user of (``state.shared_unref``). A
+    registration that cannot be removed keeps its chain (in use) and goes to `failed`: the DEL carries on
+    with the rest and then fails (:func:`_raise_unref_failed`), so that it is repeated."""
+    last = []
+    for c in chains:
+        try:
+            if state.shared_unref(state_dir, c, key):
+                last.append(c)
+        except IOFailure as exc:
+            failed.append(str(exc))
+    return tuple(last)
+
+
+def _raise_unref_failed(failed: list[str]) -> None:
+    if failed:
+        raise IOFailure("nft DEL incomplete: a shared chain registration is left (a repeated DEL removes it)",
+                        "; ".join(failed))
+
+
 def _legacy_left(chains: set[str]) -> bool:
     from .nft_legacy import is_legacy_chain
 
@@ -186,7 +208,8 @@ class NftablesBackend:
         if not plan.chains and not plan.elements:
             return
         chains = list(plan.chains)
-        last = tuple(c for c in plan.shared if state.shared_unref(self.state_dir, c, plan.key))
+        unref_failed: list[str] = []
+        last = _unref(self.state_dir, plan.shared, plan.key, unref_failed)
         # 1. the common case: everything is there (and, when the state dir says this was the last user
         # of a shared chain, that chain goes too); 2. the chain is in use after all (a record-less user);
         # 3. something is absent already: each element is added first; 4. list the table.
@@ -202,8 +225,10 @@ class NftablesBackend:
                     continue
             if last and not drop:  # one of them is in use after all: drop the others one by one
                 _drop_unused(list(last))
-            return
-        self.remove_by_key(att.owner.key)
+            break
+        else:
+            self.remove_by_key(att.owner.key)
+        _raise_unref_failed(unref_failed)
 
     def _remove_legacy(self, att: Attachment, cfg: FirewallConfig) -> None:
         from . import nft_legacy
@@ -241,9 +266,11 @@ class NftablesBackend:
             _apply(nft_delete_text(elements, chains, ensure=False), f"nft DEL for {key}")
         used = {e.data.split(" ")[-1] for e in elements if _shared_name(e.data.split(" ")[-1])}
         used.update(state.shared_chains_of(self.state_dir, key))  # an earlier DEL may have lost the elements
-        _drop_unused(sorted(c for c in used if state.shared_unref(self.state_dir, c, key)))
+        unref_failed: list[str] = []
+        _drop_unused(list(_unref(self.state_dir, sorted(used), key, unref_failed)))
         if any(c in n.nft_chains(key) for c in chains):
             self._cleanup_legacy()
+        _raise_unref_failed(unref_failed)
 
     def _legacy_problems(self, att: Attachment, cfg: FirewallConfig) -> list[str]:
         """A layout-1 attachment: its chains' rules (by comment); a new ADD moves it to layout 2."""

@@ -132,14 +132,22 @@ def _decode(doc: dict[str, Any], state_dir: str) -> Record:
                   addresses=tuple(ip_interface(a) for a in doc.get("addresses", ())))
 
 
+class RecordUnreadable(IOFailure):
+    """A record is there but reading it failed (an I/O error, not its content): a repeated call may read it."""
+
+
 def load(state_dir: str, owner: Owner) -> Record | None:
+    """owner's record; None when there is none. RecordUnreadable when it cannot be read, IOFailure when
+    its content is no valid record (both code 5)."""
     path = record_path(state_dir, owner)
     try:
         with open(path, encoding="utf-8") as fh:
             return _decode(json.load(fh), state_dir)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise RecordUnreadable(f"unreadable firewall state {path}", str(exc)) from exc
+    except (ValueError, KeyError, TypeError) as exc:
         raise IOFailure(f"unreadable firewall state {path}", str(exc)) from exc
 
 
@@ -415,10 +423,17 @@ def shared_chains_of(state_dir: str, key: str) -> list[str]:
 
 def shared_unref(state_dir: str, chain: str, key: str) -> bool:
     """Forget that key uses the shared chain; True when no user is left (the folder was removed now:
-    the caller deletes the chain; the kernel refuses that while an element still jumps to it)."""
+    the caller deletes the chain; the kernel refuses that while an element still jumps to it).
+    IOFailure when key's registration is there but cannot be removed (EIO, EACCES...): the chain then
+    still counts as used, and the caller's DEL must fail once it has done the rest, so that it is repeated
+    (answering ok would leave the chain and the registration for good)."""
     folder = os.path.join(state_dir, SHARED_DIR, chain)
-    with contextlib.suppress(OSError):
+    try:
         os.unlink(os.path.join(folder, key))
+    except FileNotFoundError:
+        pass  # not registered (a repeated DEL, an ADD that failed before registering)
+    except OSError as exc:
+        raise IOFailure(f"cannot unregister {key} from the shared chain {chain}", str(exc)) from exc
     try:
         os.rmdir(folder)
     except FileNotFoundError:  # no user is registered (a killed DEL or a failed ADD got this far): try

@@ -49,24 +49,6 @@ class Known(NamedTuple):
 
 # The fixed ones: test_bridge_fault_fixes.py, test_firewall_fault_fixes.py, test_del_fault_fixes.py.
 KNOWN: dict[str, Known] = {
-    "shared chain registration": Known(
-        problem=r"left after DEL answered ok: (nft: \+chain [mh]-|files: \+state/_nft-shared/)",
-        reason=("firewall/state.py shared_unref suppresses every OSError of the unlink of the attachment's "
-                "registration under <stateDir>/_nft-shared/<chain>/: with EIO/EACCES the file stays, rmdir fails "
-                "(not empty), the chain counts as still used, and the DEL answers ok leaving the shared "
-                "masquerade/hairpin chain and the registration. Fix: suppress only FileNotFoundError there; on "
-                "another OSError let the DEL fail with code 5 (after carrying on) so that the runtime repeats it "
-                "(found by `make faults-long` on the bundle: bridge DEL unlink#1 and #2)"),
-        plugin="bridge", verb="DEL", syscall="unlink", fault="EIO", after=r'^unlink\(".*/_nft-shared/'),
-    "unreadable firewall record": Known(
-        problem=r"left after DEL answered ok: files: \+state/faultnet/",
-        reason=("firewall/core.py delete(): when state.load raises (an I/O error reading the record) it notes "
-                "it, removes the rules by key and, with no failure there, returns: the DEL answers ok, keeping "
-                "the record and the host port claim (state/ports/tcp_8080/any): the port is refused until a GC. "
-                "Fix: after the record-less pass, raise IOFailure (5) when the record was unreadable (it is "
-                "kept, so the repeated DEL finishes the job) (found by the long sweep: DEL openat#150)"),
-        plugin="bridge", verb="DEL", syscall="openat", fault="ENOSPC",
-        after=r'^openat\(AT_FDCWD, "[^"]*/state/faultnet/[0-9a-f]'),
     "veth kept by a failed ADD": Known(
         problem=r"^left after failed ADD: (host links: \+veth|container links: \+eth0)",
         reason=("bridge ADD: a netlink failure right after the veth pair is created (the RTM_GETLINK of the new "
