@@ -259,6 +259,8 @@ def _delete_all(mode: str, tracks: list[Track], block: int, del_order: str, seed
         for t, order in pairs if j % 2 else reversed(pairs):
             if j < len(order):
                 del_one(t, *order[j], block)
+        if (j + 1) % block == 0:
+            log(f"{mode}: {j + 1} DEL rounds, " + ", ".join(f"{t.side.name} {t.present} present" for t in tracks))
 
 
 def run_mode(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minutes: float, block: int,
