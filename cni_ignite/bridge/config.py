@@ -114,9 +114,6 @@ def parse_bridge_config(conf: NetConf, cni_args_text: str, container_id: str = "
     if vm.mode != "none" and mtu > TAP_MAX_MTU:
         raise InvalidConfig(f"mtu {mtu} is too large for VM mode", f"a tap's MTU is at most {TAP_MAX_MTU}")
     guard = _guard(doc)
-    if guard is not None and mode == "routed":
-        raise InvalidConfig("guard cannot be used in routed mode (yet)",
-                            "the guard filters frames entering a bridge; a routed attachment has no bridge port")
     args_cni = obj_field(conf.args, "cni", where="args.")
     return BridgeConfig(
         bridge=bridge,

@@ -68,14 +68,16 @@ def delete_rules(cmd: CmdArgs, cfg: BridgeConfig, addresses: list[IPInterface], 
 
 class PortFilters:
     """The nftables filters of one bridge port besides the firewall's rules: the guard (`guarded`; `guard`
-    its exact elements, None when unknown on a DEL without record or prevResult) and macspoofchk
-    (`spoof_macs`: the allowed MACs on ADD, any list on DEL; None when off)."""
+    its exact elements, None when unknown on a DEL without record or prevResult; `routed`: the port is a
+    routed veth, whose guard lives in the routed tables) and macspoofchk (`spoof_macs`: the allowed MACs on
+    ADD, any list on DEL; None when off)."""
 
-    __slots__ = ("guard", "guarded", "port", "spoof_macs")
+    __slots__ = ("guard", "guarded", "port", "routed", "spoof_macs")
 
     def __init__(self, port: str, guard: GuardAttachment | None, *, guarded: bool,
-                 spoof_macs: list[str] | None) -> None:
+                 spoof_macs: list[str] | None, routed: bool = False) -> None:
         self.port, self.guard, self.guarded, self.spoof_macs = port, guard, guarded, spoof_macs
+        self.routed = guard.routed if guard is not None else routed
 
     def any(self) -> bool:
         return self.guarded or self.spoof_macs is not None
@@ -132,7 +134,7 @@ class PortFilters:
         if self.guarded and not (sent and self.guard is not None):
             from ..guard import nft as guard_nft
 
-            attempt("guard", lambda: guard_nft.remove(self.port, self.guard))
+            attempt("guard", lambda: guard_nft.remove(self.port, self.guard, routed=self.routed))
         if self.spoof_macs is not None and not sent:
             from . import spoofcheck
 

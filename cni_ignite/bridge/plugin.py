@@ -238,7 +238,7 @@ def _guard_attachment(cfg: BridgeConfig, port: str, ident: Identity, ips: list[I
     macs = [ident.mac, ident.guest_mac] if cfg.vm.mode == "bridge" else [ident.mac]
     try:
         return guard_rules.attachment(port, macs, [ip.address.ip for ip in ips], cfg.guard,
-                                      trunk=bool(cfg.vlan_trunk))
+                                      trunk=bool(cfg.vlan_trunk), routed=cfg.routed)
     except ValueError as exc:
         raise CniError("cannot guard the attachment", str(exc)) from exc
 
@@ -429,7 +429,7 @@ def _del_rules_and_filters(cmd: CmdArgs, cfg: BridgeConfig, rec: BridgeRecord | 
 
     guarded, guard = _guard_for_del(cmd, cfg, rec, port) if port_filters else (False, None)
     spoof: list[str] | None = [] if port_filters and cfg.mac_spoof_check else None
-    filters = PortFilters(port, guard, guarded=guarded, spoof_macs=spoof)
+    filters = PortFilters(port, guard, guarded=guarded, spoof_macs=spoof, routed=cfg.routed)
     joint = filters.remove_joint()
     attempt("firewall rules", lambda: delete_rules(cmd, cfg, addresses, joint))
     filters.remove(joint, attempt)
@@ -442,7 +442,8 @@ def _guard_for_del(cmd: CmdArgs, cfg: BridgeConfig, rec: BridgeRecord | None,
     if rec is not None and rec.guard is not None:
         from .records import guard_att
 
-        return True, guard_att(rec.guard)
+        att = guard_att(rec.guard)  # the record keeps no layout: the network's mode (it cannot change)
+        return True, att._replace(routed=cfg.routed) if att is not None else None
     if cfg.guard is None:
         return False, None
     if not cmd.conf.prev_result:
@@ -466,7 +467,7 @@ def _guard_from_result(cmd: CmdArgs, cfg: BridgeConfig, prev: Result, port: str)
     mine = {n for n, i in enumerate(prev.interfaces) if container_side(i) or i.sandbox == cmd.container_id}
     addrs = list(dict.fromkeys(ip.address.ip for ip in prev.ips if ip.interface in mine or ip.interface is None))
     try:
-        return guard_rules.attachment(port, macs, addrs, cfg.guard, trunk=bool(cfg.vlan_trunk))
+        return guard_rules.attachment(port, macs, addrs, cfg.guard, trunk=bool(cfg.vlan_trunk), routed=cfg.routed)
     except ValueError:
         return None
 

@@ -14,6 +14,10 @@
     check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
     guarded(port) -> bool
 
+Every function works on the attachment's layout (``rules.tables``): the bridge port's one bridge-family
+table, or a routed veth's ``inet`` and ``arp`` tables (``att.routed``; ``routed=True`` when only the
+port's name is known).
+
 On a bridge port with firewall rules in the nftables backend, the plugin sends the lean scripts inside the
 firewall's transaction instead (``bridge.firewall_glue.PortFilters``) and calls ``apply``/``remove`` only
 when that did not go.
@@ -45,44 +49,50 @@ def apply(att: Attachment) -> None:
         checked(BACKEND, _NFT, rules.apply_script(att), "guard apply")
     except RuleToolFailed:
         # The port is guarded already: drop whatever it was allowed before, then apply exactly `att`.
-        purge(att.port)
+        purge(att.port, routed=att.routed)
         checked(BACKEND, _NFT, rules.apply_script(att), "guard apply")
 
 
-def remove(port: str, att: Attachment | None = None) -> None:
-    """Remove every guard element of `port`; succeeds when there is none (or no nft at all)."""
+def remove(port: str, att: Attachment | None = None, *, routed: bool = False) -> None:
+    """Remove every guard element of `port` (a bridge port, or with `routed` / ``att.routed`` a routed veth);
+    succeeds when there is none (or no nft at all)."""
+    routed = att.routed if att is not None else routed
     try:
         if att is not None and (run(BACKEND, _NFT, rules.lean_remove_script(att)).ok
                                 or run(BACKEND, _NFT, rules.remove_script(att)).ok):
             return
-        if guarded(port):
-            purge(port)
+        if guarded(port, routed=routed):
+            purge(port, routed=routed)
     except ToolMissing:
         return  # no nft: no guard was ever applied
 
 
-def guarded(port: str) -> bool:
-    """Whether `port` is in the guard's ``ports`` set (False when the table does not exist): a dry-run
-    delete (``nft -c``), O(1); ``get element`` would fetch every set's elements."""
-    return run(BACKEND, _DRY, f'delete element {rules.TABLE} ports {{ "{port}" }}\n').ok
+def guarded(port: str, *, routed: bool = False) -> bool:
+    """Whether `port` is in a ``ports`` set of the layout's tables (False when they do not exist): a dry-run
+    delete (``nft -c``) per table, O(1); ``get element`` would fetch every set's elements."""
+    return any(run(BACKEND, _DRY, f'delete element {t.name} ports {{ "{port}" }}\n').ok
+               for t in rules.tables(routed))
 
 
-def purge(port: str) -> None:
-    """Delete every element of `port` in every guard set, found by listing the table (the O(n) path)."""
+def purge(port: str, *, routed: bool = False) -> None:
+    """Delete every element of `port` in every guard set of the layout, found by listing its tables (the
+    O(n) path); one transaction."""
     from .. import _json as json
 
-    listed = run(BACKEND, ("nft", "-j", "list", "table", *rules.TABLE.split()))
-    if not listed.ok:
-        return  # no table, nothing to purge
-    family, table = rules.TABLE.split()
     cmds: list[dict[str, Any]] = []
-    for item in json.loads(listed.stdout).get("nftables", []):
-        s = item.get("set")
-        if not s:
-            continue
-        mine = [e for e in s.get("elem", []) if _port_of(e) == port]
-        if mine:
-            cmds.append({"delete": {"element": {"family": family, "table": table, "name": s["name"], "elem": mine}}})
+    for t in rules.tables(routed):
+        listed = run(BACKEND, ("nft", "-j", "list", "table", *t.name.split()))
+        if not listed.ok:
+            continue  # no table, nothing to purge in it
+        family, table = t.name.split()
+        for item in json.loads(listed.stdout).get("nftables", []):
+            s = item.get("set")
+            if not s:
+                continue
+            mine = [e for e in s.get("elem", []) if _port_of(e) == port]
+            if mine:
+                cmds.append({"delete": {"element": {"family": family, "table": table, "name": s["name"],
+                                                    "elem": mine}}})
     if cmds:
         checked(BACKEND, ("nft", "-j", "-f", "-"), json.dumps({"nftables": cmds}), "guard purge")
 
@@ -104,16 +114,21 @@ def check(att: Attachment) -> list[str]:
     The elements cost a dry-run transaction (O(1)); the chains, one listing of the table (O(ports):
     nft lists sets with their elements; 20 ms with 500 ports)."""
     try:
-        listed = run(BACKEND, ("nft", "-t", "list", "table", *rules.TABLE.split()))
-        if not listed.ok:
-            return [f"guard table {rules.TABLE} is missing: {listed.stderr.decode(errors='replace').strip()}"]
-        problems = rules.chain_problems(listed.stdout.decode(errors="replace"))
+        problems: list[str] = []
+        layout = rules.tables(att.routed)
+        for t in layout:
+            listed = run(BACKEND, ("nft", "-t", "list", "table", *t.name.split()))
+            if not listed.ok:
+                return [f"guard table {t.name} is missing: {listed.stderr.decode(errors='replace').strip()}"]
+            problems += rules.chain_problems(listed.stdout.decode(errors="replace"), t.chains)
         if run(BACKEND, _DRY, rules.check_script(att)).ok:
             return problems
-        for name, items in rules.elements(att).items():
-            for item in items:
-                if not run(BACKEND, _DRY, f"delete element {rules.TABLE} {name} {{ {item} }}\n").ok:
-                    problems.append(f"guard element missing: {name} {{ {item} }}")
+        where = len(layout) > 1  # name the table when the layout has several
+        for t, elems in rules.table_elements(att):
+            for name, items in elems.items():
+                for item in items:
+                    if not run(BACKEND, _DRY, f"delete element {t.name} {name} {{ {item} }}\n").ok:
+                        problems.append(f"guard element missing: {t.name + ' ' if where else ''}{name} {{ {item} }}")
         return problems
     except ToolMissing as exc:
         return [f"guard: {exc}"]

@@ -15,6 +15,15 @@ attachment except set elements keyed by the input port (the host veth):
         guard_ip / guard_ip6 / guard_vlan, which accept what is allowed and drop the rest; any other
         ethertype (STP, LLDP, RARP ...) is dropped.
 
+Routed mode (``bridge.routed``: no bridge, each host veth is its attachment's router port) uses two tables
+of the same name instead, keyed the same way by the host veth (``ROUTED_TABLES``, ``Attachment.routed``):
+
+    table inet cni_ignite_guard   the sets above but ``trunks``; chain prerouting (hook prerouting priority
+        raw): unguarded veth accepted, source MAC checked, then IPv4 to guard_ip and IPv6 to guard_ip6 (the
+        same chains as above: DHCP/DHCPv6 server guard, RA/redirect guard, source and ND target checks)
+    table arp cni_ignite_guard    sets ports, macs, addr4, net4; chain input (hook input priority -300):
+        source MAC, then guard_arp as above (sender MAC and IP its own; probes from 0.0.0.0)
+
 Per frame: hash lookups keyed by the port (pipapo for the prefix sets), the same with 1 or 500 guarded
 ports. Per ADD/DEL: one ``nft -f -`` transaction of element changes (with firewall rules in the nftables
 backend, the firewall's own transaction: ``bridge.firewall_glue.PortFilters``); nft (1.0.6, measured) fetches no set
@@ -133,15 +142,18 @@ class Attachment(Record):
     v4: tuple[ipaddress.IPv4Network, ...]
     v6: tuple[ipaddress.IPv6Network, ...]
     trunk: bool = False
+    routed: bool = False  # a routed veth (``ROUTED`` tables), not a bridge port
 
 
 def attachment(port: str, macs: Iterable[str], addresses: Iterable[IPAddress | IPNetwork],
-               guard: GuardConfig | None = None, *, trunk: bool = False) -> Attachment:
+               guard: GuardConfig | None = None, *, trunk: bool = False, routed: bool = False) -> Attachment:
     """The guard of one port: `macs` are the attachment's own (container interface; guest in VM bridge
     mode), `addresses` the ones it was given; adds the guard's allowed pairs and the EUI-64 link-local of
     every allowed MAC. Raises ValueError on a port name or MAC the nft text cannot carry."""
     if not isinstance(port, str) or not valid_port(port):
         raise ValueError(f"guard: invalid port name {port!r}")
+    if routed and trunk:
+        raise ValueError(f"guard: a routed port carries no VLANs ({port})")
     pairs = guard.pairs if guard is not None else ()
     allowed = sorted({m.lower() for m in macs if m} | {p.mac for p in pairs if p.mac})
     for mac in allowed:
@@ -154,7 +166,7 @@ def attachment(port: str, macs: Iterable[str], addresses: Iterable[IPAddress | I
     nets += [ipaddress.ip_network(eui64_link_local(m)) for m in allowed]
     v4 = tuple(ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network)))
     v6 = tuple(ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network)))
-    return Attachment(port=port, macs=tuple(allowed), v4=v4, v6=v6, trunk=trunk)
+    return Attachment(port=port, macs=tuple(allowed), v4=v4, v6=v6, trunk=trunk, routed=routed)
 
 
 def eui64_link_local(mac: str) -> ipaddress.IPv6Address:
@@ -191,34 +203,94 @@ def elements(att: Attachment) -> dict[str, list[str]]:
     }
 
 
-def _skeleton_body() -> str:
-    out = [f"add table {TABLE}"]
-    out += [f"add set {TABLE} {name} {{ {spec} }}" for name, spec in SETS]
-    out.append(f"add chain {TABLE} prerouting {{ type filter hook prerouting priority {PRIORITY}; policy accept; }}")
-    out += [f"add chain {TABLE} {name}" for name, _ in CHAINS[1:]]
-    for name, rules in CHAINS:
-        out.append(f"flush chain {TABLE} {name}")
-        out += [f"add rule {TABLE} {name} {rule}" for rule in rules]
+class Table(Record):
+    """One guard table of a layout: its sets and fixed chains; the first chain is the base chain, named
+    after its hook."""
+
+    name: str  # "<family> <table>"
+    sets: tuple[tuple[str, str], ...]
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+_BY_NAME = dict(CHAINS)
+_V4_SETS = ("ports", "macs", "addr4", "net4")
+# Routed mode (``bridge.routed``): no bridge, so no bridge-family hook sees the veth's frames. IPv4 and IPv6
+# are filtered in ``inet`` prerouting (priority raw, before conntrack and the routing decision: a forged
+# packet makes no conntrack entry, IPv6 has no rp_filter), ARP in the ``arp`` family's input hook (the only
+# one that sees ARP arriving at the host: routed veths have no L2 peers, every ARP is for the host). Both are
+# keyed by iifname: one hash lookup per packet whatever the number of ports, no per-device chain (a
+# ``netdev`` ingress chain is bound to its devices: one chain, or a chain update, per attachment).
+ROUTED_TABLES = (
+    Table("inet cni_ignite_guard", tuple(s for s in SETS if s[0] != "trunks"), (
+        ("prerouting", (
+            "iifname != @ports accept",
+            "iifname . ether saddr != @macs drop",
+            "meta nfproto vmap { ipv4 : jump guard_ip, ipv6 : jump guard_ip6 }",
+        )),
+        *((name, _BY_NAME[name]) for name in ("guard_ip", "guard_ip6", "guard_ip6_own", "guard_nd_target")),
+    )),
+    Table("arp cni_ignite_guard", tuple(s for s in SETS if s[0] in _V4_SETS), (
+        ("input", (
+            "iifname != @ports accept",
+            "iifname . ether saddr != @macs drop",
+            "jump guard_arp",
+        )),
+        ("guard_arp", _BY_NAME["guard_arp"]),
+    )),
+)
+BRIDGE_TABLES = (Table(TABLE, SETS, CHAINS),)
+
+
+def tables(routed: bool = False) -> tuple[Table, ...]:
+    return ROUTED_TABLES if routed else BRIDGE_TABLES
+
+
+def _skeleton_body(layout: tuple[Table, ...] = BRIDGE_TABLES) -> str:
+    out = []
+    for t in layout:
+        out.append(f"add table {t.name}")
+        out += [f"add set {t.name} {name} {{ {spec} }}" for name, spec in t.sets]
+        base = t.chains[0][0]
+        out.append(f"add chain {t.name} {base} {{ type filter hook {base} priority {PRIORITY}; policy accept; }}")
+        out += [f"add chain {t.name} {name}" for name, _ in t.chains[1:]]
+        for name, rules in t.chains:
+            out.append(f"flush chain {t.name} {name}")
+            out += [f"add rule {t.name} {name} {rule}" for rule in rules]
     return "\n".join(out) + "\n"
 
 
 # An empty chain named after this version of the skeleton: the lean scripts (elements only) flush it, which
 # fails when the table, or this version of it, is not in place, and the caller falls back to the full one.
 MARK = "layout_" + sha256(_skeleton_body().encode()).hexdigest()[:12]
+ROUTED_MARK = "layout_" + sha256(_skeleton_body(ROUTED_TABLES).encode()).hexdigest()[:12]
 
 
-def skeleton() -> str:
-    """The shared table, sets and fixed chains; idempotent (the fixed chains are flushed and refilled)."""
-    return _skeleton_body() + f"add chain {TABLE} {MARK}\n"
+def _mark(routed: bool) -> str:
+    return ROUTED_MARK if routed else MARK
+
+
+def skeleton(routed: bool = False) -> str:
+    """The shared table(s), sets and fixed chains; idempotent (the fixed chains are flushed and refilled)."""
+    mark = _mark(routed)
+    return _skeleton_body(tables(routed)) + "".join(f"add chain {t.name} {mark}\n" for t in tables(routed))
+
+
+def table_elements(att: Attachment) -> list[tuple[Table, dict[str, list[str]]]]:
+    """The port's elements per table of its layout (each table holds the sets it has)."""
+    elems = elements(att)
+    return [(t, {name: elems[name] for name, _ in t.sets}) for t in tables(att.routed)]
+
+
+def _adds(att: Attachment) -> list[str]:
+    return [f"{'create' if name == 'ports' else 'add'} element {t.name} {name} {{ {', '.join(items)} }}"
+            for t, elems in table_elements(att) for name, items in elems.items() if items]
 
 
 def apply_script(att: Attachment) -> str:
     """ADD: the skeleton and the port's elements, one transaction. The port goes in with ``create``, so the
     transaction fails when the port is guarded already (leftovers of a lost DEL, perhaps with other
     addresses, that must not stay allowed): the caller purges the port and applies again."""
-    adds = [f"{'create' if name == 'ports' else 'add'} element {TABLE} {name} {{ {', '.join(elems)} }}"
-            for name, elems in elements(att).items() if elems]
-    return skeleton() + "\n".join(adds) + "\n"
+    return skeleton(att.routed) + "\n".join(_adds(att)) + "\n"
 
 
 def lean_apply_script(att: Attachment) -> str:
@@ -226,45 +298,46 @@ def lean_apply_script(att: Attachment) -> str:
     skeleton costs ~12 ms more (parsing and re-adding the fixed chains); this one is the exec's floor.
     Fails (and the caller applies ``apply_script``) when the table is missing, is another version, or the
     port is guarded already."""
-    adds = [f"{'create' if name == 'ports' else 'add'} element {TABLE} {name} {{ {', '.join(elems)} }}"
-            for name, elems in elements(att).items() if elems]
-    return f"flush chain {TABLE} {MARK}\n" + "\n".join(adds) + "\n"
+    mark = _mark(att.routed)
+    flush = "".join(f"flush chain {t.name} {mark}\n" for t in tables(att.routed))
+    return flush + "\n".join(_adds(att)) + "\n"
+
+
+def _add_then_delete(att: Attachment) -> list[str]:
+    out = []
+    for t, elems in table_elements(att):
+        if "trunks" in elems:
+            elems["trunks"] = elems["ports"]
+        for name, items in elems.items():
+            if items:
+                body = ", ".join(items)
+                out += [f"add element {t.name} {name} {{ {body} }}", f"delete element {t.name} {name} {{ {body} }}"]
+    return out
 
 
 def lean_remove_script(att: Attachment) -> str:
     """DEL when the sets exist: add then delete each of the port's elements (a missing one is no error)."""
-    elems = elements(att)
-    elems["trunks"] = elems["ports"]
-    out = []
-    for name, items in elems.items():
-        if items:
-            body = ", ".join(items)
-            out += [f"add element {TABLE} {name} {{ {body} }}", f"delete element {TABLE} {name} {{ {body} }}"]
-    return "\n".join(out) + "\n"
+    return "\n".join(_add_then_delete(att)) + "\n"
 
 
 def remove_script(att: Attachment) -> str:
     """DEL: add then delete each of the port's elements (also ``trunks``), one transaction; the sets are
     made first when missing, so it succeeds whether the elements, the sets or the table exist or not."""
-    elems = elements(att)
-    elems["trunks"] = elems["ports"]
-    out = [f"add table {TABLE}"] + [f"add set {TABLE} {name} {{ {spec} }}" for name, spec in SETS]
-    for name, items in elems.items():
-        if items:
-            body = ", ".join(items)
-            out += [f"add element {TABLE} {name} {{ {body} }}", f"delete element {TABLE} {name} {{ {body} }}"]
-    return "\n".join(out) + "\n"
+    out = []
+    for t in tables(att.routed):
+        out += [f"add table {t.name}"] + [f"add set {t.name} {name} {{ {spec} }}" for name, spec in t.sets]
+    return "\n".join(out + _add_then_delete(att)) + "\n"
 
 
 def check_script(att: Attachment) -> str:
     """CHECK: deleting each of the port's elements, for ``nft -c`` (a dry run: the kernel answers ENOENT
     for a missing element and changes nothing). ``get element`` would be the obvious command, but nft
     1.0.6 fetches every set's elements for it (measured 20 ms with 500 ports)."""
-    return "".join(f"delete element {TABLE} {name} {{ {', '.join(items)} }}\n"
-                   for name, items in elements(att).items() if items)
+    return "".join(f"delete element {t.name} {name} {{ {', '.join(items)} }}\n"
+                   for t, elems in table_elements(att) for name, items in elems.items() if items)
 
 
-def chain_problems(listed: str) -> list[str]:
+def chain_problems(listed: str, chains: tuple[tuple[str, tuple[str, ...]], ...] = CHAINS) -> list[str]:
     """Differences between the fixed chains in ``nft -t list table`` output and what the guard needs."""
     found: dict[str, list[str]] = {}
     current: list[str] | None = None
@@ -277,7 +350,7 @@ def chain_problems(listed: str) -> list[str]:
         elif current is not None and line and not line.startswith("type "):
             current.append(_canonical(line))
     problems = []
-    for name, rules in CHAINS:
+    for name, rules in chains:
         want = [_canonical(rule) for rule in rules]
         if name not in found:
             problems.append(f"guard chain {name} is missing")
