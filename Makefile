@@ -43,9 +43,10 @@ multinode-demo: build
 	@$(PY) tests/node/demo.py
 
 # Every index of every swept syscall (issue 13 §2), ENOSPC/EIO/EACCES/SIGKILL, bridge and ipam, ADD and DEL; writes
-# the outcome table. FAULTS_PLUGIN_DIR=dist runs the frozen bundle instead of the source (.venv/bin).
+# the outcome table to build/ (tests/faults/RESULTS.md is the curated record of the sharded, strided run it
+# describes). FAULTS_PLUGIN_DIR=dist runs the frozen bundle instead of the source (.venv/bin).
 faults-long: setup
-	$(PY) tests/faults/harness.py --profile long --out tests/faults/RESULTS.md
+	$(PY) tests/faults/harness.py --profile long --out build/faults-RESULTS.md
 
 # The mixed soak's long profile (issue 13 §3); SOAK_ARGS="--ops 10000 --seed 7" etc.
 soak: setup
