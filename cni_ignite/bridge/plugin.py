@@ -192,7 +192,17 @@ def _host_veth(host: HostNet, cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfi
     bridge = None if cfg.routed else host.ensure_bridge(cfg)
     veth_name = host_veth_name(cmd.conf.name, cmd.container_id, cmd.ifname)
     mtu = cfg.mtu or (bridge.mtu if bridge is not None else 0)
-    host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=mac)
+    from ..netlink.ops import LinkExists  # loaded with the kernel adapter already
+
+    try:
+        host_veth = host.create_veth(veth_name, cmd.ifname, cont, mtu=mtu, peer_mac=mac)
+    except LinkExists:
+        raise  # nothing was created: a link of that name (or the container's ifname) was there before
+    except BaseException:
+        # The pair may exist although the call failed (the create's ACK or the read-back of the new link was
+        # lost): no link of this name was there before (the create would have said EEXIST), so it is ours.
+        _quietly(lambda: host.delete_link(veth_name))()
+        raise
     undo.callback(_quietly(lambda: host.delete_link(veth_name)))
     host.nl.set_link(host_veth.index, alias=tag)
     return bridge, host_veth

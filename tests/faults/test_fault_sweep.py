@@ -49,16 +49,6 @@ class Known(NamedTuple):
 
 # The fixed ones: test_bridge_fault_fixes.py, test_firewall_fault_fixes.py, test_del_fault_fixes.py.
 KNOWN: dict[str, Known] = {
-    "veth kept by a failed ADD": Known(
-        problem=r"^left after failed ADD: (host links: \+veth|container links: \+eth0)",
-        reason=("bridge ADD: a netlink failure right after the veth pair is created (the RTM_GETLINK of the new "
-                "host veth, or the create's own ACK) answers 5 but the rollback leaves the veth pair (host veth, "
-                "container eth0): its undo is registered only once the link has been read back. Fix "
-                "(bridge/kernel.py or netlink/rtnl.py create_veth, bridge/plugin.py add): register the undo (delete "
-                "by the deterministic name, ENODEV ignored) before the create request is sent (found by the long "
-                "sweep's failed-ADD check: bridge ADD sendto#6, recvfrom#7-9)"),
-        plugin="bridge", verb="ADD", syscall="sendto", fault="EIO",
-        after=r"^recvfrom\(.*error=0, msg=\{[^}]*NLM_F_EXCL\|NLM_F_CREATE"),
 }
 
 
