@@ -566,8 +566,30 @@ def gc(cmd: CmdArgs) -> None:
         gc_rules(cmd, cfg)
     except CniError as exc:
         failures.append(f"firewall rules: {exc}")
+    try:
+        _gc_guard(cmd, cfg)
+    except CniError as exc:
+        failures.append(f"guard: {exc}")
     if failures:
         raise CniError("GC incomplete", "; ".join(failures))
+
+
+def _gc_guard(cmd: CmdArgs, cfg: BridgeConfig) -> None:
+    """The guard of every recorded attachment that GC releases (not in cni.dev/valid-attachments) is emptied:
+    its port stays guarded with nothing allowed, as its rules and lease go (GC does not delete links: a
+    port still there must not keep, or regain unguarded, the addresses GC hands back). O(records)."""
+    from ..guard import nft as guard_nft
+    from ..ipam.plugin import valid_attachments
+    from . import records
+    from .firewall_glue import state_dir_of
+
+    valid = valid_attachments(cmd.conf.raw)
+    for rec in records.all_records(state_dir_of(cmd, cfg), cmd.conf.name):
+        if rec.guard is None or (rec.cid, rec.ifname) in valid or (rec.cid, "") in valid:
+            continue
+        att = records.guard_att(rec.guard)
+        if att is not None:
+            guard_nft.quarantine(att._replace(routed=cfg.routed))
 
 
 def status(cmd: CmdArgs) -> None:

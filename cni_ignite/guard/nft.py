@@ -13,6 +13,8 @@
                              unknown elements costs a listing of the table (purge, O(ports))
     check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
     guarded(port) -> bool
+    quarantine(att)          GC of an attachment that is no longer valid: its port stays guarded, nothing
+                             allowed (its addresses go back to the IPAM)
 
 Every function works on the attachment's layout (``rules.tables``): the bridge port's one bridge-family
 table, or a routed veth's ``inet`` and ``arp`` tables (``att.routed``; ``routed=True`` when only the
@@ -65,6 +67,16 @@ def remove(port: str, att: Attachment | None = None, *, routed: bool = False) ->
             purge(port, routed=routed)
     except ToolMissing:
         return  # no nft: no guard was ever applied
+
+
+def quarantine(att: Attachment) -> None:
+    """GC: keep `att`'s port in the guard with nothing allowed (``rules.quarantine_script``); nothing to do
+    when the port is not guarded (or there is no nft)."""
+    try:
+        if not run(BACKEND, _NFT, rules.quarantine_script(att)).ok and guarded(att.port, routed=att.routed):
+            checked(BACKEND, _NFT, rules.quarantine_script(att), "guard quarantine")
+    except ToolMissing:
+        return
 
 
 def guarded(port: str, *, routed: bool = False) -> bool:

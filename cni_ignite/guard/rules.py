@@ -320,6 +320,13 @@ def lean_remove_script(att: Attachment) -> str:
     return "\n".join(_add_then_delete(att)) + "\n"
 
 
+def quarantine_script(att: Attachment) -> str:
+    """GC of an attachment the runtime no longer knows while its port may still exist: every element but
+    the port itself goes (add then delete), so the port stays guarded with nothing allowed (every frame of it
+    is dropped) instead of keeping addresses that GC hands back to the IPAM. Fails when the sets are missing."""
+    return "\n".join(line for line in _add_then_delete(att) if " ports { " not in line) + "\n"
+
+
 def remove_script(att: Attachment) -> str:
     """DEL: add then delete each of the port's elements (also ``trunks``), one transaction; the sets are
     made first when missing, so it succeeds whether the elements, the sets or the table exist or not."""

@@ -371,3 +371,20 @@ def test_failed_add_leaves_no_guard_element(netns: Any) -> None:
     assert bad.rc == 1 and bad.out is not None and bad.out["code"] == 7, bad.stdout
     assert elements(env) == {}
     assert not [n for n in env.links() if n.startswith("veth")] and env.leases("routednet") == []
+
+
+def test_gc_empties_the_guard_of_a_released_attachment(netns: Any) -> None:
+    """GC releases B (not in valid-attachments): its rules and lease go, and its port stays guarded with
+    nothing allowed (GC deletes no link), so B's still-present veth cannot use the address GC hands back."""
+    env = HostEnv(netns)
+    net = build(env, guard=True)
+    a, b = net.a, net.b
+    conf = {**net.conf, "cniVersion": "1.1.0"}
+    gc = {**conf, "cni.dev/valid-attachments": [{"containerID": a.cid, "ifname": "eth0"}]}
+    env.run("GC", gc, "", None).ok()
+    left = json.dumps(elements(env))
+    assert b.v4 not in left and b.v6 not in left and b.mac not in left and b.veth in left  # still guarded
+    assert a.v4 in left and env.ping(a.ns, GW) and env.ping(a.ns, GW6)
+    assert not env.ping(b.ns, GW) and not env.ping(b.ns, GW6)  # every frame of B's port is dropped
+    env.run("DEL", {**conf, "prevResult": b.result}, b.cid, b.ns).ok()
+    assert b.veth not in json.dumps(elements(env))
