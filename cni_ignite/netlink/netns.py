@@ -137,12 +137,21 @@ def entered(fd: int) -> Iterator[None]:
         try:
             yield
         finally:
-            try:
-                setns(origin)
-            except OSError as exc:  # pragma: no cover - the kernel does not refuse our own netns
-                raise NetnsRestoreFailed("cannot return to the original network namespace", str(exc)) from exc
+            _return_to(origin)
     finally:
         os.close(origin)
+
+
+def _return_to(origin: int) -> None:
+    """setns back to our own netns, tried twice: the kernel may refuse once for want of memory (ENOMEM, or a
+    fault injected at that call); staying in the container's namespace is not an option (999 then)."""
+    for attempt in (1, 2):
+        try:
+            setns(origin)
+            return
+        except OSError as exc:
+            if attempt == 2:
+                raise NetnsRestoreFailed("cannot return to the original network namespace", str(exc)) from exc
 
 
 def socket_in(fd: int | None, family: int, kind: int, proto: int = 0) -> socket.socket:

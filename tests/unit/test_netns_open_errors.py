@@ -108,3 +108,33 @@ def test_del_fails_when_the_container_side_cannot_be_reached_for_an_io_error(
     with pytest.raises(IOFailure) as info:
         kernel.open_container_for_del("/run/netns/x")
     assert info.value.code == 5
+
+
+def test_a_refused_return_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The way back (setns to our own netns) refused once (ENOMEM, or the fault sweep's injected error at that
+    call): the body's work stands and the call goes on; refused twice: NetnsRestoreFailed (the process must
+    not go on inside the container's namespace)."""
+    calls: list[int] = []
+
+    def setns(fd: int, nstype: int = 0) -> None:  # call 1: enter; call 2: the way back, refused; 3: again
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr(netns, "setns", setns)
+    done = False
+    with netns.entered(7):
+        done = True
+    assert done and len(calls) == 3 and calls[0] == 7
+
+    calls.clear()
+
+    def refuse_back(fd: int, nstype: int = 0) -> None:
+        calls.append(fd)
+        if len(calls) > 1:
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr(netns, "setns", refuse_back)
+    with pytest.raises(netns.NetnsRestoreFailed), netns.entered(7):
+        pass
+    assert len(calls) == 3
