@@ -59,8 +59,11 @@ def loads(s: str | bytes | bytearray) -> Any:
     start = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, start)
-    except StopIteration:
-        return _json().loads(s)  # raises json's "Expecting value"
+    except (StopIteration, SystemError, ValueError):
+        # StopIteration: no value at `start`. SystemError: the C scanner met a syntax error and, with the json
+        # package not imported, could not build its JSONDecodeError (CPython 3.11's _json looks json.decoder up
+        # in sys.modules only and returns NULL without an exception). Either way json itself says what is wrong.
+        return _json().loads(s)
     if end != len(text) and text[end:].lstrip(_WS):
         return _json().loads(s)  # raises json's "Extra data"
     return obj

@@ -108,3 +108,35 @@ def test_imports_neither_json_nor_re() -> None:
                          check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+BROKEN = ["{", '{"a"', '{"a":1', '{"a":1,}', '"abc', '[1,', "not json", "", '{"cniVersion":"1.0.0"']
+
+
+def test_broken_input_raises_jsons_error_while_the_json_package_is_not_loaded() -> None:
+    """A fresh process, as a plugin is: CPython 3.11's C scanner cannot build its JSONDecodeError while
+    json.decoder is not in sys.modules (it answered SystemError, and the plugins 999 for a stdin that is
+    not JSON): every broken input must still raise json's own JSONDecodeError with json's message."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from cni_ignite import _json\n"
+        "assert 'json.decoder' not in sys.modules\n"
+        f"for text in {BROKEN!r}:\n"
+        "    try:\n"
+        "        _json.loads(text)\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__, exc)\n"
+        "    else:\n"
+        "        print('no error')\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    expected = []
+    for text in BROKEN:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            expected.append(f"JSONDecodeError {exc}")
+    assert res.stdout.splitlines() == expected
