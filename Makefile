@@ -34,6 +34,7 @@ vm-demo: build
 	@$(PY) tests/vm/demo.py $(VM_DEMO_ARGS)
 
 bench: build
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/calllog_bench.py
 	$(PY) benchmarks/multinode_bench.py
