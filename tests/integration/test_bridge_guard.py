@@ -1,5 +1,6 @@
 """The isolation guard (issue 15) through ignite-bridge: ``"guard": true`` guards each port before it joins
-the bridge; DEL removes its elements; CHECK reports a missing one; routed mode refuses it (code 7)."""
+the bridge; DEL removes its elements; CHECK reports a missing one; in routed mode it guards the host veth (the attacks:
+test_guard_routed.py)."""
 
 from __future__ import annotations
 
@@ -115,10 +116,18 @@ def test_bad_guard_values_are_refused_before_any_change(netns, extra, code):
     assert env.leases() == [] and not any(n.startswith("veth") for n in env.links())
 
 
-def test_routed_mode_refuses_the_guard(netns):
+def test_routed_mode_guards_the_host_veth_and_del_removes_it(netns):
     env = HostEnv(netns)
-    bad = env.run("ADD", routed_conf(env.data_dir, guard=True), "ctr-r", env.container())
-    assert bad.rc == 1 and bad.out is not None and bad.out["code"] == 7 and "routed" in bad.out["msg"], bad.stdout
+    conf = routed_conf(env.data_dir, guard=True)
+    ctr = env.container()
+    res = env.add(conf, "ctr-r", ctr)
+    veth = res["interfaces"][0]["name"]
+    assert veth.startswith("veth")
+    assert veth in env.host_sh("nft", "list", "table", "inet", "cni_ignite_guard")
+    assert veth in env.host_sh("nft", "list", "table", "arp", "cni_ignite_guard")
+    env.run("DEL", conf, "ctr-r", ctr).ok()
+    assert veth not in env.host_sh("nft", "list", "table", "inet", "cni_ignite_guard", check=False)
+    assert veth not in env.host_sh("nft", "list", "table", "arp", "cni_ignite_guard", check=False)
 
 
 COST = r"""
