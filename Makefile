@@ -37,6 +37,7 @@ bench: build
 	@$(PY) -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/calllog_bench.py
+	$(PY) benchmarks/guard_bench.py
 	$(PY) benchmarks/multinode_bench.py
 
 # Three namespace "hosts" with the node agent on a real etcd, real QEMU guests pinging across them (issue 11).
