@@ -189,7 +189,7 @@ def _unexpected(exc: Exception, stderr: IO[str], on_internal_error: Callable[[Ba
         # carries no file name, closing a descriptor): an I/O failure, not a bug: 5 (11 when the host is short
         # of memory or descriptors), one line on stderr, no traceback.
         stderr.write(f"cni-ignite: {type(exc).__name__}: {exc}\n")
-        return os_failure(exc)
+        return _io_error(exc, f"I/O error: {exc.strerror or exc}")
     if on_internal_error is not None:
         try:
             on_internal_error(exc)
@@ -198,25 +198,22 @@ def _unexpected(exc: Exception, stderr: IO[str], on_internal_error: Callable[[Ba
     return CniError(f"internal error: {type(exc).__name__}", str(exc))
 
 
-def os_failure(exc: OSError) -> CniError:
-    """The CNI error for an OSError no handler caught: 11 for a transient shortage, else 5."""
-    import errno  # built in: only on this failure path
+def _io_error(exc: BaseException, msg: str) -> CniError:
+    """11 for a transient shortage of memory or descriptors, else 5 (an I/O failure)."""
+    import errno  # built in: only on the failure paths
 
-    if exc.errno in (errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE):
-        return TryAgainLater(f"the host is short of resources: {exc.strerror or exc}", f"{type(exc).__name__}: {exc}")
-    return IOFailure(f"I/O error: {exc.strerror or exc}", f"{type(exc).__name__}: {exc}")
+    details = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (
+            errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE)):
+        return TryAgainLater(msg, details)
+    return IOFailure(msg, details)
 
 
 def load_failure(exc: BaseException) -> CniError:
     """The CNI error for a plugin that could not load its own modules (packaging/entry.py has a copy that needs
     no import): transient resource shortage 11, any other OS error (EIO reading a module file) 5, else 999."""
-    import errno  # built in: only on this failure path
-
-    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (
-            errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE)):
-        return TryAgainLater("cni-ignite could not load its modules", f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, OSError) or _module_load_failure(exc):
-        return IOFailure("cni-ignite could not load its modules", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (OSError, MemoryError)) or _module_load_failure(exc):
+        return _io_error(exc, "cni-ignite could not load its modules")
     return CniError(f"internal error: {type(exc).__name__}", f"loading the plugin's modules: {exc}")
 
 
