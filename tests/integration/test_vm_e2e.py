@@ -18,23 +18,9 @@ from vm import guest
 from vm.flow import HOST_OUT_IP, MODES, World, default_plugin_conf
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def image() -> guest.GuestImage:
-    return guest.prepare_guest()
-
-
-@pytest.fixture
-def world_factory(tmp_path: Path, image: guest.GuestImage) -> Iterator[list[World]]:
-    made: list[World] = []
-    yield made
-    for w in made:
-        w.close()  # QEMUs and servers stopped by PID, then the namespaces deleted
 
 
 def new_world(made: list[World], mode: str, tmp_path: Path, image: guest.GuestImage) -> World:
@@ -61,9 +47,9 @@ def test_default_conflist_is_what_we_extend() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_two_vms_on_the_default_network(mode: str, world_factory: list[World], tmp_path: Path,
+def test_two_vms_on_the_default_network(mode: str, worlds: list[World], tmp_path: Path,
                                         image: guest.GuestImage, capsys: pytest.CaptureFixture[str]) -> None:
-    w = new_world(world_factory, mode, tmp_path, image)
+    w = new_world(worlds, mode, tmp_path, image)
     vm1, vm2 = w.new_slot(), w.new_slot()
 
     # ADD -> what a runtime derives from the result.
@@ -119,9 +105,9 @@ def test_two_vms_on_the_default_network(mode: str, world_factory: list[World], t
         assert w.leftovers(slot) == [], w.leftovers(slot)
 
 
-def test_guest_that_never_comes_up_fails_with_its_console(world_factory: list[World], tmp_path: Path,
+def test_guest_that_never_comes_up_fails_with_its_console(worlds: list[World], tmp_path: Path,
                                                          image: guest.GuestImage) -> None:
-    w = new_world(world_factory, "tc-redirect", tmp_path, image)
+    w = new_world(worlds, "tc-redirect", tmp_path, image)
     slot = w.new_slot(port_mapping=False)
     w.add(slot)
     started = time.monotonic()

@@ -29,7 +29,6 @@ from vm import guest
 from vm.flow import MODES, World
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from vm.flow import Slot
@@ -42,19 +41,6 @@ PINGS = 2
 # busybox ping: 0.2 s apart, then up to -W seconds for the answers (it exits as soon as all came back, so
 # only a ping that fails pays the wait).
 PING = f"ping -c {PINGS} -i 0.2 -W 3"
-
-
-@pytest.fixture(scope="module")
-def image() -> guest.GuestImage:
-    return guest.prepare_guest()
-
-
-@pytest.fixture
-def worlds() -> Iterator[list[World]]:
-    made: list[World] = []
-    yield made
-    for w in made:
-        w.close()  # QEMUs stopped by PID, then the namespaces and temp folders deleted
 
 
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:

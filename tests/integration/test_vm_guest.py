@@ -28,11 +28,6 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 GATEWAY = "10.99.0.1"
 
 
-@pytest.fixture(scope="module")
-def image() -> guest.GuestImage:
-    return guest.prepare_guest()
-
-
 @pytest.fixture
 def vms() -> Iterator[list[guest.VM]]:
     """Every VM appended here is stopped (by its PID) before the namespaces go away.

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cnirun import source_bin_dir
-from vm import guest
 from vm.flow import MODES, World
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
+    from vm import guest
     from vm.flow import Slot
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -35,19 +34,6 @@ def pod_args(sandbox_id: str) -> str:
     """CNI_ARGS as containerd's CRI passes them for a pod sandbox."""
     return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE=tenant-a;K8S_POD_NAME=web-0;"
             f"K8S_POD_INFRA_CONTAINER_ID={sandbox_id}")
-
-
-@pytest.fixture(scope="module")
-def image() -> guest.GuestImage:
-    return guest.prepare_guest()
-
-
-@pytest.fixture
-def worlds() -> Iterator[list[World]]:
-    made: list[World] = []
-    yield made
-    for w in made:
-        w.close()  # QEMUs stopped by PID, then the namespaces and temp folders deleted
 
 
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
