@@ -15,10 +15,32 @@ import socket
 import struct
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ETH_P_ALL = 0x0003
 ETH_IP, ETH_ARP, ETH_IP6, ETH_VLAN = 0x0800, 0x0806, 0x86DD, 0x8100
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def count_while(ns: str, listener: list[str], act: Callable[[], object], timeout: float = 10) -> int:
+    """Run `listener` in netns `ns` (a command that prints "ready", then a count: ``attack.py sniff ...`` or a
+    socket reader), call `act` once it is ready, and return the count it printed. For the tests (the process
+    is stopped by its PID whatever happens)."""
+    import subprocess  # the tests' side only: the sending and sniffing CLI below needs none of it
+
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, *listener], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        act()
+        out, _ = proc.communicate(timeout=timeout)
+        return int(out.strip())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def mac_bytes(mac: str) -> bytes:

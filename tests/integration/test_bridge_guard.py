@@ -5,7 +5,6 @@ test_guard_routed.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,18 +27,8 @@ def guard_table(env: HostEnv) -> str:
 
 
 def delivered(sender: str, target: str, marker: bytes, frame: bytes) -> int:
-    proc = subprocess.Popen(["ip", "netns", "exec", target, sys.executable, ATTACK, "sniff", "eth0", marker.hex(),
-                             "1.0"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        in_ns(sender, [sys.executable, ATTACK, "send", "eth0", frame.hex()])
-        out, _ = proc.communicate(timeout=10)
-        return int(out.strip())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    return attack.count_while(target, [sys.executable, ATTACK, "sniff", "eth0", marker.hex(), "1.0"],
+                              lambda: in_ns(sender, [sys.executable, ATTACK, "send", "eth0", frame.hex()]))
 
 
 def mac_of(ns: str) -> str:

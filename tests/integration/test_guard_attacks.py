@@ -103,18 +103,8 @@ def send(ns: str, *frames: bytes) -> None:
 
 def delivered(lan: Lan, target_ns: str, iface: str, marker: bytes, *frames: bytes) -> int:
     """How many frames carrying `marker` arrive on `iface` in `target_ns` while A sends `frames`."""
-    proc = subprocess.Popen(["ip", "netns", "exec", target_ns, sys.executable, ATTACK, "sniff", iface,
-                             marker.hex(), "1.0"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        send(lan.a, *frames)
-        out, _ = proc.communicate(timeout=10)
-        return int(out.strip())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    return attack.count_while(target_ns, [sys.executable, ATTACK, "sniff", iface, marker.hex(), "1.0"],
+                              lambda: send(lan.a, *frames))
 
 
 def neigh_mac(ns: str, ip: str, dev: str) -> str:

@@ -12,7 +12,6 @@ before routing and rp_filter, i.e. "the frame reached the host's IP or ARP stack
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,17 +106,8 @@ def send(ns: str, *frames: bytes) -> None:
 
 def sniffed(net: Net, target_ns: str, marker: bytes, *frames: bytes) -> int:
     """How many frames carrying `marker` arrive on eth0 in `target_ns` while A sends `frames`."""
-    proc = subprocess.Popen(["ip", "netns", "exec", target_ns, sys.executable, ATTACK, "sniff", "eth0",
-                             marker.hex(), "1.0"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        send(net.a.ns, *frames)
-        out, _ = proc.communicate(timeout=10)
-        return int(out.strip())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    return attack.count_while(target_ns, [sys.executable, ATTACK, "sniff", "eth0", marker.hex(), "1.0"],
+                              lambda: send(net.a.ns, *frames))
 
 
 UDP_RECV = r"""
@@ -137,17 +127,8 @@ print(seen, flush=True)
 
 def host_received(net: Net, family: int, port: int, marker: bytes, *frames: bytes) -> int:
     """How many datagrams carrying `marker` a UDP socket of the host (any address, `port`) receives."""
-    proc = subprocess.Popen(["ip", "netns", "exec", net.env.host, sys.executable, "-c", UDP_RECV, str(family),
-                             str(port), marker.hex()], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        send(net.a.ns, *frames)
-        out, _ = proc.communicate(timeout=10)
-        return int(out.strip())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    return attack.count_while(net.env.host, [sys.executable, "-c", UDP_RECV, str(family), str(port), marker.hex()],
+                              lambda: send(net.a.ns, *frames))
 
 
 _probes = iter(range(1_000_000))
