@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..netlink.ops import LinkInfo
     from ..result import IPAddress, IPInterface
     from ..skel import CmdArgs
+    from .background import Background
     from .firewall_glue import PortFilters
     from .kernel import ContainerNet, HostNet
     from .records import Record as BridgeRecord
@@ -386,19 +387,10 @@ def delete(cmd: CmdArgs) -> None:
     rec = records.load(state_dir, network, cmd.container_id, cmd.ifname)
     cont = kernel.open_container_for_del(cmd.netns)  # None: no netns, gone, or not a netns
     try:
-        if cont is not None:
-            attempt("container addresses", lambda: _add_new(addresses, cont.addresses_of(cmd.ifname)))
-            _del_container_side(cont, cmd, cfg, tag, attempt)
+        _del_links_and_rules(cmd, cfg, cont, rec, veth_name, tag, addresses, attempt)
     finally:
         if cont is not None:
             cont.close()
-    step("container side")
-    theirs: list[bool] = []  # the host veth name is held by a link that is not this attachment's
-    attempt("host veth", lambda: theirs.append(_del_host_veth(veth_name, tag)))
-    # the port's guard and macspoofchk entries are keyed by name: not when the name is another's link
-    step("host veth")
-    _del_rules_and_filters(cmd, cfg, rec, veth_name, addresses, attempt, port_filters=not any(theirs))
-    step("rules, guard")
     if failures:
         raise incomplete("DEL incomplete (the address stays leased until a DEL succeeds)")
     if cfg.ipam_type:
@@ -410,6 +402,33 @@ def delete(cmd: CmdArgs) -> None:
     attempt("record temp files", lambda: records.tidy(state_dir, network))  # of ADDs killed mid-write
     if failures:
         raise incomplete("DEL incomplete")
+
+
+def _del_links_and_rules(cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet | None, rec: BridgeRecord | None,
+                         veth_name: str, tag: str, addresses: list[IPInterface],
+                         attempt: Callable[[str, Callable[[], object]], None]) -> None:
+    """The container side, the host veth, then the rules and the port's filters. The veth delete runs beside
+    the rest (``background``): the DEL goes on once the host veth is announced gone, so the kernel's wait
+    for the delete's end overlaps the imports, the records and the nft exec. Every delete is over (and its
+    failure handed to attempt) when this returns: a failed delete keeps the lease."""
+    from .background import Background
+
+    links = Background(veth_name, attempt)
+    try:
+        if cont is not None:
+            attempt("container addresses", lambda: _add_new(addresses, cont.addresses_of(cmd.ifname)))
+            _del_container_side(cont, cmd, cfg, tag, attempt, links)
+        step("container side")
+        links.wait_gone()  # the container interface's peer is the host veth: gone too (else the delete is over)
+        theirs: list[bool] = []  # the host veth name is held by a link that is not this attachment's
+        attempt("host veth", lambda: theirs.append(_del_host_veth(veth_name, tag, links)))
+        links.wait_gone()  # the port is gone before its guard: it never carries an unguarded frame
+        # the port's guard and macspoofchk entries are keyed by name: not when the name is another's link
+        step("host veth")
+        _del_rules_and_filters(cmd, cfg, rec, veth_name, addresses, attempt, port_filters=not any(theirs))
+        step("rules, guard")
+    finally:
+        links.finish()
 
 
 _BY_CODE: dict[int, type[CniError]] = {c.code: c for c in CniError.__subclasses__()
@@ -487,26 +506,30 @@ def _add_new(to: list[IPInterface], found: list[IPInterface]) -> None:
 
 
 def _del_container_side(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag: str,
-                        attempt: Callable[[str, Callable[[], object]], None]) -> None:
+                        attempt: Callable[[str, Callable[[], object]], None], links: Background) -> None:
     if cfg.vm.mode != "none":
         from . import vm
 
         attempt("VM tap", lambda: vm.teardown(cont, cmd, cfg, tag))
-    attempt("container interface", lambda: cont.delete_link(cmd.ifname))
+    links.start("container interface", lambda: cont.delete_link(cmd.ifname))  # cont is closed after finish
 
 
-def _del_host_veth(name: str, tag: str) -> bool:
-    """Delete the host veth when it is this attachment's; True when the name is another link's."""
+def _del_host_veth(name: str, tag: str, links: Background) -> bool:
+    """Delete the host veth (in the background: ``links``) when it is this attachment's; True when the name
+    is another link's."""
     from .kernel import HostNet
 
     host = HostNet()
+    handed = False  # to the delete, which closes it once it is over
     try:
         alias = host.owner_of(name)
         if alias == tag:
-            host.delete_own_link(name, tag)
+            links.start("host veth", lambda: host.delete_own_link(name, tag), on_end=host.close)
+            handed = True
         return alias is not None and alias != tag
     finally:
-        host.close()
+        if not handed:
+            host.close()
 
 
 def _prev_addresses(cmd: CmdArgs) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

@@ -1,0 +1,217 @@
+"""Link deletes that run beside the rest of a DEL.
+
+Deleting a veth answers only after the kernel's ``netdev_run_todo``: an ``rcu_barrier`` and the wait for the
+device's last references, 10-20 ms of waiting (measured) although the kernel has closed both ends, taken
+them off the link list and their bridge and announced them (RTM_DELLINK on RTNLGRP_LINK) within a
+millisecond of the request. ``Background.start`` sends the delete from a second thread (``_thread``: a
+builtin, no import; the GIL is released while the netlink send waits) and ``wait_gone`` lets the DEL go on
+once the host end is announced gone: the firewall and guard removal (one ``nft`` exec, whose own netlink
+socket close waits for an RCU grace period), the imports and the state records then run while the kernel
+finishes the delete. ``finish`` joins the thread and hands what the delete raised to the DEL's ``attempt``
+under the step's name, before the DEL decides whether it is complete (the lease stays held otherwise).
+
+Why the announcement is the moment the port's guard may go (a serial DEL removed it after the delete
+returned): the kernel sends the host end's RTM_DELLINK after closing it, unlisting it, waiting for the
+packets in flight (``synchronize_net``) and running the NETDEV_UNREGISTER notifiers (the bridge removes the
+port and unregisters its rx handler, with another ``synchronize_net``): no frame of the port passes a hook
+after it. Only the generic (AF_UNSPEC) announcement counts; the bridge's own AF_BRIDGE RTM_DELLINK comes
+earlier, before the rx handler is gone.
+
+Without the announcement (the container interface was not the host veth's peer, the delete failed, the
+monitor socket could not be made or overflowed) ``wait_gone`` waits for the delete to be over: the serial
+order. A thread that cannot be started runs the delete in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import _socket as socket  # not socket.py (its enums cost ~3 ms): as the netlink layer
+import _thread
+import errno
+import os
+import select
+import struct
+from contextlib import suppress  # loaded by skel anyway: free
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+RTNLGRP_LINK = 1
+RTM_DELLINK = 17
+IFLA_IFNAME = 3
+_NLMSG = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_RTA = struct.Struct("=HH")
+
+
+def deleted_names(data: bytes) -> list[str]:
+    """The names of the links that the rtnetlink messages in `data` announce deleted (generic RTM_DELLINK
+    only, not the bridge's AF_BRIDGE one). Pure."""
+    names = []
+    off = 0
+    while off + _NLMSG.size <= len(data):
+        length, mtype = _NLMSG.unpack_from(data, off)[:2]
+        if length < _NLMSG.size or off + length > len(data):
+            break
+        body = off + _NLMSG.size
+        if mtype == RTM_DELLINK and length >= _NLMSG.size + _IFINFO.size and data[body] == 0:  # AF_UNSPEC
+            at, end = body + _IFINFO.size, off + length
+            while at + _RTA.size <= end:
+                alen, atype = _RTA.unpack_from(data, at)
+                if alen < _RTA.size:
+                    break
+                if atype == IFLA_IFNAME:
+                    names.append(data[at + _RTA.size:at + alen].split(b"\0", 1)[0].decode(errors="replace"))
+                at += (alen + 3) & ~3
+        off += (length + 3) & ~3
+    return names
+
+
+def _monitor() -> socket.socket | None:
+    """A netlink socket of the caller's namespace subscribed to link announcements; None when it cannot be
+    made (the DEL then waits for each delete to be over)."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
+                             socket.NETLINK_ROUTE)
+    except OSError:
+        return None
+    try:
+        sock.bind((0, 1 << (RTNLGRP_LINK - 1)))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+class _Job:
+    __slots__ = ("done", "error", "lock", "on_end", "what")
+
+    def __init__(self, what: str, on_end: Callable[[], object] | None) -> None:
+        self.what, self.on_end = what, on_end
+        self.done = False
+        self.error: BaseException | None = None
+        self.lock = _thread.allocate_lock()
+
+
+class Background:
+    """The link deletes of one DEL (one at a time in practice), watched for the announcement of `watch` (the
+    host veth's name) in the caller's network namespace. `attempt` is the DEL's: it receives each delete's
+    outcome as ``attempt(what, raise_outcome)``."""
+
+    def __init__(self, watch: str, attempt: Callable[[str, Callable[[], object]], None]) -> None:
+        self.watch, self.attempt = watch, attempt
+        self.jobs: list[_Job] = []
+        self.gone = False  # `watch` was announced deleted
+        self._mon: socket.socket | None = None
+        self._wake_r = self._wake_w = -1
+
+    def start(self, what: str, fn: Callable[[], object], on_end: Callable[[], object] | None = None) -> None:
+        """Run fn (a link delete) in a second thread; on_end (e.g. closing fn's socket) runs once it is over,
+        in the caller's thread."""
+        job = _Job(what, on_end)
+        if self._wake_r < 0:
+            try:
+                self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+            except OSError:
+                self._serial(job, fn)
+                return
+            self._mon = _monitor()  # before the request: its announcement must not be missed
+        job.lock.acquire()
+        try:
+            _thread.start_new_thread(self._run, (job, fn))
+        except RuntimeError:  # no thread to be had: the delete runs here
+            job.lock.release()
+            self._serial(job, fn)
+            return
+        self.jobs.append(job)
+
+    def _serial(self, job: _Job, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to attempt: as if it had run in the thread
+            job.error = exc
+        job.done = True
+        self._collect(job)
+
+    def _run(self, job: _Job, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # the caller's thread raises it (finish)
+            job.error = exc
+        finally:
+            job.done = True
+            with suppress(OSError):  # the caller's wait_gone also ends on its own poll timeout (below)
+                os.write(self._wake_w, b"x")  # before the release: once finish holds the lock, the pipe may go
+            job.lock.release()
+
+    def _collect(self, job: _Job) -> None:
+        """Hand a finished job's outcome to attempt (in the caller's thread)."""
+        if job in self.jobs:
+            self.jobs.remove(job)
+        try:
+            if job.on_end is not None:
+                job.on_end()
+        finally:
+            def outcome() -> None:
+                if job.error is not None:
+                    raise job.error
+
+            self.attempt(job.what, outcome)
+
+    def wait_gone(self) -> None:
+        """Return once `watch` is announced deleted, or at once when no delete runs; a delete that is over by
+        then is collected (its failure goes to attempt now, in the serial order)."""
+        while self.jobs and not self.gone:
+            for job in [j for j in self.jobs if j.done]:
+                job.lock.acquire()
+                self._collect(job)
+            if not self.jobs:
+                return
+            self._poll()
+
+    def _poll(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        if self._mon is not None:
+            poller.register(self._mon.fileno(), select.POLLIN)
+        events = poller.poll(1000)  # a delete ends or the link is announced gone well before
+        for fd, _ in events:
+            if fd == self._wake_r:
+                os.read(self._wake_r, 64)
+            else:
+                self._read_monitor()
+
+    def _read_monitor(self) -> None:
+        while self._mon is not None:
+            try:
+                data = self._mon.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ENOBUFS: announcements were lost; wait for the deletes instead
+                if exc.errno != errno.EINTR:
+                    self._close_monitor()
+                    return
+                continue
+            if self.watch in deleted_names(data):
+                self.gone = True
+                self._close_monitor()
+                return
+
+    def _close_monitor(self) -> None:
+        if self._mon is not None:
+            self._mon.close()
+            self._mon = None
+
+    def finish(self) -> None:
+        """Wait for every delete and hand each outcome to attempt; release the pipe and the monitor."""
+        try:
+            for job in self.jobs:
+                job.lock.acquire()  # blocks until the thread is over: no socket of theirs is closed under them
+            while self.jobs:
+                self._collect(self.jobs[0])
+        finally:
+            self._close_monitor()
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1

@@ -1,0 +1,39 @@
+"""bridge/background.py's pure part: which links an rtnetlink buffer announces deleted (generic RTM_DELLINK
+only: the bridge's own AF_BRIDGE announcement comes before the port's rx handler is gone)."""
+
+from __future__ import annotations
+
+import struct
+
+from cni_ignite.bridge.background import RTM_DELLINK, deleted_names
+
+RTM_NEWLINK = 16
+AF_BRIDGE = 7
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _msg(mtype: int, name: str, family: int = 0) -> bytes:
+    body = struct.pack("=BxHiII", family, 1, 7, 0, 0) + _attr(4, struct.pack("=I", 1500))
+    body += _attr(3, name.encode() + b"\0")
+    return struct.pack("=IHHII", 16 + len(body), mtype, 0, 0, 0) + body
+
+
+def test_generic_dellink_names_are_found_in_a_buffer_of_several_messages() -> None:
+    data = _msg(RTM_NEWLINK, "other") + _msg(RTM_DELLINK, "vethA", AF_BRIDGE) + _msg(RTM_DELLINK, "vethA") \
+        + _msg(RTM_DELLINK, "vethB")
+    assert deleted_names(data) == ["vethA", "vethB"]
+
+
+def test_the_bridge_announcement_and_new_links_do_not_count() -> None:
+    assert deleted_names(_msg(RTM_DELLINK, "vethA", AF_BRIDGE) + _msg(RTM_NEWLINK, "vethA")) == []
+
+
+def test_truncated_or_broken_buffers_end_the_scan() -> None:
+    whole = _msg(RTM_DELLINK, "vethA")
+    assert deleted_names(whole[:-3]) == []
+    assert deleted_names(b"") == []
+    assert deleted_names(struct.pack("=IHHII", 4, RTM_DELLINK, 0, 0, 0) + whole) == []  # a length below the header
