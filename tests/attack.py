@@ -4,6 +4,9 @@ interface through an AF_PACKET raw socket, meant to run inside a throwaway names
     ip netns exec NS python attack.py send IFACE HEXFRAME [HEXFRAME ...]
     ip netns exec NS python attack.py sniff IFACE HEXMARKER SECONDS  prints "ready", then the count of
                                                                       received frames that carry the marker
+    ip netns exec NS python attack.py vlan-offload IFACE [rxvlan=on|off] [txvlan=on|off]
+                                           sets the 802.1Q offloads (ethtool -K IFACE rxvlan/txvlan) and
+                                           prints both as JSON
 Nothing here touches the root namespace; the test runs both commands in its namespaces.
 """
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
 ETH_P_ALL = 0x0003
 ETH_IP, ETH_ARP, ETH_IP6, ETH_VLAN = 0x0800, 0x0806, 0x86DD, 0x8100
+ETH_QINQ = 0x88A8  # 802.1ad service tag
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
@@ -51,6 +55,12 @@ def eth(dst: str, src: str, ethertype: int, payload: bytes, vlan: int | None = N
     tag = struct.pack("!HH", ETH_VLAN, vlan) if vlan is not None else b""
     frame = mac_bytes(dst) + mac_bytes(src) + tag + struct.pack("!H", ethertype) + payload
     return frame + bytes(max(0, 60 - len(frame)))
+
+
+def tagged(frame: bytes, vid: int, tpid: int = ETH_VLAN) -> bytes:
+    """`frame` with one more VLAN tag (TPID `tpid`, VID `vid`) right after the MACs, outside any it has:
+    ``tagged(tagged(f, 200), 100)`` is QinQ with outer VID 100, ``tagged(f, 100, ETH_QINQ)`` an 802.1ad frame."""
+    return frame[:12] + struct.pack("!HH", tpid, vid) + frame[12:]
 
 
 def arp(op: int, sha: str, spa: str, tha: str, tpa: str) -> bytes:
@@ -153,12 +163,48 @@ def sniff(iface: str, marker: bytes, seconds: float) -> int:
         return seen
 
 
+SIOCETHTOOL, ETHTOOL_GFLAGS, ETHTOOL_SFLAGS = 0x8946, 0x25, 0x26
+VLAN_FLAGS = {"txvlan": 1 << 7, "rxvlan": 1 << 8}  # ETH_FLAG_TXVLAN / ETH_FLAG_RXVLAN (linux/ethtool.h)
+
+
+def vlan_offload(iface: str, want: dict[str, bool]) -> dict[str, bool]:
+    """Set the interface's 802.1Q receive/transmit offloads (``rxvlan``/``txvlan``, as ``ethtool -K``) through
+    the legacy ETHTOOL_SFLAGS ioctl (no ethtool binary needed); returns both as they are afterwards."""
+    import array
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        def call(cmd: int, data: int = 0) -> int:
+            buf = array.array("I", [cmd, data])
+            fcntl.ioctl(s, SIOCETHTOOL, struct.pack("16sP16x", iface.encode(), buf.buffer_info()[0]))
+            return buf[1]
+
+        flags = call(ETHTOOL_GFLAGS)
+        new = flags
+        for name, on in want.items():
+            new = new | VLAN_FLAGS[name] if on else new & ~VLAN_FLAGS[name]
+        if new != flags:
+            call(ETHTOOL_SFLAGS, new)
+        got = call(ETHTOOL_GFLAGS)
+    return {name: bool(got & bit) for name, bit in VLAN_FLAGS.items()}
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) >= 3:
         send(argv[1], [bytes.fromhex(h) for h in argv[2:]])
         return 0
     if argv[:1] == ["sniff"] and len(argv) == 4:
         print(sniff(argv[1], bytes.fromhex(argv[2]), float(argv[3])), flush=True)
+        return 0
+    if argv[:1] == ["vlan-offload"] and len(argv) >= 2:
+        import json
+
+        pairs = [a.partition("=") for a in argv[2:]]
+        if any(k not in VLAN_FLAGS or v not in ("on", "off") for k, _, v in pairs):
+            print(__doc__, file=sys.stderr)
+            return 2
+        want = {k: v == "on" for k, _, v in pairs}
+        print(json.dumps(vlan_offload(argv[1], want)), flush=True)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

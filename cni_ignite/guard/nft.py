@@ -11,7 +11,8 @@
                              the port name: the dry run tells whether the port is guarded at all (the
                              usual second DEL: nothing to do); only a port that is still guarded with
                              unknown elements costs a listing of the table (purge, O(ports))
-    check(att) -> [problem]  CHECK: the fixed chains as nft lists them, then the port's elements
+    check(att) -> [problem]  CHECK: the fixed chains as nft lists them and this layout's version mark,
+                             then the port's elements
     guarded(port) -> bool
     quarantine(att)          GC of an attachment that is no longer valid: its port stays guarded, nothing
                              allowed (its addresses go back to the IPAM)
@@ -132,7 +133,11 @@ def check(att: Attachment) -> list[str]:
             listed = run(BACKEND, ("nft", "-t", "list", "table", *t.name.split()))
             if not listed.ok:
                 return [f"guard table {t.name} is missing: {listed.stderr.decode(errors='replace').strip()}"]
-            problems += rules.chain_problems(listed.stdout.decode(errors="replace"), t.chains)
+            text = listed.stdout.decode(errors="replace")
+            problems += rules.chain_problems(text, t.chains)
+            if f"chain {rules.layout_mark(att.routed)} {{" not in text:  # rules whose listing hides a change
+                problems.append(f"guard table {t.name} is another version of the layout (no chain "
+                                f"{rules.layout_mark(att.routed)})")
         if run(BACKEND, _DRY, rules.check_script(att)).ok:
             return problems
         where = len(layout) > 1  # name the table when the layout has several

@@ -4,7 +4,7 @@ One shared table for every guarded port, ``table bridge cni_ignite_guard``; noth
 attachment except set elements keyed by the input port (the host veth):
 
     set ports   { type ifname; }                        guarded ports
-    set trunks  { type ifname; }                        ports that may send 802.1Q/802.1ad frames
+    set trunks  { type ifname; }                        ports that may send 802.1Q-tagged frames
     set macs    { type ifname . ether_addr; }           allowed source MACs
     set addr4   { type ifname . ipv4_addr; }            allowed IPv4 source addresses
     set addr6   { type ifname . ipv6_addr; }            allowed IPv6 source addresses
@@ -13,7 +13,9 @@ attachment except set elements keyed by the input port (the host veth):
     chain prerouting (filter hook prerouting priority -300): a frame from an unguarded port is accepted at
         once; a guarded port's frame must come from one of its MACs, then goes by ethertype to guard_arp /
         guard_ip / guard_ip6 / guard_vlan, which accept what is allowed and drop the rest; any other
-        ethertype (STP, LLDP, RARP ...) is dropped.
+        ethertype (STP, LLDP, RARP ...) is dropped. guard_vlan: a trunk port's 802.1Q-tagged frame goes
+        by its inner ethertype to the same three chains (VLANs of a trunk are not checked: the bridge's
+        VLAN filtering does that); QinQ, 802.1ad, other inner ethertypes, tags from other ports: dropped.
 
 Routed mode (``bridge.routed``: no bridge, each host veth is its attachment's router port) uses two tables
 of the same name instead, keyed the same way by the host veth (``ROUTED_TABLES``, ``Attachment.routed``):
@@ -81,19 +83,8 @@ SETS = (
     ("ndnet6", "typeof iifname . @th,64,128; flags interval;"),
 )
 
-# The fixed chains, each rule as ``nft list`` prints it (CHECK compares them line by line).
-CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prerouting", (
-        "iifname != @ports accept",
-        "iifname . ether saddr != @macs drop",
-        "ether type vmap { ip : jump guard_ip, arp : jump guard_arp, ip6 : jump guard_ip6, 8021q : jump guard_vlan, "
-        "8021ad : jump guard_vlan }",
-        "drop",
-    )),
-    ("guard_vlan", (
-        "iifname @trunks accept",
-        "drop",
-    )),
+# The fixed chains of the routed tables (inet, arp), each rule as ``nft list`` prints it (CHECK compares them).
+_PROTO_CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("guard_arp", (
         "arp htype != 1 drop",
         "arp ptype != ip drop",
@@ -131,6 +122,54 @@ CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "iifname . @th,64,128 @ndnet6 accept",
         "drop",
     )),
+)
+_BY_NAME = dict(_PROTO_CHAINS)
+# In the bridge family nft makes ``ether type`` (the frame's outermost ethertype) the implicit dependency of
+# ``arp ...`` and of ``icmpv6 ...`` without an ``ip6`` match: such a rule never matches a tagged frame, whose
+# ether type is 8021q, so a tagged RA, NA or ARP would pass its check. These rules name ``meta protocol``
+# (the skb's protocol: the inner ethertype of a tagged frame, the ether type of an untagged one) as their
+# dependency instead, which nft takes in place of its own and leaves out when it lists the rule (``listed``).
+# The other rules' dependencies are meta protocol or the L4 protocol already (``nft --debug=netlink``;
+# test_guard_vlan.py::test_protocol_chains_never_read_the_outer_ethertype).
+_META = {"guard_arp": "arp", "guard_ip6": "ip6", "guard_ip6_own": "ip6"}
+
+
+def _bridge_rule(chain: str, rule: str) -> str:
+    proto = _META.get(chain)
+    return f"meta protocol {proto} {rule}" if proto and rule.startswith(("arp ", "iifname . arp ", "icmpv6 ")) else rule
+
+
+def as_listed(rule: str) -> str:
+    """A rule as ``nft list`` prints it: a leading ``meta protocol`` that is the next match's dependency is
+    left out (the only kind the chains hold)."""
+    return " ".join(rule.split(" ")[3:]) if rule.startswith("meta protocol ") else rule
+
+
+# The bridge table's fixed chains, each rule as sent. A frame of a guarded port: source MAC first, then by
+# its outermost ethertype (``ether type`` sees an 802.1Q tag whether it is in the frame or in the skb's
+# metadata: link-header loads rebuild it); an 802.1Q-tagged frame from a trunk port goes by its inner
+# ethertype through the same chains as an untagged one (the network and transport headers an nft match reads
+# are the inner packet's: the receive path moves the outer tag to the metadata, test_guard_vlan.py); a
+# second tag (QinQ), an 802.1ad tag, another inner ethertype, or a tag on a port that is no trunk: dropped.
+CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prerouting", (
+        "iifname != @ports accept",
+        "iifname . ether saddr != @macs drop",
+        "ether type vmap { ip : jump guard_ip, arp : jump guard_arp, ip6 : jump guard_ip6, 8021q : jump guard_vlan, "
+        "8021ad : jump guard_vlan }",
+        "drop",
+    )),
+    ("guard_vlan", (
+        "iifname != @trunks drop",
+        # ``vlan type`` depends on ``ether type 8021q`` (an 802.1ad tag falls through to the drop); ``meta
+        # protocol`` the same as the tag's inner type: the tag is in the metadata, so the headers the chains
+        # read are the inner packet's (a tag left in the payload, QinQ's second, has meta protocol 8021q)
+        "vlan type ip meta protocol ip jump guard_ip",
+        "vlan type arp meta protocol arp jump guard_arp",
+        "vlan type ip6 meta protocol ip6 jump guard_ip6",
+        "drop",
+    )),
+    *((name, tuple(_bridge_rule(name, r) for r in rules)) for name, rules in _PROTO_CHAINS),
 )
 
 
@@ -212,7 +251,6 @@ class Table(Record):
     chains: tuple[tuple[str, tuple[str, ...]], ...]
 
 
-_BY_NAME = dict(CHAINS)
 _V4_SETS = ("ports", "macs", "addr4", "net4")
 # Routed mode (``bridge.routed``): no bridge, so no bridge-family hook sees the veth's frames. IPv4 and IPv6
 # are filtered in ``inet`` prerouting (priority raw, before conntrack and the routing decision: a forged
@@ -265,13 +303,14 @@ MARK = "layout_" + sha256(_skeleton_body().encode()).hexdigest()[:12]
 ROUTED_MARK = "layout_" + sha256(_skeleton_body(ROUTED_TABLES).encode()).hexdigest()[:12]
 
 
-def _mark(routed: bool) -> str:
+def layout_mark(routed: bool = False) -> str:
+    """The empty chain that names this version of the layout's skeleton (in each of its tables)."""
     return ROUTED_MARK if routed else MARK
 
 
 def skeleton(routed: bool = False) -> str:
     """The shared table(s), sets and fixed chains; idempotent (the fixed chains are flushed and refilled)."""
-    mark = _mark(routed)
+    mark = layout_mark(routed)
     return _skeleton_body(tables(routed)) + "".join(f"add chain {t.name} {mark}\n" for t in tables(routed))
 
 
@@ -298,7 +337,7 @@ def lean_apply_script(att: Attachment) -> str:
     skeleton costs ~12 ms more (parsing and re-adding the fixed chains); this one is the exec's floor.
     Fails (and the caller applies ``apply_script``) when the table is missing, is another version, or the
     port is guarded already."""
-    mark = _mark(att.routed)
+    mark = layout_mark(att.routed)
     flush = "".join(f"flush chain {t.name} {mark}\n" for t in tables(att.routed))
     return flush + "\n".join(_adds(att)) + "\n"
 
@@ -358,7 +397,7 @@ def chain_problems(listed: str, chains: tuple[tuple[str, tuple[str, ...]], ...] 
             current.append(_canonical(line))
     problems = []
     for name, rules in chains:
-        want = [_canonical(rule) for rule in rules]
+        want = [_canonical(as_listed(rule)) for rule in rules]
         if name not in found:
             problems.append(f"guard chain {name} is missing")
         elif found[name] != want:

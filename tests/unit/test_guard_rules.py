@@ -95,10 +95,11 @@ def test_remove_adds_then_deletes_every_element_and_the_trunk_flag():
 
 
 def test_chain_problems_ignore_anonymous_set_order_and_report_changes():
-    listed = "table bridge cni_ignite_guard {\n" + "".join(
+    listed = ("table bridge cni_ignite_guard {\n" + "".join(
         f"\tchain {name} {{\n" + ("\t\ttype filter hook prerouting priority dstnat; policy accept;\n"
                                   if name == "prerouting" else "")
-        + "".join(f"\t\t{r}\n" for r in rules_) + "\t}\n" for name, rules_ in rules.CHAINS) + "}\n"
+        + "".join(f"\t\t{rules.as_listed(r)}\n" for r in rules_) + "\t}\n" for name, rules_ in rules.CHAINS)
+        + "}\n")
     assert rules.chain_problems(listed) == []
     shuffled = listed.replace("{ ip : jump guard_ip, arp : jump guard_arp,",
                               "{ arp : jump guard_arp, ip : jump guard_ip,")
@@ -106,3 +107,43 @@ def test_chain_problems_ignore_anonymous_set_order_and_report_changes():
     broken = listed.replace("\t\tudp sport 67 drop\n", "")
     assert [p.split(":")[0] for p in rules.chain_problems(broken)] == ["guard chain guard_ip"]
     assert rules.chain_problems("") == [f"guard chain {name} is missing" for name, _ in rules.CHAINS]
+
+
+def test_bridge_protocol_rules_depend_on_meta_protocol_not_the_outer_ethertype():
+    """A tagged frame's ``ether type`` is 8021q: an ``arp``/``icmpv6`` rule left to nft's implicit ``ether type``
+    dependency would never match it (a tagged RA or NA would skip its drop). The routed tables keep theirs."""
+    bridge = dict(rules.CHAINS)
+    for name in ("guard_arp", "guard_ip6", "guard_ip6_own"):
+        for rule in bridge[name]:
+            if (" arp " in f" {rule}" or "icmpv6" in rule) and not rule.startswith("ip6 saddr "):
+                assert rule.startswith("meta protocol "), rule
+    assert bridge["guard_vlan"][0] == "iifname != @trunks drop" and bridge["guard_vlan"][-1] == "drop"
+    assert {r.split()[2] for r in bridge["guard_vlan"][1:-1]} == {"ip", "arp", "ip6"}
+    routed = [r for t in rules.ROUTED_TABLES for _, chain in t.chains for r in chain]
+    assert not any("meta protocol" in r for r in routed)
+
+
+def test_as_listed_drops_only_a_leading_dependency():
+    assert rules.as_listed("meta protocol arp arp htype != 1 drop") == "arp htype != 1 drop"
+    kept = "vlan type ip meta protocol ip jump guard_ip"
+    assert rules.as_listed(kept) == kept
+    assert rules.as_listed("drop") == "drop"
+
+
+def test_trunk_flag_goes_with_the_port_and_is_removed_with_it():
+    trunk = rules.attachment("veth1", ["02:61:00:00:00:02"], [A4], trunk=True)
+    assert f'create element {rules.TABLE} ports {{ "veth1" }}' in rules.apply_script(trunk)
+    assert f'add element {rules.TABLE} trunks {{ "veth1" }}' in rules.lean_apply_script(trunk)
+    access = rules.attachment("veth1", ["02:61:00:00:00:02"], [A4])
+    assert " trunks " not in rules.lean_apply_script(access)
+    for att in (trunk, access):  # DEL removes a trunk flag whatever the record says
+        assert f'delete element {rules.TABLE} trunks {{ "veth1" }}' in rules.lean_remove_script(att)
+    with pytest.raises(ValueError, match="routed"):
+        rules.attachment("veth1", ["02:61:00:00:00:02"], [A4], trunk=True, routed=True)
+
+
+def test_a_bridge_records_trunk_flag_survives_the_round_trip():
+    from cni_ignite.bridge import records
+
+    att = rules.attachment("veth1", ["02:61:00:00:00:02"], [A4, A6], trunk=True)
+    assert records.guard_att(records.guard_doc(att)) == att
