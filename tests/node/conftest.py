@@ -4,6 +4,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 import pytest
+from flannelbin import flannel_cni
 from multinode import Cluster
 
 if TYPE_CHECKING:
@@ -27,3 +28,9 @@ def cluster(netns: Namespaces, tmp_path: Path, request: pytest.FixtureRequest) -
         logs = c.logs()
         c.stop()
         print(logs)
+
+
+@pytest.fixture(scope="module")
+def flannel_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """flannel's CNI plugin (flannelbin.flannel_cni), or None."""
+    return flannel_cni(tmp_path_factory.mktemp("flannel-cni"))

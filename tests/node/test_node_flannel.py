@@ -8,8 +8,9 @@ ipMasq = !FLANNEL_IPMASQ and mtu = FLANNEL_MTU unless the delegate sets them, is
 and an ipam block: flannel's own ``ipam`` (type host-local when absent) plus
 ``ranges: [[{"subnet": <FLANNEL_SUBNET's network>}]]`` and ``routes: <ipam.routes> + [{"dst": FLANNEL_NETWORK}]``.
 `flannel_delegate` below reproduces that; every case runs it through our ignite-bridge in a throwaway namespace.
-When flannel's plugin itself is available (FLANNEL_CNI_SRC = a flannel-io/cni-plugin checkout, built here with
-Debian's Go CNI library, or a `flannel` binary in /usr/lib/cni), the real plugin delegates to ignite-bridge and the
+When flannel's plugin itself is available (the flannel_plugin fixture, conftest.py: FLANNEL_CNI_SRC = a
+flannel-io/cni-plugin tree built here with Debian's Go CNI library, build/flannel/flannel from tools/build-flanneld.sh,
+or a `flannel` binary in /usr/lib/cni), the real plugin delegates to ignite-bridge and the
 delegate config it saved is compared byte for byte with the reproduction.
 """
 
@@ -17,14 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from cnirun import GO_PLUGINS, call, source_bin_dir
+from flannelbin import SKIP_FLANNEL_CNI
 from nsutil import in_ns, path
 
 from cni_ignite.subnetenv import parse_subnet_env
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
     from nsutil import Namespaces
 
 pytestmark = pytest.mark.privileged
-
-GOPATH = Path("/usr/share/gocode")
 
 # What flanneld writes (flannel-io/flannel WriteSubnetFile): v0.12 (the version ignite-flannel.sh runs, udp
 # backend: MTU 1500 - 28), and a current dual-stack vxlan one (the IPv6 lines are ignored by our IPv4 network).
@@ -92,25 +89,6 @@ def flannel_conf(tmp: Path, ipam_type: str) -> dict[str, Any]:
         "ipam": {"type": ipam_type, "dataDir": str(tmp / "ipam")},
     }
     return conf
-
-
-@pytest.fixture(scope="module")
-def flannel_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """flannel's CNI plugin: built from FLANNEL_CNI_SRC, else /usr/lib/cni/flannel, else None."""
-    src = os.environ.get("FLANNEL_CNI_SRC")
-    if src:
-        out = tmp_path_factory.mktemp("flannel-cni")
-        for name in ("flannel.go", "flannel_linux.go"):
-            shutil.copy(Path(src) / name, out / name)
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(out), "GO111MODULE": "off", "GOPATH": str(GOPATH),
-               "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0", "GOCACHE": str(out / "gocache"),
-               "TMPDIR": str(out)}
-        res = subprocess.run(["go", "build", "-o", "flannel", "flannel.go", "flannel_linux.go"], cwd=out, env=env,
-                             capture_output=True, text=True, timeout=300, check=False)
-        assert res.returncode == 0, f"building flannel's CNI plugin from {src} failed: {res.stderr}"
-        return out / "flannel"
-    found = GO_PLUGINS / "flannel"
-    return found if found.exists() else None
 
 
 def plugin_dir(tmp: Path, flannel: Path | None = None) -> str:
@@ -178,8 +156,7 @@ def test_our_reader_and_ignite_ipam_read_flanneld_subnet_files() -> None:
 def test_real_flannel_plugin_delegates_to_ignite_bridge(netns: Namespaces, tmp_path: Path, ipam_type: str,
                                                         flannel_plugin: Path | None) -> None:
     if flannel_plugin is None:
-        pytest.skip("needs flannel's CNI plugin: FLANNEL_CNI_SRC=<a flannel-io/cni-plugin checkout> (built with "
-                    f"Debian's Go CNI library in {GOPATH}) or {GO_PLUGINS / 'flannel'}")
+        pytest.skip(SKIP_FLANNEL_CNI)
     if ipam_type == "host-local" and not (GO_PLUGINS / "host-local").exists():
         pytest.skip(f"needs the Go host-local plugin in {GO_PLUGINS}")
     (tmp_path / "subnet.env").write_text(FLANNELD_V012)
