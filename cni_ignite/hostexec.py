@@ -18,7 +18,7 @@ from .errors import CniError, IOFailure
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import NamedTuple as Record
 else:
     import _signal as signal  # not signal.py (its IntEnums: ~1 ms per call); only SIGKILL is used
@@ -54,6 +54,36 @@ def child_env(env: Mapping[str, str], overrides: Mapping[str, str] | None = None
     if overrides:
         out.update(overrides)
     return out
+
+
+_idle: list[Callable[[], object]] = []
+
+
+class Meanwhile:
+    """``with Meanwhile(fn):`` lends `fn` (CPU work the caller needs next, e.g. the imports of its next step)
+    to the first child that :func:`run` starts inside the block: it runs once that child has its stdin, while
+    the child works (a DEL's ``nft`` waits ~10 ms for an RCU grace period as it closes its netlink socket).
+    An exception in it is dropped (the work is done again where it is needed); without a child in the block
+    it is not run at all."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+    def __enter__(self) -> None:
+        _idle.append(self.fn)
+
+    def __exit__(self, *exc: object) -> None:
+        with suppress(ValueError):  # run already
+            _idle.remove(self.fn)
+
+
+def _run_idle() -> None:
+    while _idle:
+        fn = _idle.pop()
+        with suppress(Exception):
+            fn()
 
 
 def find_program(name: str, search_path: str | None = None) -> str:
@@ -144,19 +174,24 @@ def _pump(in_w: int, data: bytes, outs: dict[int, bytearray], deadline: float) -
 
     A write never blocks: the child may fill its stdout while we still have stdin for it. A child that
     exits (or closes its stdin) before reading everything ends the feeding (EPIPE), not the call.
-    Closes every fd it was given, also on timeout."""
+    Closes every fd it was given, also on timeout. Work lent by :class:`Meanwhile` runs once the pipe holds
+    what it takes of stdin (a script fits: 64 KiB), while the child works."""
     poller = select.poll()
     view = memoryview(data)
     open_fds = set(outs) | {in_w}
     try:
         if data:
             os.set_blocking(in_w, False)
+            if _idle:
+                view = _feed(in_w, view, 0)
+        if view:
             poller.register(in_w, select.POLLOUT)
         else:
             open_fds.discard(in_w)
-            _close([in_w])
+            _close([in_w])  # the child has all of its stdin: it works while the lent work runs
         for fd in outs:
             poller.register(fd, select.POLLIN)
+        _run_idle()
         while open_fds:
             for fd, events in poller.poll(_wait_ms(deadline)):
                 if fd == in_w:
