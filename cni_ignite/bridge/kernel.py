@@ -67,8 +67,14 @@ class HostNet:
         return self.nl.create_veth(name, peer, peer_netns_fd=cont.fd, mtu=mtu, mac_of_peer=peer_mac or None)
 
     def attach_port(self, veth: LinkInfo, bridge: LinkInfo, cfg: BridgeConfig, *, tag: str) -> None:
-        """Enslave the host veth and mark it as the attachment's (its alias is ``tag``) in one message."""
-        _set(f"net/ipv6/conf/{veth.name}/accept_ra", "0", missing_ok=True)
+        """Enslave the host veth and mark it as the attachment's (its alias is ``tag``) in one message.
+
+        A bridge port is layer 2 only (the bridge holds the gateway addresses), so IPv6 is off on it before
+        it comes up: no link-local address, no fe80::/64 and ff00::/8 routes per port. Those per-port routes
+        made every IPv6 packet the host receives walk a route node with one entry per port
+        (``__find_rr_leaf``) and every veth delete walk them all (``fib6_ifdown``): ADD and DEL grew with the
+        ports (``benchmarks/DENSITY.md``). Frames of any protocol are still bridged through the port."""
+        _set(f"net/ipv6/conf/{veth.name}/disable_ipv6", "1", missing_ok=True)
         self.nl.set_link(veth.index, master=bridge.index, up=True, alias=tag)
         if cfg.hairpin_mode or cfg.port_isolation:
             self.nl.set_brport(veth.index, hairpin=cfg.hairpin_mode or None, isolated=cfg.port_isolation or None)
@@ -83,7 +89,15 @@ class HostNet:
                 self.nl.bridge_vlan_add(veth.index, 1, pvid=True, untagged=True)
 
     def own_port(self, veth: LinkInfo, *, tag: str) -> None:
-        """Routed mode: mark the host veth as the attachment's and bring it up (its routes need it up)."""
+        """Routed mode: mark the host veth as the attachment's and bring it up (its routes need it up).
+
+        IPv6 is off on it until ``routed.host_side`` turns it on for an attachment with an IPv6 address, so an
+        IPv4-only port adds no IPv6 routes to the host (see ``attach_port``). DAD is off on it first: its
+        link-local address is then usable at once, and the host sends neighbour solicitations (which need
+        a link-local address that is not tentative) for the container's address from the first forwarded
+        packet on, instead of dropping them for the 1-2 s of DAD."""
+        _set(f"net/ipv6/conf/{veth.name}/accept_dad", "0", missing_ok=True)
+        _set(f"net/ipv6/conf/{veth.name}/disable_ipv6", "1", missing_ok=True)
         self.nl.set_link(veth.index, up=True, alias=tag)
 
     def set_gateway_addrs(self, bridge: LinkInfo, gateways: list[IPInterface], *, force: bool) -> None:

@@ -17,7 +17,12 @@ hardened with Calico's host-veth settings:
 * **Host veth sysctls.** ``proxy_arp=1`` with ``neigh/<veth>/proxy_delay=0`` (a guest that believes the
   subnet is on-link ARPs for its peers: the host answers for any address it routes elsewhere, at once
   instead of after up to 0.8 s), ``rp_filter=1`` (strict: the only way back to a container address is its
-  own veth, so a container cannot send with another's address), ``accept_ra=0``; forwarding on.
+  own veth, so a container cannot send with another's address), ``accept_ra=0``; forwarding on. IPv6 is
+  off on the port unless the attachment has an IPv6 address (no per-port fe80::/64 and ff00::/8 routes:
+  they made the host's IPv6 lookups and every veth delete grow with the ports); when it is on, the
+  port's link-local address skips DAD (``accept_dad=0``, set before the port comes up), because the host
+  solicits a container's address only from a link-local address that is not tentative: with DAD the
+  first forwarded IPv6 packets to a new attachment were lost for 1-2 s.
 * **Container side.** The addresses keep the IPAM's prefix (the result and ``ip addr`` agree, and the
   firewall's masquerade exemption covers the whole subnet) but are added with ``noprefixroute``; the
   routes are ``<subnet> via <gateway> onlink``, then the result's routes, also ``onlink`` (default via
