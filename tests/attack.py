@@ -4,6 +4,8 @@ interface through an AF_PACKET raw socket, meant to run inside a throwaway names
     ip netns exec NS python attack.py send IFACE HEXFRAME [HEXFRAME ...]
     ip netns exec NS python attack.py sniff IFACE HEXMARKER SECONDS  prints "ready", then the count of
                                                                       received frames that carry the marker
+    ip netns exec NS python attack.py sniff-eof IFACE HEXMARKER GRACE  the same, counting until its standard
+                                                                      input closes, then GRACE seconds more
     ip netns exec NS python attack.py vlan-offload IFACE [rxvlan=on|off] [txvlan=on|off]
                                            sets the 802.1Q offloads (ethtool -K IFACE rxvlan/txvlan) and
                                            prints both as JSON
@@ -40,6 +42,25 @@ def count_while(ns: str, listener: list[str], act: Callable[[], object], timeout
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         act()
         out, _ = proc.communicate(timeout=timeout)
+        return int(out.strip())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def count_around(ns: str, iface: str, marker: bytes, act: Callable[[], object], grace: float = 0.3) -> int:
+    """How many received frames carrying `marker` arrive on `iface` in netns `ns` from just before `act` runs
+    until `grace` seconds after it returned (``sniff-eof``): unlike a fixed window (``count_while`` with
+    ``sniff``), a slow start of the sender under load cannot push its frames past the count."""
+    import subprocess
+
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, "sniff-eof", iface, marker.hex(),
+                             str(grace)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        act()
+        out, _ = proc.communicate(input="", timeout=30)
         return int(out.strip())
     finally:
         if proc.poll() is None:
@@ -189,12 +210,33 @@ def vlan_offload(iface: str, want: dict[str, bool]) -> dict[str, bool]:
     return {name: bool(got & bit) for name, bit in VLAN_FLAGS.items()}
 
 
+def sniff_until_eof(iface: str, marker: bytes, grace: float) -> int:
+    """``sniff`` until standard input reaches its end, then `grace` seconds more."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
+        s.bind((iface, 0))
+        print("ready", flush=True)
+        seen, deadline, stdin = 0, float("inf"), sys.stdin.fileno()
+        while (left := deadline - time.monotonic()) > 0:
+            ready = select.select([s] if deadline < float("inf") else [s, stdin], [], [],
+                                  None if left == float("inf") else left)[0]
+            if stdin in ready and deadline == float("inf") and not sys.stdin.buffer.read1(4096):
+                deadline = time.monotonic() + grace
+            if s in ready:
+                data, addr = s.recvfrom(65536)
+                if addr[2] != socket.PACKET_OUTGOING and marker in data:
+                    seen += 1
+        return seen
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) >= 3:
         send(argv[1], [bytes.fromhex(h) for h in argv[2:]])
         return 0
     if argv[:1] == ["sniff"] and len(argv) == 4:
         print(sniff(argv[1], bytes.fromhex(argv[2]), float(argv[3])), flush=True)
+        return 0
+    if argv[:1] == ["sniff-eof"] and len(argv) == 4:
+        print(sniff_until_eof(argv[1], bytes.fromhex(argv[2]), float(argv[3])), flush=True)
         return 0
     if argv[:1] == ["vlan-offload"] and len(argv) >= 2:
         import json

@@ -21,9 +21,12 @@ What the guard allows by default (the rest is dropped; see ``rules`` for the rul
 - IPv6 source: the attachment's addresses and the EUI-64 link-local of each allowed MAC, and :: only for
   duplicate address detection (neighbour solicitation for one of its own addresses, MLD reports);
 - ARP request/reply whose sender MAC and sender IP are the attachment's; probes (sender IP 0.0.0.0);
-- never: router advertisements, redirects, router renumbering; DHCP (UDP source port 67) and DHCPv6
-  (547) server messages; neighbour advertisements for an address not its own; other ethertypes (STP,
-  LLDP, RARP ...); 802.1Q/802.1ad tagged frames unless the port is a VLAN trunk.
+- never: router advertisements, redirects, router renumbering; DHCP and DHCPv6 server messages (UDP from
+  port 67 / 547, or to a client's port 68 / 546 from any port); neighbour advertisements for an address
+  not its own; other ethertypes (STP, LLDP, RARP ...);
+- 802.1Q-tagged frames only from a VLAN trunk port (``vlanTrunk``), and then checked as above by their inner
+  ethertype (ARP, IPv4, IPv6; any VID: the bridge's VLAN filtering limits those); never QinQ, 802.1ad or
+  another inner ethertype.
 These are libvirt nwfilter ``clean-traffic`` (no-mac/ip/arp-spoofing, allow-dhcp, no-other-l2-traffic)
 plus Neutron port security's RA guard and DHCP server guard.
 """

@@ -99,6 +99,7 @@ _PROTO_CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("guard_ip", (
         "udp sport 67 drop",
+        "udp dport 68 drop",  # to a DHCP client, from any port: clients do not check the source port
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         "iifname . ip saddr @addr4 accept",
         "iifname . ip saddr @net4 accept",
@@ -106,6 +107,7 @@ _PROTO_CHAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("guard_ip6", (
         "udp sport 547 drop",
+        "udp dport 546 drop",  # to a DHCPv6 client, from any port
         "icmpv6 type { nd-router-advert, nd-redirect, router-renumbering } drop",
         "ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit goto guard_nd_target",

@@ -100,8 +100,8 @@ def lan(request: pytest.FixtureRequest, netns: Namespaces) -> Iterator[Lan]:
 def arrived(lan: Lan, frame: bytes, marker: bytes, *, sender: str = "a") -> int:
     """How many copies of `frame` (sent twice) B's eth0 receives (A's, when B sends), by `marker`."""
     src, dst = (lan.a, lan.b) if sender == "a" else (lan.b, lan.a)
-    return attack.count_while(dst, [sys.executable, ATTACK, "sniff", "eth0", marker.hex(), "1.0"],
-                              lambda: in_ns(src, [sys.executable, ATTACK, "send", "eth0", frame.hex(), frame.hex()]))
+    return attack.count_around(dst, "eth0", marker,
+                               lambda: in_ns(src, [sys.executable, ATTACK, "send", "eth0", frame.hex(), frame.hex()]))
 
 
 def tag(inner: bytes, vid: int = VID) -> bytes:

@@ -147,3 +147,11 @@ def test_a_bridge_records_trunk_flag_survives_the_round_trip():
 
     att = rules.attachment("veth1", ["02:61:00:00:00:02"], [A4, A6], trunk=True)
     assert records.guard_att(records.guard_doc(att)) == att
+
+
+def test_dhcp_server_guard_drops_anything_sent_to_a_client_port_in_both_layouts():
+    for t in (*rules.BRIDGE_TABLES, *rules.ROUTED_TABLES):
+        chains = dict(t.chains)
+        if "guard_ip" in chains:
+            assert {"udp sport 67 drop", "udp dport 68 drop"} <= set(chains["guard_ip"]), t.name
+            assert {"udp sport 547 drop", "udp dport 546 drop"} <= set(chains["guard_ip6"]), t.name
