@@ -22,7 +22,8 @@ __all__ = ["BACKENDS", "LeaseAttrs", "NetworkConfig", "subnet_from_key", "subnet
 BACKENDS = ("vxlan", "host-gw")
 DEFAULT_VNI = 1
 DEFAULT_PORT = 8472
-_KEY = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+)$")
+# flannel's MakeSubnetKey: "<v4>-<len>", or "<v4>-<len>&<v6>-<len>" from a dual-stack flanneld (EnableIPv6)
+_KEY = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&[0-9a-f:]+-\d+)?$")
 
 
 class ConfigError(ValueError):
@@ -123,7 +124,9 @@ def subnet_key(subnet: ipaddress.IPv4Network) -> str:
 
 
 def subnet_from_key(name: str) -> ipaddress.IPv4Network | None:
-    """'10.61.7.0-24' (the last path element) -> 10.61.7.0/24; None for anything else (e.g. IPv6 pairs)."""
+    """'10.61.7.0-24' (the last path element) -> 10.61.7.0/24. A dual-stack flanneld's key
+    '10.61.7.0-24&fd61:0:0:7::-64' gives its IPv4 half: that host is a peer of our IPv4 network and its subnet is
+    taken. None for anything else."""
     m = _KEY.match(name)
     if not m:
         return None

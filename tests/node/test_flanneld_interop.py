@@ -80,7 +80,7 @@ def meshed(hosts: list[Host], cluster: Cluster) -> bool:
             if o is h or o.ip not in by_ip:
                 continue
             key, v = by_ip[o.ip]
-            net = ipaddress.IPv4Network(key.replace("-", "/"))
+            net = ipaddress.IPv4Network(key.split("&")[0].replace("-", "/"))
             want[str(net)] = (str(net.network_address), v["BackendData"]["VtepMAC"], o.ip)
         if vxlan_peers(h) != want:
             return False
@@ -250,3 +250,54 @@ def test_flannels_cni_plugin_on_the_flanneld_host_delegates_to_ignite_bridge(clu
          cni_path=cni_path).ok()
     assert not (a.state / "flannel" / "vm-1").exists()
     assert not [p for p in (a.state / "ipam" / "cbr0").iterdir() if p.name[0].isdigit()]
+
+
+# What a dual-stack flanneld v0.20.2 wrote (EnableIPv6, IPv6Network fd62::/56), captured from the real run below:
+DUAL_CONFIG = ('{"EnableIPv6": true, "Network": "10.62.0.0/16", "IPv6Network": "fd62::/56", '
+               '"Backend": {"Type": "vxlan"}}')
+DUAL_KEY = "10.62.50.0-24&fd62:0:0:39::-64"
+DUAL_VALUE = ('{"PublicIP":"192.168.61.11","PublicIPv6":"fd61::11","BackendType":"vxlan","BackendData":{"VNI":1,'
+              '"VtepMAC":"16:dd:07:d3:81:85"},"BackendV6Data":{"VNI":1,"VtepMAC":"1a:da:9d:51:79:09"}}')
+
+
+def test_our_agent_takes_a_dual_stack_flanneld_lease_as_a_peer(cluster: Cluster) -> None:
+    """No flanneld needed: its lease as it wrote it. Our IPv4 agent routes to the IPv4 half, and never leases the
+    same IPv4 subnet (before the fix it skipped such keys: no route, and the subnet counted as free)."""
+    cluster.etcd.ctl("put", f"{PREFIX}/config", DUAL_CONFIG.replace('"Backend"', '"SubnetMin": "10.62.50.0", '
+                                                                    '"SubnetMax": "10.62.51.0", "Backend"'))
+    # from a host that is not one of ours (the captured one was host1's address: our host1 would reclaim it)
+    cluster.etcd.ctl("put", f"{PREFIX}/subnets/{DUAL_KEY}", DUAL_VALUE.replace("192.168.61.11", "192.168.61.99"))
+    hosts = [cluster.add_host() for _ in range(2)]
+    for h in hosts:
+        h.start_agent()
+    # SubnetMin..SubnetMax holds two /24s; 10.62.50.0 is flanneld's: one of us gets 10.62.51.0, the other none
+    def tried(h: Host) -> bool:
+        text = h.log.read_text() if h.log.exists() else ""
+        return "leased" in text or "no free" in text
+
+    wait_until("both agents to try", lambda: all(tried(h) for h in hosts), 15)
+    subnets = [str(h.wait_subnet().subnet) for h in hosts if h.subnet_file.exists()]
+    assert subnets == ["10.62.51.0/24"], subnets
+    host = next(h for h in hosts if h.subnet_file.exists())
+    want = {"10.62.50.0/24": ("10.62.50.0", "16:dd:07:d3:81:85", "192.168.61.99")}
+    wait_until("a route, neighbour and FDB entry to the dual-stack lease", lambda: vxlan_peers(host) == want, 10)
+    cluster.etcd.ctl("del", f"{PREFIX}/subnets/{DUAL_KEY}")
+    wait_until("the dual-stack peer to go", lambda: not vxlan_peers(host), 10)
+
+
+@needs_flanneld
+def test_dual_stack_flanneld_joins_our_agents_ipv4_network(cluster: Cluster) -> None:
+    a, b = cluster.add_host(), cluster.add_host()
+    cluster.etcd.ctl("put", f"{PREFIX}/config", DUAL_CONFIG)
+    a.sh("ip", "addr", "add", "fd61::11/64", "dev", "eth0", "nodad")
+    start_flanneld(a)
+    text = (a.wait_subnet(timeout=30), a.subnet_file.read_text())[1]
+    assert "FLANNEL_IPV6_SUBNET=" in text, text
+    b.start_agent()
+    keys = [k.rsplit("/", 1)[1] for k in cluster.etcd.get_prefix(f"{PREFIX}/subnets/")]
+    assert any("&" in k for k in keys), keys  # flanneld's dual-stack key
+    wait_until("meshed", lambda: meshed([a, b], cluster), 30)
+    (ca, ipa), (cb, ipb) = a.add_container(), b.add_container()  # our plugins: the IPv4 half of flanneld's file
+    assert ping(ca, ipb) and ping(cb, ipa)
+    out = tcp_roundtrip(cb, ca, ipa)
+    assert out.startswith(f"echo from {ipa} to {ipb}: xxx"), out

@@ -64,7 +64,11 @@ def test_lease_value_round_trips_in_flannels_format() -> None:
 def test_subnet_keys() -> None:
     assert subnet_key(ipaddress.IPv4Network("10.61.7.0/24")) == "10.61.7.0-24"
     assert subnet_from_key("10.61.7.0-24") == ipaddress.IPv4Network("10.61.7.0/24")
-    assert subnet_from_key("10.61.7.0-24-fc00::-64") is None  # dual-stack keys are not ours to parse (yet)
+    # a dual-stack flanneld's key (flannel MakeSubnetKey: "<v4>-<len>&<v6>-<len>"; captured from flanneld v0.20.2
+    # with EnableIPv6): its IPv4 subnet is a peer (and taken) for our IPv4 agent
+    assert subnet_from_key("10.62.50.0-24&fd62:0:0:39::-64") == ipaddress.IPv4Network("10.62.50.0/24")
+    assert subnet_from_key("10.61.7.0-24-fc00::-64") is None
+    assert subnet_from_key("10.61.7.0-24&fc00::1-64x") is None
     assert subnet_from_key("10.61.7.1-24") is None
 
 
