@@ -319,3 +319,23 @@ def test_check_of_a_trunk_port_and_a_layout_of_another_version(netns: Namespaces
     host_py(lan.host, att + "nft.remove('vethva', a)")  # DEL of a trunk port removes its trunks element too
     trunks = in_ns(lan.host, ["nft", "list", "set", "bridge", "cni_ignite_guard", "trunks"]).stdout.decode()
     assert "vethva" not in trunks
+
+
+def test_next_add_replaces_an_older_layout(netns: Namespaces) -> None:
+    """A host whose guard table is an older version (here: the trunk's tagged frames accepted unchecked, as
+    before this layout, and no mark of this version): the next ADD's lean script fails on the missing mark,
+    the full one refills the fixed chains, CHECK is clean and a trunk's tagged forgery is dropped again."""
+    from cni_ignite.guard import rules
+
+    lan = build(netns, guarded=True, offloads=True)
+    t = rules.TABLE
+    old = f"flush chain {t} guard_vlan\nadd rule {t} guard_vlan iifname @trunks accept\ndelete chain {t} {rules.MARK}\n"
+    in_ns(lan.host, ["nft", "-f", "-"], input=old.encode())
+    frame, marker = _ip_forged_source()
+    assert arrived(lan, frame, marker) > 0  # the old layout's hole
+    att = ("import ipaddress as i; from cni_ignite.guard import rules, nft; a = rules.attachment('vethva', "
+           f"[{A_MAC!r}], [i.ip_address({A!r}), i.ip_address({A6!r})], trunk=True); ")
+    assert "another version" in host_py(lan.host, att + "print(nft.check(a))")
+    host_py(lan.host, att + "nft.remove('vethva', a); nft.apply(a); print(nft.check(a))")
+    assert host_py(lan.host, att + "print(nft.check(a))").strip() == "[]"
+    assert arrived(lan, frame, marker) == 0
