@@ -47,6 +47,10 @@ def parser(prog: str = "cni-ignite node") -> argparse.ArgumentParser:
                    help="masquerade traffic leaving the whole network, never traffic inside it (flannel's --ip-masq; "
                    "the multi-node conflist sets the bridge's ipMasq to false and relies on it). --no-ip-masq "
                    "removes what an earlier run installed")
+    p.add_argument("--iptables-forward-rules", action=argparse.BooleanOptionalAction, default=True,
+                   help="accept forwarding from and to the whole network in iptables' FORWARD chain, which a DROP "
+                   "policy (Docker's) would otherwise stop (flannel's flag of that name; the policy is left alone). "
+                   "--no-iptables-forward-rules removes what an earlier run installed")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                    prefix=args.etcd_prefix, network=args.network, subnet_len=args.subnet_len, backend=args.backend,
                    vni=args.vni, port=args.port, iface=args.iface, public_ip=args.public_ip,
                    subnet_file=args.subnet_file, ttl=args.subnet_ttl, ip_masq=args.ip_masq,
+                   forward_rules=args.iptables_forward_rules,
                    tls=TlsFiles(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile))
     with IPRoute() as ipr:
         try:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import masq
+from . import forward, masq
 from .dataplane import HostGwPlane, Peer, VxlanPlane, resolve_underlay
 from .etcd import Etcd, EtcdError, KeyValue, TlsFiles, Watch, compare, delete_op, put_op
 from .netconfig import ConfigError, LeaseAttrs, NetworkConfig, subnet_from_key, subnet_key
@@ -61,6 +61,7 @@ class Options:
     subnet_file: str = DEFAULT_SUBNET_FILE
     ttl: int = 24 * 3600
     ip_masq: bool = True  # flannel's --ip-masq: masquerade traffic leaving the whole network (masq.py)
+    forward_rules: bool = True  # flannel's --iptables-forward-rules: accept forwarding in the network (forward.py)
     tls: TlsFiles = field(default_factory=TlsFiles)
 
 
@@ -138,6 +139,8 @@ class Agent:
             self.plane = self._make_plane(self.config)
             if not self.opts.ip_masq:
                 masq.remove()  # --no-ip-masq: what an earlier run with masquerading put in place goes
+            if not self.opts.forward_rules:
+                forward.remove()  # --no-iptables-forward-rules: likewise
         if self.lease is None or self.lease_lost:
             self._acquire(self.config, self.plane)
             self._start_keeper()
@@ -213,6 +216,12 @@ class Agent:
             except (masq.MasqError, OSError) as exc:
                 raise ValueError(f"cannot install the network-wide masquerade: {exc}") from exc
             log.info("masquerading traffic leaving %s (%s)", config.network, kind)
+        if self.opts.forward_rules:
+            try:
+                if forward.install(config.network):
+                    log.info("accepting forwarding from and to %s (iptables %s)", config.network, forward.IPT_CHAIN)
+            except (masq.MasqError, OSError) as exc:  # traffic may still flow (FORWARD policy ACCEPT): go on
+                log.warning("cannot install the forward rules for %s: %s", config.network, exc)
         write_subnet_file(self.opts.subnet_file, SubnetFile(config.network, subnet, plane.mtu, self.opts.ip_masq))
         self._write_state(config, subnet)
         log.info("leased %s (lease %x, ttl %d s); wrote %s", subnet, self.lease.lease_id if self.lease else 0,
@@ -224,7 +233,7 @@ class Agent:
         doc = {"pid": os.getpid(), "endpoints": list(self.opts.endpoints), "prefix": self.prefix,
                "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key}, "backend": config.backend,
                "network": str(config.network), "subnet": str(subnet), "public_ip": str(self.public_ip),
-               "ip_masq": self.opts.ip_masq, "lease_ttl": self.opts.ttl,
+               "ip_masq": self.opts.ip_masq, "forward_rules": self.opts.forward_rules, "lease_ttl": self.opts.ttl,
                "leased_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
             write_agent_state(self.opts.subnet_file, doc)

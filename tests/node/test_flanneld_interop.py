@@ -100,6 +100,8 @@ def lease_id(cluster: Cluster, key: str) -> str:
 def test_flanneld_host_joins_our_agents_network(cluster: Cluster, first: str) -> None:
     a, b, c = (cluster.add_host() for _ in range(3))
     agent_ttl = 4
+    for h in (a, b, c):  # Docker-like hosts: flanneld sets its policy to ACCEPT, our agents add forward rules
+        h.sh("iptables", "-w", "-P", "FORWARD", "DROP")
     if first == "flanneld":
         # flanneld never writes the config: its admin does (flannel's docs), minimal, and our agents adopt it
         cluster.etcd.ctl("put", f"{PREFIX}/config", HAND_CONFIG)

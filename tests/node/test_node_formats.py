@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cni_ignite.node.etcd import prefix_end
+from cni_ignite.node.forward import rules_iptables as forward_rules
 from cni_ignite.node.netconfig import ConfigError, LeaseAttrs, NetworkConfig, subnet_from_key, subnet_key
 from cni_ignite.node.subnetfile import SubnetFile, read_subnet_file, write_subnet_file
 
@@ -118,3 +119,13 @@ def test_the_agent_state_file_sits_beside_the_subnet_file(tmp_path: Path) -> Non
     assert agent_state_path(env) == env + ".cni-ignite-node.json"
     assert json.loads((tmp_path / "run" / "subnet.env.cni-ignite-node.json").read_text())["pid"] == 1
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["subnet.env.cni-ignite-node.json"]
+
+
+def test_forward_rules_are_flannels_in_our_own_chain() -> None:
+    # flannel's ForwardRules: -s N -j ACCEPT, -d N -j ACCEPT (in FLANNEL-FWD); ours in CNI-IGNITE-NODE-FWD
+    text = forward_rules(ipaddress.IPv4Network("10.61.0.0/16"))
+    assert text.splitlines() == [
+        "*filter", ":CNI-IGNITE-NODE-FWD - [0:0]",
+        '-A CNI-IGNITE-NODE-FWD -s 10.61.0.0/16 -m comment --comment "cni-ignite node forward" -j ACCEPT',
+        '-A CNI-IGNITE-NODE-FWD -d 10.61.0.0/16 -m comment --comment "cni-ignite node forward" -j ACCEPT',
+        "COMMIT"]
