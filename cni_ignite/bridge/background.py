@@ -100,6 +100,7 @@ class Background:
 
     def __init__(self, watch: str, attempt: Callable[[str, Callable[[], object]], None]) -> None:
         self.watch, self.attempt = watch, attempt
+        self._name = watch.encode() + b"\0"  # as IFLA_IFNAME holds it
         self.jobs: list[_Job] = []
         self.gone = False  # `watch` was announced deleted
         self._mon: socket.socket | None = None
@@ -192,7 +193,7 @@ class Background:
                     self._close_monitor()
                     return
                 continue
-            if self.watch in deleted_names(data):
+            if self._name in data and self.watch in deleted_names(data):  # most announcements are other links'
                 self.gone = True
                 self._close_monitor()
                 return
