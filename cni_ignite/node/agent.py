@@ -178,7 +178,7 @@ class Agent:
         log.info("underlay %s (%s, mtu %d), backend %s", self.underlay.ifname, self.underlay.address,
                  self.underlay.mtu, config.backend)
         if config.backend == "vxlan":
-            return VxlanPlane(self.ipr, config.network, self.underlay, config.vni, config.port)
+            return VxlanPlane(self.ipr, config.network, self.underlay, config.vni, config.port, config.direct_routing)
         return HostGwPlane(self.ipr, config.network, self.underlay)
 
     @property

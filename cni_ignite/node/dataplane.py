@@ -184,20 +184,25 @@ class HostGwPlane:
 
 class VxlanPlane:
     """flannel.<VNI>: VXLAN over the underlay, no learning; per peer a route via its VTEP address (onlink),
-    a permanent neighbour VTEP address -> VtepMAC and an FDB entry VtepMAC -> underlay address."""
+    a permanent neighbour VTEP address -> VtepMAC and an FDB entry VtepMAC -> underlay address. With flannel's
+    Backend.DirectRouting, a peer whose underlay address is directly connected gets a plain route via that address
+    instead (no encapsulation), as flanneld does for it: both directions then take the same path."""
 
     backend = "vxlan"
 
-    def __init__(self, ipr: IPRoute, network: ipaddress.IPv4Network, underlay: Underlay, vni: int, port: int) -> None:
+    def __init__(self, ipr: IPRoute, network: ipaddress.IPv4Network, underlay: Underlay, vni: int, port: int,
+                 direct_routing: bool = False) -> None:
         self.ipr = ipr
         self.network = network
         self.underlay = underlay
         self.vni = vni
         self.port = port
+        self.direct_routing = direct_routing
         self.ifname = f"flannel.{vni}"
         self.index = 0
         self.routes = _Routes(ipr, network)
         self.peers: dict[ipaddress.IPv4Network, Peer] = {}
+        self.direct: dict[ipaddress.IPv4Network, tuple[str, int]] = {}  # peers routed directly: (gateway, oif)
 
     @property
     def mtu(self) -> int:
@@ -239,12 +244,38 @@ class VxlanPlane:
             self.ipr.addr("add", index=self.index, address=str(want), prefixlen=32)
         self.ipr.link("set", index=self.index, state="up")
 
+    def _direct(self, peer: Peer) -> int | None:
+        """flannel's DirectRouting: the peer's underlay address is directly connected (its route has no gateway):
+        the interface to route its subnet through, without VXLAN; None otherwise."""
+        if not self.direct_routing:
+            return None
+        try:
+            found = self.ipr.route("get", dst=str(peer.public_ip))
+        except NetlinkError as exc:
+            _quiet(f"route get {peer.public_ip}", exc)
+            return None
+        if len(found) != 1 or _attr(found[0], "RTA_GATEWAY") is not None:
+            return None
+        oif = _attr(found[0], "RTA_OIF")
+        return int(oif) if oif else None
+
     def apply(self, peer: Peer) -> None:
         if peer.vtep_mac is None:
             return
         old = self.peers.get(peer.subnet)
         if old is not None and old.vtep_mac != peer.vtep_mac:
             self._drop_fdb(old.vtep_mac, old.public_ip)  # the peer's device changed: forget the old MAC
+        oif = self._direct(peer)
+        if oif is not None:  # as flannel: a plain route via its underlay address; no neighbour, no FDB entry
+            if old is not None:
+                self._drop_fdb(old.vtep_mac, old.public_ip)
+                if old.vtep_mac:
+                    self._drop_neigh(old.vtep_ip, old.vtep_mac)
+            self.routes.put(peer.subnet, peer.public_ip, oif, onlink=False)
+            self.peers[peer.subnet] = peer
+            self.direct[peer.subnet] = (str(peer.public_ip), oif)
+            return
+        self.direct.pop(peer.subnet, None)
         try:
             self.ipr.neigh("replace", ifindex=self.index, dst=str(peer.vtep_ip), lladdr=peer.vtep_mac,
                            state=NUD_PERMANENT, NDA_PROTOCOL=RTPROT_IGNITE)
@@ -274,7 +305,7 @@ class VxlanPlane:
     def remove(self, subnet: ipaddress.IPv4Network) -> None:
         self.routes.drop(subnet)
         peer = self.peers.pop(subnet, None)
-        if peer is None:
+        if peer is None or self.direct.pop(subnet, None) is not None:
             return
         # FDB before the neighbour: the neighbour is what tells a later reconcile that the FDB entry is ours.
         self._drop_fdb(peer.vtep_mac, peer.public_ip)
@@ -301,20 +332,24 @@ class VxlanPlane:
 
     def reconcile(self, peers: dict[ipaddress.IPv4Network, Peer]) -> None:
         wanted = {p.subnet: p for p in peers.values() if p.vtep_mac}
+        direct = {s: oif for s, p in wanted.items() if (oif := self._direct(p)) is not None}
         for dst, (gw, oif) in self.routes.ours().items():
             want = wanted.get(dst)
-            if want is None or gw != str(want.vtep_ip) or oif != self.index:
+            route = None if want is None else ((str(want.public_ip), direct[dst]) if dst in direct
+                                               else (str(want.vtep_ip), self.index))
+            if route != (gw, oif):
                 self.routes.drop(dst)
-        vteps = {p.vtep_ip: p.vtep_mac for p in wanted.values()}
+        encapsulated = [p for s, p in wanted.items() if s not in direct]
+        vteps = {p.vtep_ip: p.vtep_mac for p in encapsulated}
         neighbours = self._neighbours()
         owned_macs = set(neighbours.values()) | {str(p.vtep_mac) for p in self.peers.values()}
-        fdb_want = {(str(p.vtep_mac), str(p.public_ip)) for p in wanted.values()}
+        fdb_want = {(str(p.vtep_mac), str(p.public_ip)) for p in encapsulated}
         for lladdr, remote in self._fdb() - fdb_want:
             if lladdr in owned_macs:
                 self._drop_fdb(lladdr, ipaddress.IPv4Address(remote))
         for addr, lladdr in neighbours.items():
             if vteps.get(addr) != lladdr:
                 self._drop_neigh(addr, lladdr)
-        self.peers = {}
+        self.peers, self.direct = {}, {}
         for peer in wanted.values():
             self.apply(peer)

@@ -98,6 +98,11 @@ class NetworkConfig:
         return cls(net, subnet_len, smin, smax, btype, int(backend_doc.get("VNI", DEFAULT_VNI)),
                    int(backend_doc.get("Port", DEFAULT_PORT)), extra)
 
+    @property
+    def direct_routing(self) -> bool:
+        """vxlan's DirectRouting (flannel): peers on this host's underlay segment are routed without VXLAN."""
+        return self.backend == "vxlan" and self.backend_extra.get("DirectRouting") is True
+
     def to_json(self) -> str:
         backend: dict[str, Any] = {"Type": self.backend}
         if self.backend == "vxlan":

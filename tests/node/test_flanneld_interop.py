@@ -303,3 +303,86 @@ def test_dual_stack_flanneld_joins_our_agents_ipv4_network(cluster: Cluster) -> 
     assert ping(ca, ipb) and ping(cb, ipa)
     out = tcp_roundtrip(cb, ca, ipa)
     assert out.startswith(f"echo from {ipa} to {ipb}: xxx"), out
+
+
+@needs_flanneld
+@pytest.mark.parametrize("cluster", ["host-gw"], indirect=True)
+def test_flanneld_host_gw_joins_our_agents_host_gw_network(cluster: Cluster) -> None:
+    a, b, c = (cluster.add_host() for _ in range(3))
+    for h in (b, c):
+        h.start_agent()  # our agent writes {"Backend": {"Type": "host-gw"}}; flanneld adopts it
+        h.wait_subnet()
+    start_flanneld(a)
+    subnets = {h.name: str(h.wait_subnet(timeout=30).subnet) for h in (a, b, c)}
+    assert all(s.mtu == 1500 for s in (a.wait_subnet(), b.wait_subnet()))  # host-gw: the underlay's MTU
+    lease = json.loads(cluster.etcd.get_prefix(f"{PREFIX}/subnets/")[f"{PREFIX}/subnets/"
+                                                                      + subnets["host1"].replace("/", "-")])
+    assert lease["PublicIP"] == a.ip and lease["BackendType"] == "host-gw"
+
+    def routed(h: Host) -> dict[str, str]:
+        return {r["dst"]: r.get("gateway", "") for r in json.loads(h.sh("ip", "-j", "-4", "route", "show", "dev",
+                                                                        "eth0")) if r["dst"] in subnets.values()}
+
+    for h in (a, b, c):
+        want = {subnets[o.name]: o.ip for o in (a, b, c) if o is not h}
+        wait_until(f"{h.name}'s routes via the peers' underlay addresses", lambda h=h, w=want: routed(h) == w, 30)
+    (ca, ipa), (cb, ipb), (cc, ipc) = a.add_container(), b.add_container(), c.add_container()
+    assert ping(ca, ipb) and ping(ca, ipc) and ping(cb, ipa) and ping(cc, ipa)
+    out = tcp_roundtrip(cc, ca, ipa)
+    assert out.startswith(f"echo from {ipa} to {ipc}: xxx"), out
+
+
+DIRECT_CONFIG = '{"Network": "10.62.0.0/16", "Backend": {"Type": "vxlan", "DirectRouting": true}}'
+
+
+def strict_rp_filter(h: Host) -> None:
+    for conf in ("all", "default", "eth0"):
+        h.sh("sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=1")
+
+
+def direct_routes(h: Host, subnets: dict[str, str]) -> dict[str, str]:
+    return {r["dst"]: r.get("gateway", "") for r in json.loads(h.sh("ip", "-j", "-4", "route", "show", "dev", "eth0"))
+            if r["dst"] in subnets.values()}
+
+
+def test_our_agent_routes_directly_with_flannels_direct_routing(cluster: Cluster) -> None:
+    """No flanneld needed: vxlan with Backend.DirectRouting (as flanneld's admin writes it). Peers on the same
+    underlay segment are routed via their underlay address, no VXLAN neighbour or FDB entry (flanneld does that;
+    before, our agent encapsulated anyway: with a flanneld peer the paths were asymmetric and strict rp_filter
+    dropped everything)."""
+    cluster.etcd.ctl("put", f"{PREFIX}/config", DIRECT_CONFIG)
+    hosts = [cluster.add_host() for _ in range(2)]
+    for h in hosts:
+        strict_rp_filter(h)
+        h.start_agent()
+    subnets = {h.name: str(h.wait_subnet().subnet) for h in hosts}
+    for h in hosts:
+        want = {subnets[o.name]: o.ip for o in hosts if o is not h}
+        wait_until(f"{h.name}: direct routes", lambda h=h, w=want: direct_routes(h, subnets) == w, 15)
+        assert not vxlan_peers(h) and not h.neighbours() and not h.fdb()
+    (c1, ip1), (c2, ip2) = hosts[0].add_container(), hosts[1].add_container()
+    assert ping(c1, ip2) and ping(c2, ip1)
+    # a full reconcile (restart) keeps them as they are
+    assert hosts[0].stop_agent() == 0
+    hosts[0].start_agent()
+    wait_until("reconciled", lambda: "reconciled 1 peer" in hosts[0].log.read_text())
+    assert direct_routes(hosts[0], subnets) == {subnets["host2"]: hosts[1].ip}
+    assert not hosts[0].neighbours() and not hosts[0].fdb()
+    assert ping(c1, ip2)
+
+
+@needs_flanneld
+def test_flanneld_with_direct_routing_and_our_agent_take_the_same_path(cluster: Cluster) -> None:
+    a, b = cluster.add_host(), cluster.add_host()
+    cluster.etcd.ctl("put", f"{PREFIX}/config", DIRECT_CONFIG)
+    for h in (a, b):
+        strict_rp_filter(h)
+    start_flanneld(a)
+    b.start_agent()
+    subnets = {h.name: str(h.wait_subnet(timeout=30).subnet) for h in (a, b)}
+    wait_until("flanneld's direct route", lambda: direct_routes(a, subnets) == {subnets["host2"]: b.ip}, 30)
+    wait_until("our direct route", lambda: direct_routes(b, subnets) == {subnets["host1"]: a.ip}, 15)
+    (ca, ipa), (cb, ipb) = a.add_container(), b.add_container()
+    assert ping(ca, ipb) and ping(cb, ipa)
+    out = tcp_roundtrip(ca, cb, ipb)
+    assert out.startswith(f"echo from {ipb} to {ipa}: xxx"), out
