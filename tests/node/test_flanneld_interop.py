@@ -7,8 +7,9 @@ shipped multi-node conflist, reading the subnet.env flanneld wrote; it reaches c
 back (ping, TCP) on their own addresses; each side programmed the other's route, neighbour and FDB entry.
 
 flanneld is found at $FLANNELD or build/flannel/flanneld (tools/build-flanneld.sh builds it offline from a flannel
-tree that vendors its deps, e.g. v0.20.2; see tests/node/FLANNEL-INTEROP.md). Without one the tests skip: CI's fresh
-machines have no flannel source.
+tree that vendors its deps, e.g. v0.20.2; see tests/node/FLANNEL-INTEROP.md). Without one those tests skip: CI's
+fresh machines have no flannel source. The tests without `needs_flanneld` reproduce what the real flanneld wrote
+(captured here) and run everywhere: they guard the fixes this interop found.
 """
 
 from __future__ import annotations
