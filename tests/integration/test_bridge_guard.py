@@ -27,8 +27,8 @@ def guard_table(env: HostEnv) -> str:
 
 
 def delivered(sender: str, target: str, marker: bytes, frame: bytes) -> int:
-    return attack.count_while(target, [sys.executable, ATTACK, "sniff", "eth0", marker.hex(), "1.0"],
-                              lambda: in_ns(sender, [sys.executable, ATTACK, "send", "eth0", frame.hex()]))
+    return attack.count_around(target, "eth0", marker,
+                               lambda: in_ns(sender, [sys.executable, ATTACK, "send", "eth0", frame.hex()]))
 
 
 def mac_of(ns: str) -> str:
