@@ -263,17 +263,62 @@ def _delete_all(mode: str, tracks: list[Track], block: int, del_order: str, seed
             log(f"{mode}: {j + 1} DEL rounds, " + ", ".join(f"{t.side.name} {t.present} present" for t in tracks))
 
 
+STEADY_BASE = 20000  # probe attachments' numbers (host ports 50000+): never those of the accumulation
+
+
+def _steady(mode: str, ours_dir: Path, root: Path, big: Track, rounds: int, small_n: int, block: int,
+            tracks: list[Track]) -> dict[str, Any]:
+    """Load-independent density check: ADD+DEL probe pairs alternating between ``big`` (ours with all its
+    attachments present) and a second ours side with ``small_n`` present, in the same minutes, so machine
+    load hits both alike (an accumulation's first and last blocks run minutes apart, under another load).
+    Returns the medians (wall, CPU ms) per side and verb and big/small ratios."""
+    small = Track(mode, make_side(mode, "ours", ours_dir, root), small_n + rounds + 1, math.inf)
+    tracks.append(small)  # closed with the others
+    chain_bench.warm_up(small.side)
+    for i in range(1, small_n + 1):
+        add_one(small, i, block)
+    log(f"{mode}: steady probe, {rounds} rounds of ADD+DEL at {big.present} vs {small.present} present")
+    got: dict[str, dict[str, list[tuple[float, float]]]] = {"big": {"ADD": [], "DEL": []},
+                                                            "small": {"ADD": [], "DEL": []}}
+    peak = big.peak
+    for r in range(rounds):
+        for name, t in (("big", big), ("small", small)) if r % 2 else (("small", small), ("big", big)):
+            n_add, n_del, present = len(t.add), len(t.dele), t.present
+            add_one(t, STEADY_BASE + r, block)
+            if t.present == present:  # the ADD failed (counted in t.failures)
+                continue
+            att, c = t.atts.pop()
+            del_one(t, att, c, block)
+            got[name]["ADD"] += [(w, cpu) for _, w, cpu in t.add[n_add:]]
+            got[name]["DEL"] += [(w, cpu) for _, w, cpu in t.dele[n_del:]]
+            del t.add[n_add:], t.dele[n_del:]  # not part of the accumulation's blocks
+    big.peak = peak
+    out: dict[str, Any] = {"rounds": rounds, "big_n": big.present, "small_n": small.present}
+    for verb in ("ADD", "DEL"):
+        med = {name: [round(statistics.median(x[k] for x in got[name][verb]), 2) if got[name][verb] else math.nan
+                      for k in (0, 1)] for name in ("big", "small")}
+        out[verb] = {"big": med["big"], "small": med["small"],
+                     "ratio_wall": round(med["big"][0] / med["small"][0], 3),
+                     "ratio_cpu": round(med["big"][1] / med["small"][1], 3)}
+    log(f"{mode}: steady probe: " + "; ".join(
+        f"{v} {out[v]['big']} at {out['big_n']} vs {out[v]['small']} at {out['small_n']} (wall/CPU ms), "
+        f"CPU {out[v]['ratio_cpu']}x" for v in ("ADD", "DEL")))
+    return out
+
+
 def run_mode(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minutes: float, block: int,
-             del_order: str, seed: int, minutes: float = math.inf) -> dict[str, Any]:
+             del_order: str, seed: int, minutes: float = math.inf, steady: int = 0,
+             steady_small: int = 10) -> dict[str, Any]:
     tracks: list[Track] = []
     try:
         _open(mode, ours_dir, root, n, go_n, go_minutes, tracks)
         t0 = time.perf_counter()
         _accumulate(mode, tracks, n, block, minutes)
-        _delete_all(mode, tracks, block, del_order, seed)
-        return {t.side.name: summarize(t, block) for t in tracks} | {
+        probe = _steady(mode, ours_dir, root, tracks[0], steady, steady_small, block, tracks) if steady else None
+        _delete_all(mode, tracks[:2], block, del_order, seed)
+        return {t.side.name: summarize(t, block) for t in tracks[:2]} | {
             "n": n, "go_n": go_n, "go_minutes": go_minutes, "minutes": minutes, "block": block,
-            "del_order": del_order,
+            "del_order": del_order, "steady": probe,
             "seconds": round(time.perf_counter() - t0, 1)}
     finally:
         for t in tracks:
@@ -281,14 +326,15 @@ def run_mode(mode: str, ours_dir: Path, root: Path, n: int, go_n: int, go_minute
 
 
 def bench(ours_dir: Path, root: Path, *, bridge_n: int, routed_n: int, go_n: int | None, go_minutes: float,
-          block: int, del_order: str, seed: int = 14, minutes: float = math.inf) -> dict[str, Any]:
+          block: int, del_order: str, seed: int = 14, minutes: float = math.inf, steady: int = 0,
+          steady_small: int = 10) -> dict[str, Any]:
     out: dict[str, Any] = {"meta": {"loadavg_start": os.getloadavg(), "cpus": os.cpu_count()}}
     for mode, n in (("bridge", bridge_n), ("routed", routed_n)):
         if n <= 0:
             continue
         log(f"density, {mode} mode: up to {n} attachments (Go up to {go_n or n} or {go_minutes} min of ADDs)")
         out[mode] = run_mode(mode, ours_dir, root, n, n if go_n is None else go_n, go_minutes, block, del_order,
-                             seed, minutes)
+                             seed, minutes, steady, steady_small)
     out["meta"]["loadavg_end"] = os.getloadavg()
     return out
 
@@ -341,6 +387,13 @@ def report(res: dict[str, Any], every: int = 500) -> str:
                        f"→ most present: ADD {_f(rss['ADD_few'])} → {_f(rss['ADD_most'])} MB, DEL "
                        f"{_f(rss['DEL_few'])} → {_f(rss['DEL_most'])} MB; failures {side['failures']}; leaks "
                        f"{sum(len(v) for v in side['leaks'].values())}")
+        st = r.get("steady")
+        if st:
+            out.append(f"- steady probe ({st['rounds']} ADD+DEL pairs alternating, same minutes): ours at "
+                       f"{st['big_n']} present vs at {st['small_n']}: " + "; ".join(
+                           f"{v} {_f(st[v]['big'][0])} / {_f(st[v]['big'][1])} vs {_f(st[v]['small'][0])} / "
+                           f"{_f(st[v]['small'][1])} ms → CPU {_x(st[v]['ratio_cpu'])}, wall {_x(st[v]['ratio_wall'])}"
+                           for v in ("ADD", "DEL")))
         out.append("")
     return "\n".join(out)
 
@@ -404,6 +457,10 @@ def main() -> int:
                     help="per mode: stop accumulating (both sides) at the first block boundary after this many "
                          "minutes, then DEL all (default: no limit)")
     ap.add_argument("--block", type=int, default=100)
+    ap.add_argument("--steady", type=int, default=0,
+                    help="after accumulating: this many ADD+DEL probe pairs alternating between ours at full "
+                         "size and a second ours side with --steady-small present (same load; default 0: off)")
+    ap.add_argument("--steady-small", type=int, default=10)
     ap.add_argument("--del-order", choices=("reverse", "random"), default="reverse")
     ap.add_argument("--every", type=int, default=500, help="table rows: first block and every N attachments")
     ap.add_argument("--png", default=str(HERE / "density.png"), help="'' for none")
@@ -424,7 +481,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, sigterm)
     with tempfile.TemporaryDirectory(prefix="cni-density-") as tmp:
         res = bench(Path(a.ours).resolve(), Path(tmp), bridge_n=a.bridge_n, routed_n=a.routed_n, go_n=a.go_n,
-                    go_minutes=a.go_minutes, block=a.block, del_order=a.del_order, minutes=a.minutes)
+                    go_minutes=a.go_minutes, block=a.block, del_order=a.del_order, minutes=a.minutes,
+                    steady=a.steady, steady_small=a.steady_small)
     res["meta"]["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     print(report(res, a.every))
     if a.png:
