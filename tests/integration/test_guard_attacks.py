@@ -103,8 +103,7 @@ def send(ns: str, *frames: bytes) -> None:
 
 def delivered(lan: Lan, target_ns: str, iface: str, marker: bytes, *frames: bytes) -> int:
     """How many frames carrying `marker` arrive on `iface` in `target_ns` while A sends `frames`."""
-    return attack.count_while(target_ns, [sys.executable, ATTACK, "sniff", iface, marker.hex(), "1.0"],
-                              lambda: send(lan.a, *frames))
+    return attack.count_around(target_ns, iface, marker, lambda: send(lan.a, *frames))
 
 
 def neigh_mac(ns: str, ip: str, dev: str) -> str:

@@ -106,8 +106,7 @@ def send(ns: str, *frames: bytes) -> None:
 
 def sniffed(net: Net, target_ns: str, marker: bytes, *frames: bytes) -> int:
     """How many frames carrying `marker` arrive on eth0 in `target_ns` while A sends `frames`."""
-    return attack.count_while(target_ns, [sys.executable, ATTACK, "sniff", "eth0", marker.hex(), "1.0"],
-                              lambda: send(net.a.ns, *frames))
+    return attack.count_around(target_ns, "eth0", marker, lambda: send(net.a.ns, *frames))
 
 
 UDP_RECV = r"""
