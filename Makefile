@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean faults-long soak fuzz multinode-demo
+.PHONY: setup build release test lint unit-test demo vm-demo bench conformance clean faults-long soak fuzz multinode-demo flanneld
 
 setup:
 	@bash packaging/setup-host.sh
@@ -43,6 +43,13 @@ bench: build
 # Three namespace "hosts" with the node agent on a real etcd, real QEMU guests pinging across them (issue 11).
 multinode-demo: build
 	@$(PY) tests/node/demo.py
+
+# flanneld and flannel's CNI plugin built offline from source trees with vendored dependencies, into build/flannel,
+# for the interop tests in tests/node (they skip without them); see tests/node/FLANNEL-INTEROP.md for the sources.
+FLANNEL_SRC ?= build/flannel/src
+FLANNEL_CNI_TREE ?= build/flannel/cni-src
+flanneld:
+	nice -n 10 tools/build-flanneld.sh $(FLANNEL_SRC) build/flannel $(wildcard $(FLANNEL_CNI_TREE))
 
 # Every index of every swept syscall (issue 13 §2), ENOSPC/EIO/EACCES/SIGKILL, bridge and ipam, ADD and DEL; writes
 # the outcome table to build/ (tests/faults/RESULTS.md is the curated record of the sharded, strided run it
