@@ -525,7 +525,9 @@ def _del_container_side(cont: ContainerNet, cmd: CmdArgs, cfg: BridgeConfig, tag
         from . import vm
 
         attempt("VM tap", lambda: vm.teardown(cont, cmd, cfg, tag))
-    links.start("container interface", lambda: cont.delete_link(cmd.ifname))  # cont is closed after finish
+    link = cont.link(cmd.ifname)
+    peer = link.peer_index if link is not None else None  # the host veth's index, when it is its peer
+    links.start("container interface", lambda: cont.delete_link(cmd.ifname), index=peer)  # cont closed after finish
 
 
 def _del_host_veth(name: str, tag: str, links: Background) -> bool:
@@ -536,11 +538,11 @@ def _del_host_veth(name: str, tag: str, links: Background) -> bool:
     host = HostNet()
     handed = False  # to the delete, which closes it once it is over
     try:
-        alias = host.owner_of(name)
-        if alias == tag:
-            links.start("host veth", lambda: host.delete_own_link(name, tag), on_end=host.close)
+        link = host.nl.link(name)
+        if link is not None and link.alias == tag:
+            links.start("host veth", lambda: host.delete_own_link(name, tag), on_end=host.close, index=link.index)
             handed = True
-        return alias is not None and alias != tag
+        return link is not None and link.alias != tag
     finally:
         if not handed:
             host.close()

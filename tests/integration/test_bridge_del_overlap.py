@@ -160,3 +160,39 @@ def test_a_del_without_the_container_namespace_deletes_the_host_veth_in_the_back
     guard = in_ns(env.host, ["nft", "list", "table", "bridge", "cni_ignite_guard"], check=False).stdout.decode()
     assert veth not in guard
     assert path(ctr)  # the namespace itself was never the DEL's to remove
+
+
+FILTER_DRIVER = textwrap.dedent("""
+    import json, subprocess, sys, time
+    sys.path.insert(0, sys.argv[1])
+    import _ctypes  # loaded on the DEL path by netns.setns (Python 3.11): the filter is attached only then
+    from cni_ignite.bridge import background
+
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    sh("ip", "link", "add", "br0", "type", "bridge")
+    for name in ("hvA", "hvB"):
+        sh("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+        sh("ip", "link", "set", name, "master", "br0", "up")
+    index = int(open("/sys/class/net/hvA/ifindex").read())
+    filtered, plain = background._monitor(index), background._monitor(None)
+    sh("ip", "link", "del", "hvB")
+    sh("ip", "link", "del", "hvA")
+    time.sleep(0.1)
+    def drain(sock):
+        got = []
+        while True:
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return got
+            got.append(background.deleted_names(data) or ["(other)"])
+    print(json.dumps({"filtered": drain(filtered), "plain": drain(plain)}))
+""")
+
+
+def test_the_monitor_hears_only_the_watched_links_announcement(netns):
+    host = netns.new("cnit-host")
+    out = json.loads(in_ns(host, [sys.executable, "-c", FILTER_DRIVER, str(REPO)]).stdout)
+    assert out["filtered"] == [["hvA"]], out  # one wake-up: the generic RTM_DELLINK of the watched link
+    flat = [n for names in out["plain"] for n in names]
+    assert "hvA" in flat and "hvB" in flat and len(out["plain"]) > 2, out  # unfiltered: every announcement

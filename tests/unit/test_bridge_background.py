@@ -37,3 +37,14 @@ def test_truncated_or_broken_buffers_end_the_scan() -> None:
     assert deleted_names(whole[:-3]) == []
     assert deleted_names(b"") == []
     assert deleted_names(struct.pack("=IHHII", 4, RTM_DELLINK, 0, 0, 0) + whole) == []  # a length below the header
+
+
+def test_the_announcement_filter_is_eight_bpf_instructions_ending_in_accept_and_drop() -> None:
+    from cni_ignite.bridge.background import announcement_filter
+
+    prog = announcement_filter(42)
+    insns = [struct.unpack_from("=HBBI", prog, off) for off in range(0, len(prog), 8)]
+    assert len(insns) == 8 and insns[-2] == (0x06, 0, 0, 0x40000) and insns[-1] == (0x06, 0, 0, 0)
+    # each test jumps to the drop at its false branch
+    assert [i + 1 + jf for i, (code, _, jf, _) in enumerate(insns) if code == 0x15] == [7, 7, 7]
+    assert insns[5][3] == int.from_bytes(struct.pack("=i", 42), "big")
