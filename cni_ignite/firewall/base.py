@@ -37,7 +37,8 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_STATE_DIR = "/run/cni/ignite"  # same lifetime as the kernel rules it records: gone at reboot
 # compiled on first use (re's cache): only configs with these keys pay for them
 _CHAIN_NAME = r"[A-Za-z0-9_\-]{1,28}\Z"  # \Z, not $: "$" also matches before a final "\n"
-_BAD_TOKEN = r"[\x00-\x1f\x7f;#]"
+_BAD_CHARS = frozenset(map(chr, range(32))) | {"\x7f", ";", "#"}  # in a condition token; no regex: every DEL parses
+# a state record's (empty) conditions, and re + enum cost ~9 ms of imports
 
 Address = IPv4Interface | IPv6Interface
 
@@ -211,9 +212,7 @@ def _conditions(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
         raise InvalidConfig(f"{key} must be a list of non-empty strings")
-    import re
-
-    if any(re.search(_BAD_TOKEN, t) for t in value):
+    if any(not _BAD_CHARS.isdisjoint(t) for t in value):
         raise InvalidConfig(f"{key}: control characters, ';' and '#' are not allowed", repr(value))
     return tuple(value)
 
