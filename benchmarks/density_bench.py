@@ -8,6 +8,12 @@ namespace is never touched. ``--tree DIR`` runs another checkout's code (e.g. th
 ``git archive <rev> | tar -x -C DIR``) the same way, for a side-by-side comparison in one run.
 
     sudo .venv/bin/python benchmarks/density_bench.py [--n 1000] [--block 100] [--markdown] [--tree DIR]
+
+``--kernel-ops bridge|routed --sizes 0,1000``: the single netlink/sysctl operations of one ADD and DEL
+(as ``cni_ignite.bridge`` sends them) timed at N attachments present (thread CPU and wall, median of
+``--trials``), each attachment in its own container netns, in two throwaway host netns side by side: the
+host veth with IPv6 left on (the plugin before issue 14's fix) and with IPv6 off (``disable_ipv6=1``
+before the port comes up, as now). ``--reps`` repeats the measurement interleaved. JSON lines out.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import Any
 
 
 def _cpu() -> float:
@@ -94,6 +101,116 @@ def blocks(samples: list[list[float]], size: int) -> list[tuple[float, float]]:
             for i in range(0, len(samples), size)]
 
 
+def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str) -> dict[str, Any]:
+    """Inside the host netns: ``populate`` attachments a..b-1 (container netns ``<prefix><i>``), or
+    ``measure`` b trials (container netns ``<prefix>t<k>``) with N=a present. Returns the medians."""
+    from cni_ignite.netlink import sysctl
+    from cni_ignite.netlink.netns import entered, open_netns
+    from cni_ignite.netlink.rtnl import Rtnl
+
+    host, times = Rtnl(), {}  # type: ignore[var-annotated]
+
+    def t(name: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        r = fn(*args, **kw)
+        times.setdefault(name, []).append(((time.perf_counter() - w0) * 1000, (time.thread_time() - c0) * 1000))
+        return r
+
+    br = host.link("br0")
+    gw = ipaddress.ip_address("10.63.0.1")
+
+    def attach(ns_path: str, name: str, ip: Any) -> Any:
+        fd = open_netns(ns_path)
+        cont = Rtnl(fd)
+        v = t("veth create", host.create_veth, name, "eth0", peer_netns_fd=fd, mtu=1500, mac_of_peer=None)
+        t("set alias", host.set_link, v.index, alias="tag")
+        key = "disable_ipv6" if ipv6_off else "accept_ra"
+        t("host veth sysctl", sysctl.write, f"net/ipv6/conf/{name}/{key}", "1" if ipv6_off else "0")
+        if mode == "bridge":
+            t("master + up + alias", host.set_link, v.index, master=br.index, up=True, alias="tag2")
+            t("hairpin", host.set_brport, v.index, hairpin=True)
+        else:
+            t("up + alias", host.set_link, v.index, up=True, alias="tag2")
+            for k, val in (("net/ipv4/conf/{}/proxy_arp", "1"), ("net/ipv4/neigh/{}/proxy_delay", "0"),
+                           ("net/ipv4/conf/{}/rp_filter", "1")):
+                t("routed sysctls", sysctl.write, k.format(name), val)
+            t("gateway address", host.add_addr, v.index, ipaddress.ip_interface(f"{gw}/32"), nodad=True)
+            t("host route", host.add_route, ipaddress.ip_network(f"{ip.ip}/32"), None, v.index)
+        c = cont.link("eth0")
+
+        def cont_sysctl() -> None:
+            with entered(fd):
+                sysctl.write("net/ipv4/conf/eth0/arp_notify", "1")
+
+        t("setns + container sysctl", cont_sysctl)
+        t("container address", cont.add_addr, c.index, ip, nodad=True, noprefixroute=mode != "bridge")
+        t("container up", cont.set_link, c.index, up=True)
+        t("container route", cont.add_route, ipaddress.ip_network("0.0.0.0/0"), gw, c.index, onlink=True)
+        t("wait oper up", host.wait_oper_up, v.index)
+        cont.close()
+        os.close(fd)
+        return v
+
+    def addr(i: int) -> Any:
+        return ipaddress.ip_interface(f"10.63.{1 + i // 250}.{i % 250 + 1}/16")
+
+    if cmd == "populate":
+        for i in range(a, b):
+            attach(f"/var/run/netns/{prefix}{i}", f"h{i}", addr(i))
+        return {}
+    for k in range(b):
+        v = attach(f"/var/run/netns/{prefix}t{k}", f"vt{k}", addr(60000 + k))
+        time.sleep(0.05)
+        t("veth delete", host.delete_link, v.index)
+        time.sleep(0.02)
+    ops = {k: [round(statistics.median(x[i] for x in v), 3) for i in (0, 1)] for k, v in times.items()}
+    return {"mode": mode, "ipv6_off": ipv6_off, "n": a, "ops_wall_cpu_ms": ops,
+            "sum_cpu_ms": round(sum(c for _, c in ops.values()), 2)}
+
+
+def kernel_ops(mode: str, sizes: list[int], trials: int, reps: int) -> None:
+    """Two throwaway host netns (IPv6 on / off on the host veths), grown to each size, measured interleaved."""
+    tag = uuid.uuid4().hex[:5]
+    made: list[str] = []
+
+    def sh(*argv: str, inp: str | None = None) -> str:
+        r = subprocess.run(argv, input=inp, capture_output=True, text=True, check=False)
+        if r.returncode:
+            raise SystemExit(f"{' '.join(argv[:6])} failed: {r.stderr}")
+        return r.stdout
+
+    def nsadd(names: list[str]) -> None:
+        made.extend(names)
+        sh("ip", "-batch", "-", inp="".join(f"netns add {n}\n" for n in names))
+
+    me = os.path.abspath(__file__)
+    try:
+        sides = {}
+        for off in ("0", "1"):
+            host, prefix = f"cnbkops{off}-{tag}", f"cnbkops{off}-{tag}-"
+            nsadd([host] + [f"{prefix}t{k}" for k in range(trials)])
+            sides[off] = (host, prefix)
+            sh("ip", "-n", host, "link", "set", "lo", "up")
+            if mode == "bridge":
+                sh("ip", "-n", host, "-batch", "-",
+                   inp="link add br0 type bridge\nlink set br0 promisc on up\naddr add 10.63.0.1/16 dev br0\n")
+        have = 0
+        for size in sizes:
+            for off, (host, prefix) in sides.items():
+                nsadd([f"{prefix}{i}" for i in range(have, size)])
+                sh("ip", "netns", "exec", host, sys.executable, me, "--kops-inner", "populate", mode, str(have),
+                   str(size), off, prefix)
+            have = size
+            time.sleep(2)
+            for _ in range(reps):
+                for off, (host, prefix) in sides.items():
+                    print(sh("ip", "netns", "exec", host, sys.executable, me, "--kops-inner", "measure", mode,
+                             str(size), str(trials), off, prefix).strip(), flush=True)
+    finally:
+        subprocess.run(["ip", "-batch", "-"], input="".join(f"netns del {n}\n" for n in reversed(made)),
+                       capture_output=True, text=True, check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--inner")
@@ -102,7 +219,22 @@ def main() -> None:
     ap.add_argument("--tree", action="append", default=[], help="also run this checkout's code (label=DIR)")
     ap.add_argument("--backends", default="iptables,nftables")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--kernel-ops", choices=("bridge", "routed"), help="time the single kernel ops instead")
+    ap.add_argument("--sizes", default="0,1000")
+    ap.add_argument("--trials", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--kops-inner", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.kops_inner:
+        cmd, mode, a, b, off, prefix = args.kops_inner
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = kops_inner(cmd, mode, int(a), int(b), off == "1", prefix)
+        if out:
+            print(json.dumps(out))
+        return
+    if args.kernel_ops:
+        kernel_ops(args.kernel_ops, [int(x) for x in args.sizes.split(",")], args.trials, args.reps)
+        return
     if args.inner:
         print(json.dumps(inner(args.inner, args.n)))
         return
