@@ -2,6 +2,8 @@
 
     <state_dir>/<network>/<key>              JSON: owner, backend, addresses, the rule-shaping config,
                                              host interface, the backend's rule layout (absent: 1)
+    <state_dir>/<network>/tmp/<key>.<pid>    a record being written (temp file + rename); one left
+                                             behind is a writer that died, removed by its key's DEL
     <state_dir>/ports/lock                   flock held while claiming ports and writing a record, and
                                              while releasing ports (every change of the registry)
     <state_dir>/_nft-shared/<chain>/<key>    empty: key's elements jump to the shared nft chain <chain>
@@ -18,7 +20,9 @@ whatever an ADD that died or failed holds is named by a record its DEL finds; a 
 has no record (left by older code) is stale and may be reclaimed. That judgement and every release
 happen under the lock, so a release never deletes an entry another ADD has just written, and a temp
 file seen under the lock (``.<addr>.tmp<pid>``) is a dead writer's: claims and releases remove it.
-A record's own temp file (``<key>.tmp<pid>``) of a writer that died is removed with the record.
+A record's own temp file (``tmp/<key>.<pid>``) of a writer that died is removed with the record: DEL lists
+``tmp/`` (empty but for dead writers), never the folder of records, which holds one entry per attachment.
+(Records written before ``tmp/`` kept theirs beside them as ``<key>.tmp<pid>``; readers skip such names.)
 A record is input to the rule scripts on DEL, so it is read back through the same strict parsing as the
 config (addresses without ``%zone``).
 """
@@ -65,6 +69,9 @@ class Record(_Record):
     layout: int = 1  # the backend's rule layout that made the rules (1: before the field existed)
 
 
+TMP = "tmp"  # beside a network's records: the temp files of record writes (a key is hex: never "tmp")
+
+
 def record_path(state_dir: str, owner: Owner) -> str:
     return os.path.join(state_dir, network_dir(owner.network), owner.key)
 
@@ -84,9 +91,10 @@ def write(rec: Record) -> None:
            "backend": rec.backend, "addresses": [str(a) for a in rec.addresses],
            "config": _config_doc(rec.config), "ports": list(rec.ports), "hostIface": rec.host_iface,
            "layout": rec.layout}
+    tmp_dir = os.path.join(os.path.dirname(path), TMP)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        _write_whole(path, json.dumps(doc), f"{path}.tmp{os.getpid()}")
+        os.makedirs(tmp_dir, mode=0o755, exist_ok=True)
+        _write_whole(path, json.dumps(doc), os.path.join(tmp_dir, f"{o.key}.{os.getpid()}"))
     except OSError as exc:
         raise IOFailure(f"cannot write firewall state {path}", str(exc)) from exc
 
@@ -152,9 +160,10 @@ def load(state_dir: str, owner: Owner) -> Record | None:
 
 
 def remove(state_dir: str, owner: Owner) -> None:
-    """Delete owner's record and the temp files of its writers that died (``<key>.tmp<pid>``)."""
+    """Delete owner's record and the temp files of its writers that died (``tmp/<key>.<pid>``): only ``tmp/``
+    is listed (O(dead writers)), not the records beside it (O(attachments))."""
     path = record_path(state_dir, owner)
-    folder, prefix = os.path.dirname(path), f"{owner.key}.tmp"  # a key has no '.': no other key's prefix
+    folder, prefix = os.path.join(os.path.dirname(path), TMP), f"{owner.key}."  # a key has no '.'
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -185,7 +194,7 @@ def records(state_dir: str, network: str | None = None) -> Iterator[Record]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for name in names:
-            if ".tmp" in name:
+            if ".tmp" in name or name == TMP:
                 continue
             try:
                 with open(os.path.join(state_dir, d, name), encoding="utf-8") as fh:

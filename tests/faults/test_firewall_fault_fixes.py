@@ -33,7 +33,7 @@ class Repro(NamedTuple):
     code: int | None  # the code the faulted run must answer (None: killed)
 
 
-RECORD_TMP = r"state/faultnet/[0-9a-f]+\.tmp"  # the attachment's record, written whole
+RECORD_TMP = r"state/faultnet/tmp/[0-9a-f]+\.\d+"  # the attachment's record, written whole
 CLAIM_TMP = r"state/ports/tcp_8080/\.any\.tmp"  # the port registry entry, written whole
 
 REPROS = {
@@ -41,7 +41,7 @@ REPROS = {
     "skel-import-eacces": Repro("ipam", "ADD", "openat", "EACCES", r"lib-dynload/fcntl", 5),
     "skel-import-enospc": Repro("ipam", "ADD", "openat", "ENOSPC", r"lib-dynload/fcntl", 5),
     # firewall add(): a failed record write after claim_ports left ports/tcp_8080/any (no record: DEL never
-    # released it); a killed one left <key>.tmp<pid> too, which nothing removed
+    # released it); a killed one left its temp file (now tmp/<key>.<pid>) too, which nothing removed
     "record-write-eio": Repro("bridge", "ADD", "write", "EIO", RECORD_TMP, 5),
     "record-write-kill": Repro("bridge", "ADD", "write", "KILL", RECORD_TMP, None),
     # claim_ports: a failed claim left the port's (empty) folder; a killed one .any.tmp<pid> in it
@@ -117,7 +117,7 @@ def leftovers(sd: str) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(sd):
         rel = os.path.relpath(dirpath, sd)
-        keep = {"ports", "net1"} if rel == "." else set()
+        keep = {"ports", "net1"} if rel == "." else {"tmp"} if rel == "net1" else set()  # tmp/: record writes
         out += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirnames if d not in keep]
         out += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f != "lock"]
     return sorted(out)
@@ -207,8 +207,8 @@ def test_del_removes_the_record_temp_file_of_a_killed_writer(tmp_path: Path, wit
         fw.add(att(), cfg(sd))
     fw.add(att(OTHER), cfg(sd))
     path = state.record_path(sd, OWNER)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(f"{path}.tmp4242", "w", encoding="utf-8") as fh:
+    os.makedirs(os.path.join(os.path.dirname(path), state.TMP), exist_ok=True)
+    with open(os.path.join(os.path.dirname(path), state.TMP, f"{OWNER.key}.4242"), "w", encoding="utf-8") as fh:
         fh.write('{"network": "net1", "contain')  # killed mid-write
     fw.delete(OWNER, cfg(sd))
     assert leftovers(sd) == [f"net1/{OTHER.key}"]  # another key's record stays

@@ -227,3 +227,24 @@ def test_shared_chain_users_tell_the_first_and_the_last_without_listing(tmp_path
     assert state.shared_unref(d, "m-1", "b") is True
     assert state.shared_ref(d, "m-1", "c") is True
     assert [r.owner for r in state.records(d)] == []  # the folder is no network's
+
+
+def test_removing_a_record_lists_only_its_temp_folder_never_the_records(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    sd = str(tmp_path)
+    for i in range(50):
+        state.write(record(Owner(network="net1", container_id=f"c{i}", ifname="eth0"), sd))
+    state.write(record(A, sd))
+    folder = os.path.dirname(state.record_path(sd, A))
+    dead = os.path.join(folder, state.TMP, f"{A.key}.4242")  # A's writer killed mid-write
+    with open(dead, "w", encoding="utf-8") as fh:
+        fh.write('{"network": "ne')
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p=".": listed.append(os.fspath(p)) or real(p))
+    monkeypatch.setattr(os, "scandir", lambda p=".": pytest.fail(f"scandir({p})"))
+    state.remove(sd, A)
+    assert [os.path.normpath(p) for p in listed] == [os.path.join(folder, state.TMP)]
+    assert not os.path.exists(state.record_path(sd, A)) and not os.path.exists(dead)
+    monkeypatch.undo()
+    assert len(list(state.records(sd, "net1"))) == 50  # the others' records stay, tmp/ is no record
