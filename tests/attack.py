@@ -30,6 +30,13 @@ ETH_IP, ETH_ARP, ETH_IP6, ETH_VLAN = 0x0800, 0x0806, 0x86DD, 0x8100
 ETH_QINQ = 0x88A8  # 802.1ad service tag
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
+# The guard tests' lab on one bridge (test_guard_attacks, test_guard_vlan): gateway, attacker A, victim B.
+GW_MAC, A_MAC, B_MAC = "02:61:00:00:00:01", "02:61:00:00:00:02", "02:61:00:00:00:03"
+GW, A, B = "10.61.0.1", "10.61.0.2", "10.61.0.3"
+GW6, A6, B6 = "fd00:61::1", "fd00:61::2", "fd00:61::3"
+A_LL = "fe80::61:ff:fe00:2"  # A's EUI-64 link-local (allowed by the guard)
+EVIL_MAC = "02:66:66:66:66:66"
+
 
 def count_while(ns: str, listener: list[str], act: Callable[[], object], timeout: float = 10) -> int:
     """Run `listener` in netns `ns` (a command that prints "ready", then a count: ``attack.py sniff ...`` or a

@@ -22,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import attack
+from attack import A6, A_LL, A_MAC, B6, B_MAC, EVIL_MAC, GW, GW6, GW_MAC, A, B
 from nsutil import in_ns
 
 if TYPE_CHECKING:
@@ -33,11 +34,6 @@ pytestmark = pytest.mark.privileged
 
 ATTACK = str(Path(attack.__file__).resolve())
 REPO = str(Path(__file__).resolve().parents[2])
-GW_MAC, A_MAC, B_MAC = "02:61:00:00:00:01", "02:61:00:00:00:02", "02:61:00:00:00:03"
-GW, A, B = "10.61.0.1", "10.61.0.2", "10.61.0.3"
-GW6, A6, B6 = "fd00:61::1", "fd00:61::2", "fd00:61::3"
-A_LL = "fe80::61:ff:fe00:2"  # A's EUI-64 link-local
-EVIL_MAC = "02:66:66:66:66:66"
 
 
 class Lan(NamedTuple):
