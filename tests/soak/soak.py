@@ -334,6 +334,8 @@ class Soak:
         out = []
         folder = self.sc.path("state", "faultnet")
         for p in folder.iterdir() if folder.exists() else ():
+            if p.name == "tmp":  # the records' temp files (firewall/state.py TMP), no record
+                continue
             try:
                 out.append(json.loads(p.read_text()))
             except (FileNotFoundError, ValueError):  # removed by a concurrent DEL, or a temp file
