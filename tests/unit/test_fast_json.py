@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from freshpy import run_fresh
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cni_ignite import _json
 
-REPO = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from pathlib import Path
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text())
 documents = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
@@ -99,15 +98,12 @@ def test_load_reads_the_file(tmp_path: Path) -> None:
 def test_imports_neither_json_nor_re() -> None:
     code = (
         "import sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         "from cni_ignite import _json\n"
         "_json.loads(b'{\"a\": [1, 2.5]}'); _json.dumps({'a': 1}, separators=(',', ':'))\n"
         "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))\n"
     )
-    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "[]"
+    out = run_fresh(code)
+    assert out.strip() == "[]"
 
 
 BROKEN = ["{", '{"a"', '{"a":1', '{"a":1,}', '"abc', '[1,', "not json", "", '{"cniVersion":"1.0.0"']
@@ -119,7 +115,6 @@ def test_broken_input_raises_jsons_error_while_the_json_package_is_not_loaded() 
     not JSON): every broken input must still raise json's own JSONDecodeError with json's message."""
     code = (
         "import sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         "from cni_ignite import _json\n"
         "assert 'json.decoder' not in sys.modules\n"
         f"for text in {BROKEN!r}:\n"
@@ -130,13 +125,11 @@ def test_broken_input_raises_jsons_error_while_the_json_package_is_not_loaded() 
         "    else:\n"
         "        print('no error')\n"
     )
-    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert res.returncode == 0, res.stderr
+    out = run_fresh(code)
     expected = []
     for text in BROKEN:
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
             expected.append(f"JSONDecodeError {exc}")
-    assert res.stdout.splitlines() == expected
+    assert out.splitlines() == expected

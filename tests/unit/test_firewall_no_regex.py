@@ -4,25 +4,18 @@ tokens are still refused."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from freshpy import run_fresh
 
 from cni_ignite.errors import InvalidConfig
 from cni_ignite.firewall.base import parse_firewall_config
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_conditions_are_checked_without_importing_re() -> None:
-    code = ("import sys\n"
-            "from cni_ignite.firewall.base import parse_firewall_config\n"
+    code = ("from cni_ignite.firewall.base import parse_firewall_config\n"
             "parse_firewall_config({'conditionsV4': [], 'conditionsV6': ['-i', 'eth0'], 'stateDir': '/x'})\n"
             "print('re' in sys.modules, 'enum' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-S", "-I", "-c", f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + code],
-                         capture_output=True, text=True, check=True).stdout
+    out = run_fresh(code)
     assert out.split() == ["False", "False"], out
 
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from freshpy import run_fresh
 
 from cni_ignite import ipparse
 from cni_ignite.ipam.config import DURATION, duration_groups, ifname_bad_char
 from cni_ignite.netconf import NAME_RE
-
-REPO = Path(__file__).resolve().parents[2]
 
 # Modules of a bridge/IPAM ADD or DEL this layer owns (skel, firewall, guard and bridge.plugin have their own
 # owners: they are imported by the whole path and checked by tests/frozen/test_frozen_imports.py).
@@ -42,15 +38,12 @@ NOT_ON_THE_PATH = {"typing", "socket", "selectors", "signal", "ctypes", "datacla
 def test_own_path_modules_import_no_typing_socket_signal_ctypes_json_or_re() -> None:
     code = (
         "import sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         f"for name in {OWN_PATH!r}:\n"
         "    __import__(name)\n"
         "print(' '.join(sorted(sys.modules)))\n"  # not json: it would load json and re itself
     )
-    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert res.returncode == 0, res.stderr
-    loaded = set(res.stdout.split())
+    out = run_fresh(code)
+    loaded = set(out.split())
     assert set(OWN_PATH) <= loaded
     assert sorted(loaded & NOT_ON_THE_PATH) == []
 
@@ -99,7 +92,6 @@ def test_address_characters_are_the_regexes_on_random_text() -> None:
 def test_setns_through__ctypes_enters_and_reports_errno_without_the_ctypes_package() -> None:
     code = (
         "import errno, json, os, sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         "from cni_ignite.netlink import netns\n"
         "call = netns._libc_setns()\n"
         "out = {}\n"
@@ -115,10 +107,8 @@ def test_setns_through__ctypes_enters_and_reports_errno_without_the_ctypes_packa
         "out['ctypes'] = 'ctypes' in sys.modules\n"
         "print(json.dumps(out))\n"
     )
-    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = run_fresh(code)
+    out = json.loads(out)
     assert out["ebadf"] == [9, "Bad file descriptor"]  # EBADF
     assert out["einval"][0] == 22  # EINVAL: a netns fd with CLONE_NEWUTS as nstype
     assert out["same"] is True
@@ -129,14 +119,11 @@ def test_tap_and_tc_load_only_in_vm_modes() -> None:
     """A plain ADD/DEL (vm mode "none", the default) imports neither the tap nor the tc message layer."""
     code = (
         "import sys, json\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         "import cni_ignite.netlink.rtnl, cni_ignite.bridge.kernel, cni_ignite.bridge.config\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
-    res = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert res.returncode == 0, res.stderr
-    loaded = set(json.loads(res.stdout))
+    out = run_fresh(code)
+    loaded = set(json.loads(out))
     assert "cni_ignite.netlink.rtnl" in loaded
     assert sorted(loaded & {"cni_ignite.netlink.tap", "cni_ignite.netlink._tc"}) == []
 
