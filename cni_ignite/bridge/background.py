@@ -32,6 +32,8 @@ import select
 import struct
 from contextlib import suppress  # loaded by skel anyway: free
 
+from ..netlink._nl import align, iter_nla  # loaded with the netlink layer already
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +44,6 @@ RTM_DELLINK = 17
 IFLA_IFNAME = 3
 _NLMSG = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
-_RTA = struct.Struct("=HH")
 
 
 def deleted_names(data: bytes) -> list[str]:
@@ -56,15 +57,9 @@ def deleted_names(data: bytes) -> list[str]:
             break
         body = off + _NLMSG.size
         if mtype == RTM_DELLINK and length >= _NLMSG.size + _IFINFO.size and data[body] == 0:  # AF_UNSPEC
-            at, end = body + _IFINFO.size, off + length
-            while at + _RTA.size <= end:
-                alen, atype = _RTA.unpack_from(data, at)
-                if alen < _RTA.size:
-                    break
-                if atype == IFLA_IFNAME:
-                    names.append(data[at + _RTA.size:at + alen].split(b"\0", 1)[0].decode(errors="replace"))
-                at += (alen + 3) & ~3
-        off += (length + 3) & ~3
+            names += [bytes(v).split(b"\0", 1)[0].decode(errors="replace")
+                      for k, v in iter_nla(data, body + _IFINFO.size, off + length) if k == IFLA_IFNAME]
+        off += align(length)
     return names
 
 
@@ -136,6 +131,16 @@ class _Job:
         self.lock = _thread.allocate_lock()
 
 
+def _call(job: _Job, fn: Callable[[], object]) -> None:
+    """Run a job's delete; what it raises is kept for the caller's thread (handed to attempt by _collect)."""
+    try:
+        fn()
+    except BaseException as exc:
+        job.error = exc
+    finally:
+        job.done = True
+
+
 class Background:
     """The link deletes of one DEL (one at a time in practice), watched for the announcement of `watch` (the
     host veth's name) in the caller's network namespace. `attempt` is the DEL's: it receives each delete's
@@ -174,20 +179,13 @@ class Background:
         self.jobs.append(job)
 
     def _serial(self, job: _Job, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # handed to attempt: as if it had run in the thread
-            job.error = exc
-        job.done = True
+        _call(job, fn)
         self._collect(job)
 
     def _run(self, job: _Job, fn: Callable[[], object]) -> None:
         try:
-            fn()
-        except BaseException as exc:  # the caller's thread raises it (finish)
-            job.error = exc
+            _call(job, fn)
         finally:
-            job.done = True
             with suppress(OSError):  # the caller's wait_gone also ends on its own poll timeout (below)
                 os.write(self._wake_w, b"x")  # before the release: once finish holds the lock, the pipe may go
             job.lock.release()

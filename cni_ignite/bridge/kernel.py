@@ -140,11 +140,6 @@ class HostNet:
     def delete_link(self, name: str) -> bool:
         return self.nl.delete_link(name)
 
-    def owner_of(self, name: str) -> str | None:
-        """The alias of link name ("" when it has none), None when there is no such link."""
-        link = self.nl.link(name)
-        return None if link is None else link.alias
-
     def delete_own_link(self, name: str, tag: str) -> bool:
         """Delete link name only when its alias is tag (it is the attachment's); False otherwise."""
         link = self.nl.link(name)

@@ -12,7 +12,7 @@ Kernel work goes through ``kernel`` (netlink adapter), ``routed`` and ``vm``; ru
 from __future__ import annotations
 
 import ipaddress
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, nullcontext, suppress
 
 from ..errors import CniError, IOFailure, NotFound, TryAgainLater, UnknownContainer
 from ..result import DNS, Interface, IPConfig, Result, Route, decode
@@ -426,7 +426,7 @@ def _del_links_and_rules(cmd: CmdArgs, cfg: BridgeConfig, cont: ContainerNet | N
         links.wait_gone()  # the port is gone before its guard: it never carries an unguarded frame
         # the port's guard and macspoofchk entries are keyed by name: not when the name is another's link
         step("host veth")
-        with Meanwhile(_import_ipam if cfg.ipam_type in OUR_IPAM else _nothing):
+        with Meanwhile(_import_ipam) if cfg.ipam_type in OUR_IPAM else nullcontext():
             _del_rules_and_filters(cmd, cfg, rec, veth_name, addresses, attempt, port_filters=not any(theirs))
         step("rules, guard")
     finally:
@@ -439,10 +439,6 @@ def _import_ipam() -> None:
     from ..ipam import plugin
 
     del plugin
-
-
-def _nothing() -> None:
-    pass
 
 
 _BY_CODE: dict[int, type[CniError]] = {c.code: c for c in CniError.__subclasses__()
