@@ -18,10 +18,9 @@ the agent starts with --no-iptables-forward-rules.
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
-from .masq import _ENV, _run
+from .masq import has_iptables, ipt_install_chain, ipt_remove_chain
 
 if TYPE_CHECKING:
     import ipaddress
@@ -34,7 +33,7 @@ _JUMP = ["FORWARD", "-m", "comment", "--comment", COMMENT, "-j", IPT_CHAIN]
 
 
 def available() -> bool:
-    return shutil.which("iptables", path=_ENV["PATH"]) is not None
+    return has_iptables()
 
 
 def rules_iptables(network: ipaddress.IPv4Network) -> str:
@@ -50,18 +49,10 @@ def install(network: ipaddress.IPv4Network) -> bool:
     """Accept forwarding from and to `network`; False when there is no iptables (nothing to get past)."""
     if not available():
         return False
-    _run(["iptables-restore", "-w", "--noflush"], rules_iptables(network))
-    if _run(["iptables", "-w", "-C", *_JUMP], check=False).returncode != 0:
-        _run(["iptables", "-w", "-I", *_JUMP])
+    ipt_install_chain("filter", rules_iptables(network), _JUMP)
     return True
 
 
 def remove() -> None:
     """Remove our chain and its jump, if present."""
-    if not available() or _run(["iptables", "-w", "-S", IPT_CHAIN], check=False).returncode != 0:
-        return
-    while _run(["iptables", "-w", "-D", *_JUMP], check=False).returncode == 0:
-        pass
-    _run(["iptables", "-w", "-F", IPT_CHAIN], check=False)
-    _run(["iptables", "-w", "-X", IPT_CHAIN], check=False)
-
+    ipt_remove_chain("filter", IPT_CHAIN, _JUMP)

@@ -79,16 +79,38 @@ def rules_iptables(network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network
             "COMMIT\n")
 
 
+def has_iptables() -> bool:
+    return shutil.which("iptables", path=_ENV["PATH"]) is not None
+
+
+def ipt_install_chain(table: str, restore: str, jump: list[str]) -> None:
+    """Fill our chain of iptables `table` atomically (`restore`: iptables-restore --noflush text) and put its
+    `jump` (``[<base chain>, <match...>, "-j", <our chain>]``) first in the base chain unless it is there."""
+    _run(["iptables-restore", "-w", "--noflush"], restore)
+    if _run(["iptables", "-w", "-t", table, "-C", *jump], check=False).returncode != 0:
+        _run(["iptables", "-w", "-t", table, "-I", *jump])
+
+
+def ipt_remove_chain(table: str, chain: str, jump: list[str]) -> None:
+    """Remove every `jump` to our `chain` of iptables `table`, then the chain, if it exists."""
+    if not has_iptables() or _run(["iptables", "-w", "-t", table, "-S", chain], check=False).returncode != 0:
+        return
+    while _run(["iptables", "-w", "-t", table, "-D", *jump], check=False).returncode == 0:
+        pass
+    _run(["iptables", "-w", "-t", table, "-F", chain], check=False)
+    _run(["iptables", "-w", "-t", table, "-X", chain], check=False)
+
+
+_JUMP = ["POSTROUTING", "-m", "comment", "--comment", COMMENT, "-j", IPT_CHAIN]
+
+
 def install(network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network) -> str:
     """Put the masquerade for `network` (this host: `subnet`) in place; returns the backend used."""
     kind = backend()
     if kind == "nftables":
         _run(["nft", "-f", "-"], rules_nft(network, subnet))
         return kind
-    _run(["iptables-restore", "-w", "--noflush"], rules_iptables(network, subnet))
-    jump = ["POSTROUTING", "-m", "comment", "--comment", COMMENT, "-j", IPT_CHAIN]
-    if _run(["iptables", "-w", "-t", "nat", "-C", *jump], check=False).returncode != 0:
-        _run(["iptables", "-w", "-t", "nat", "-I", *jump])
+    ipt_install_chain("nat", rules_iptables(network, subnet), _JUMP)
     return kind
 
 
@@ -96,10 +118,4 @@ def remove() -> None:
     """Remove our masquerade (both backends: a host may have switched), if present."""
     if shutil.which("nft", path=_ENV["PATH"]):
         _run(["nft", "-f", "-"], f"add table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n", check=False)
-    if shutil.which("iptables", path=_ENV["PATH"]) and _run(["iptables", "-w", "-t", "nat", "-S", IPT_CHAIN],
-                                                             check=False).returncode == 0:
-        jump = ["POSTROUTING", "-m", "comment", "--comment", COMMENT, "-j", IPT_CHAIN]
-        while _run(["iptables", "-w", "-t", "nat", "-D", *jump], check=False).returncode == 0:
-            pass
-        _run(["iptables", "-w", "-t", "nat", "-F", IPT_CHAIN], check=False)
-        _run(["iptables", "-w", "-t", "nat", "-X", IPT_CHAIN], check=False)
+    ipt_remove_chain("nat", IPT_CHAIN, _JUMP)
