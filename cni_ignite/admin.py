@@ -20,6 +20,9 @@
                                                     pin / unpin an address (and MAC) to an owner at run time
     cni-ignite gc [--conf-dir C] [--network N] [--dry-run]
                                                     remove attachments whose namespace is gone (runtimes without GC)
+    cni-ignite worker [--socket /run/cni-ignite/worker.sock]
+                                                    warm start: serve plugin calls handed over by the bundle's
+                                                    launcher (install --worker), docs/WORKER.md
     cni-ignite version
 """
 
@@ -184,6 +187,10 @@ def main(argv: list[str]) -> int:
         from .node import main as node_main
 
         return node_main(argv[1:])
+    if argv[:1] == ["worker"]:  # warm start: a resident server of plugin calls (docs/WORKER.md)
+        from .worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)

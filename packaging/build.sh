@@ -3,6 +3,8 @@
 #
 #   dist/cni-ignite/cni-ignite      the executable (dispatches on its argv[0] name)
 #   dist/cni-ignite/_internal/      libpython, extension modules, conf/10-ignite.conflist
+#   dist/cni-ignite/cni-ignite-launch  the warm-start launcher (C): hands plugin calls to `cni-ignite worker`,
+#                                   else execs cni-ignite (docs/WORKER.md; `install --worker` links to it)
 #   dist/ignite-bridge -> cni-ignite/cni-ignite
 #   dist/ignite-ipam   -> cni-ignite/cni-ignite
 #   (started as `loopback`, the executable is also the loopback plugin: `cni-ignite install` links it
@@ -31,7 +33,7 @@ done
 
 inputs_hash() {
   {
-    find cni_ignite packaging conf -type f \( -name '*.py' -o -name '*.spec' -o -name '*.sh' -o -name '*.conflist' \) \
+    find cni_ignite packaging conf -type f \( -name '*.py' -o -name '*.spec' -o -name '*.sh' -o -name '*.conflist' -o -name '*.c' \) \
       -print0 | sort -z | xargs -0 sha256sum
     sha256sum pyproject.toml
     "$PY" -c 'import sys, PyInstaller; print(sys.version, PyInstaller.__version__)'
@@ -49,13 +51,21 @@ else
     --distpath dist --workpath build/pyinstaller packaging/cni-ignite.spec
   ln -s cni-ignite/cni-ignite dist/ignite-bridge
   ln -s cni-ignite/cni-ignite dist/ignite-ipam
+  # The warm-start launcher (packaging/launcher.c, docs/WORKER.md) and the build id it shares with the bundle's
+  # `cni-ignite worker`: a launcher hands its calls only to a worker of its own build.
+  printf '%s\n' "$want" >dist/cni-ignite/_internal/cni-ignite.build-id
+  ${CC:-cc} -O2 -Wall -Wextra -Werror -std=c99 -DCNI_IGNITE_BUILD_ID="\"$want\"" \
+    -o dist/cni-ignite/cni-ignite-launch packaging/launcher.c
+  strip dist/cni-ignite/cni-ignite-launch
   # Smoke test: every plugin name answers VERSION from the frozen binary (loopback through argv[0] only:
   # no dist/loopback, so that dist/ on a CNI_PATH never shadows the host's own loopback).
   smoke=$(mktemp -d)
   trap 'rm -rf "$smoke"' EXIT
   ln -s "$PWD/dist/cni-ignite/cni-ignite" "$smoke/loopback"
-  for exe in "$PWD/dist/ignite-bridge" "$PWD/dist/ignite-ipam" "$smoke/loopback"; do
-    out=$(cd / && env -i CNI_COMMAND=VERSION "$exe" </dev/null)
+  mkdir "$smoke/launch"  # the launcher without a worker: runs the bundle's executable itself
+  ln -s "$PWD/dist/cni-ignite/cni-ignite-launch" "$smoke/launch/ignite-bridge"
+  for exe in "$PWD/dist/ignite-bridge" "$PWD/dist/ignite-ipam" "$smoke/loopback" "$smoke/launch/ignite-bridge"; do
+    out=$(cd / && env -i CNI_COMMAND=VERSION CNI_IGNITE_WORKER_SOCKET="$smoke/none.sock" "$exe" </dev/null)
     case "$out" in
       *supportedVersions*) ;;
       *) echo "build: $(basename "$exe") VERSION failed: $out" >&2; exit 1 ;;

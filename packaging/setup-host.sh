@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# binutils (objdump, objcopy, strip) and the shared libpython3.11 are what PyInstaller needs to freeze (make build).
-APT_PACKAGES=(iptables nftables iproute2 iputils-ping containernetworking-plugins python3-venv busybox-static procps podman containerd crun golang-go golang-github-appc-cni-dev binutils libpython3.11 etcd-server etcd-client strace)
+# binutils (objdump, objcopy, strip) and the shared libpython3.11 are what PyInstaller needs to freeze (make build);
+# gcc and libc6-dev build the warm-start launcher (packaging/launcher.c).
+APT_PACKAGES=(iptables nftables iproute2 iputils-ping containernetworking-plugins python3-venv busybox-static procps podman containerd crun golang-go golang-github-appc-cni-dev binutils gcc libc6-dev libpython3.11 etcd-server etcd-client strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
