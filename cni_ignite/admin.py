@@ -4,6 +4,7 @@
                        [--take-over-ignite]         replace Ignite's own default 10-ignite.conflist (kept, restored)
                        [--network bridge|routed|multinode] [--multi-node [--subnet-file F]]
                                                     which default network to write
+                       [--worker]                   plugins through the warm-start launcher (docs/WORKER.md)
     cni-ignite uninstall [--bin-dir /opt/cni/bin]   removes exactly what install put there
     cni-ignite status [--bin-dir B] [--conf-dir C] [--data-dir D] [--state-dir S] [--subnet-file F]
                                                     installed version, the default network, leases, attachments;
@@ -72,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     p_inst.add_argument("--subnet-file", default=None,
                         help="with --multi-node: the node agent's subnet file (default /run/flannel/subnet.env); "
                              "its FLANNEL_MTU, when readable now, becomes the network's mtu")
+    p_inst.add_argument("--worker", action="store_true",
+                        help="link the plugins to the warm-start launcher: calls go to `cni-ignite worker` when "
+                             "it runs (docs/WORKER.md)")
     p_uninst = sub.add_parser("uninstall", help="remove exactly what install put there")
     p_uninst.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
     p_status = sub.add_parser("status", help="what is installed, the default network, its leases and attachments")
@@ -135,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "install":
         return install(args.source, args.bin_dir, args.conf_dir, write_conf=not args.no_conf, force=args.force,
                        out=sys.stdout, take_over_ignite=args.take_over_ignite, network=args.network_kind,
-                       subnet_file=args.subnet_file)
+                       subnet_file=args.subnet_file, worker=args.worker)
     if args.cmd == "uninstall":
         return uninstall(args.bin_dir, sys.stdout)
     if args.cmd in ("log", "ignite-gc", "reserve", "unreserve", "gc"):

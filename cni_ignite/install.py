@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 MANIFEST = "cni-ignite.manifest.json"
 CURRENT_LINK = "cni-ignite.d"
 EXECUTABLE = "cni-ignite"
+LAUNCHER = "cni-ignite-launch"  # `install --worker`: the plugins go through the warm-start launcher (docs/WORKER.md)
 PLUGIN_LINKS = ("ignite-bridge", "ignite-ipam")
 OPTIONAL_LINKS = ("loopback",)  # provided only where the bin dir has none
 CONFLIST = "10-ignite.conflist"
@@ -349,7 +350,8 @@ def _take_over(data: bytes, path: str, out: TextIO) -> dict[str, str] | None:
 # ------------------------------------------------------------------------------------------- install
 
 def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force: bool, out: TextIO,
-             take_over_ignite: bool = False, network: str = "bridge", subnet_file: str | None = None) -> int:
+             take_over_ignite: bool = False, network: str = "bridge", subnet_file: str | None = None,
+             worker: bool = False) -> int:
     if network not in NETWORKS:
         raise InstallError(f"unknown network {network!r}", f"one of {', '.join(NETWORKS)}")
     if subnet_file is not None and network != "multinode":
@@ -360,6 +362,9 @@ def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force
         raise InstallError("--take-over-ignite writes the network config: it cannot go with --no-conf")
     bundle = bundle_dir(source)
     version = bundle_version(bundle)
+    if worker and not os.access(os.path.join(bundle, LAUNCHER), os.X_OK):
+        raise InstallError(f"--worker: {bundle} has no {LAUNCHER} (a bundle built before warm start, or a build "
+                           "without a C compiler)")
     if take_over_ignite:
         _check_take_over(conf_dir, read_manifest(bin_dir) or {})  # before anything changes
     created: list[str] = []
@@ -371,18 +376,19 @@ def install(source: str, bin_dir: str, conf_dir: str, *, write_conf: bool, force
         created = [*old.get("created_dirs", []), *created]
         remove_stale_temporaries(bin_dir, out)
         return _install(bundle, version, bin_dir, conf_dir, old, created, write_conf=write_conf, force=force,
-                        out=out, take_over_ignite=take_over_ignite, network=network, subnet_file=subnet_file)
+                        out=out, take_over_ignite=take_over_ignite, network=network, subnet_file=subnet_file,
+                        worker=worker)
 
 
 def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[str, Any], created: list[str], *,
              write_conf: bool, force: bool, out: TextIO, take_over_ignite: bool = False,
-             network: str = "bridge", subnet_file: str | None = None) -> int:
+             network: str = "bridge", subnet_file: str | None = None, worker: bool = False) -> int:
     for name in (CURRENT_LINK, *PLUGIN_LINKS):
         path = os.path.join(bin_dir, name)
         if os.path.lexists(path) and not (force or _is_ours_now(path, old.get("links", {}).get(name))):
             raise InstallError(f"{path} exists and was not installed by cni-ignite", "remove it or pass --force")
 
-    plugin_target = f"{CURRENT_LINK}/{EXECUTABLE}"
+    plugin_target = f"{CURRENT_LINK}/{LAUNCHER if worker else EXECUTABLE}"
     optional = {}  # name -> True: our link is there (update it), False: the name is free (create it)
     for name in OPTIONAL_LINKS:
         path = os.path.join(bin_dir, name)
@@ -428,6 +434,10 @@ def _install(bundle: str, version: str, bin_dir: str, conf_dir: str, old: dict[s
                                         subnet_file=subnet_file)
     _write_manifest(bin_dir, man)
     out.write(f"installed cni-ignite {version} into {bin_dir}\n")
+    if worker:
+        out.write(f"warm start: the plugins hand their calls to `{os.path.join(bin_dir, CURRENT_LINK, EXECUTABLE)} "
+                  "worker` when it runs (packaging/cni-ignite-worker.service), and run on their own when it does "
+                  "not\n")
     return 0
 
 
@@ -461,7 +471,7 @@ def _is_our_link(path: str) -> bool:
     target = os.readlink(path)
     if os.path.basename(path) == CURRENT_LINK:
         return target.startswith("cni-ignite-") and target.endswith(".d") and "/" not in target
-    return target == f"{CURRENT_LINK}/{EXECUTABLE}"
+    return target in (f"{CURRENT_LINK}/{EXECUTABLE}", f"{CURRENT_LINK}/{LAUNCHER}")
 
 
 def _place_generation(bundle: str, bin_dir: str, out: TextIO) -> str:

@@ -106,6 +106,26 @@ def bundle_build_id() -> str:
         return UNVERSIONED
 
 
+def build_id_at(exe: str) -> str | None:
+    """The build id of the bundle that `exe` names now: after an install, `<bin>/cni-ignite.d/cni-ignite` names the
+    new generation's executable. None when it has none (or cannot be read)."""
+    folder = os.path.dirname(os.path.realpath(exe))
+    try:
+        with open(os.path.join(folder, "_internal", "cni-ignite.build-id"), encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def invoked_as(argv0: str) -> str | None:
+    """The path this program was started through (a link such as <bin>/cni-ignite.d/cni-ignite is kept as is)."""
+    if "/" in argv0:
+        return os.path.abspath(argv0)
+    import shutil
+
+    return shutil.which(argv0)
+
+
 def preload() -> list[str]:
     """Import every plugin module (cni_ignite's, but not the admin command's or the agent's) and the stdlib
     modules they import lazily. Returns the names that failed to import."""
@@ -225,8 +245,9 @@ class Call(NamedTuple):
 
 
 class Worker:
-    def __init__(self, path: str, build_id: str) -> None:
-        self.path, self.build_id = path, build_id
+    def __init__(self, path: str, build_id: str, exe: str | None = None) -> None:
+        self.path, self.build_id, self.exe = path, build_id, exe
+        self.upgraded_to: str | None = None  # the build a launcher asked for and `exe` now is: re-exec when drained
         self.sel = selectors.DefaultSelector()
         self.calls: dict[int, Call] = {}  # by pidfd
         self.stopping = False
@@ -296,6 +317,8 @@ class Worker:
             data, fds = self._receive(conn)
             req = parse_request(data)
             if uid != 0 or req.build_id != self.build_id or req.name not in PLUGINS or len(fds) != NFDS:
+                if uid == 0 and req.build_id != self.build_id:
+                    self.notice_upgrade(req.build_id)
                 self._reply(conn, b"F\0")
                 conn.close()
                 return
@@ -317,6 +340,14 @@ class Worker:
         self.sel.register(pidfd, selectors.EVENT_READ, ("exit", call))
         self.sel.register(conn, selectors.EVENT_READ, ("caller", call))
         self.served += 1
+
+    def notice_upgrade(self, wanted: str) -> None:
+        """A launcher of another build asked: if that is the build our executable's path names now (an install
+        replaced the bundle), stop taking calls, let the running ones finish and start again as the new build.
+        Meanwhile the launchers run their calls themselves. Any other build id is only refused."""
+        if self.exe is not None and self.upgraded_to is None and wanted == build_id_at(self.exe):
+            self.upgraded_to = wanted
+            self.stopping = True
 
     @staticmethod
     def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
@@ -426,10 +457,17 @@ def main(argv: list[str]) -> int:
     failed = preload()
     if failed:
         sys.stderr.write(f"cni-ignite worker: could not preload {', '.join(failed)}\n")
-    worker = Worker(args.socket, args.build_id or bundle_build_id())
+    own = bundle_build_id()
+    # Following an upgrade needs the path we were started through and a real build of our own (not --build-id).
+    exe = invoked_as(sys.argv[0]) if getattr(sys, "frozen", False) and args.build_id is None else None
+    worker = Worker(args.socket, args.build_id or own, exe)
     worker.listen()
     sys.stderr.write(f"cni-ignite worker: serving at {args.socket} (pid {os.getpid()}, build {worker.build_id})\n")
     sys.stderr.flush()
     rc = worker.serve()
     sys.stderr.write(f"cni-ignite worker: stopped after {worker.served} calls\n")
+    if worker.upgraded_to is not None and exe is not None:
+        sys.stderr.write(f"cni-ignite worker: {exe} is now build {worker.upgraded_to}: starting it\n")
+        sys.stderr.flush()
+        os.execv(exe, [exe, "worker", *argv])
     return rc

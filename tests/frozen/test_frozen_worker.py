@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from bundle import BUNDLE, EXE, MINIMAL_PATH
+from bundle import BUNDLE, EXE, MINIMAL_PATH, REPO
 from nsutil import Namespaces, in_ns, path
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Worker:
 
     def served(self) -> int:
         """The worker's own count, printed when it stops."""
-        for line in self.log_text().splitlines():
+        for line in reversed(self.log_text().splitlines()):  # the last: a worker that upgraded logs twice
             if "stopped after" in line:
                 return int(line.split("stopped after ")[1].split()[0])
         raise AssertionError(f"worker did not report its count: {self.log_text()}")
@@ -70,12 +70,12 @@ class Worker:
 
 
 @contextmanager
-def worker(host: str, tmp: Path, *extra: str, sock_dir: Path | None = None) -> Iterator[Worker]:
+def worker(host: str, tmp: Path, *extra: str, sock_dir: Path | None = None, exe: Path = EXE) -> Iterator[Worker]:
     sock, log = (sock_dir or tmp / "w") / "worker.sock", tmp / "worker.log"
     with log.open("wb") as out:
         # `ip netns exec` puts the worker in a mount namespace of its own, so every call below crosses mount
         # namespaces too (each `ip netns exec` of a caller makes another).
-        proc = subprocess.Popen(["ip", "netns", "exec", host, str(EXE), "worker", "--socket", str(sock), *extra],
+        proc = subprocess.Popen(["ip", "netns", "exec", host, str(exe), "worker", "--socket", str(sock), *extra],
                                 stdout=out, stderr=out)
     w = Worker(proc, sock, log)
     try:
@@ -383,3 +383,46 @@ def test_concurrent_calls_through_the_worker_get_distinct_addresses_and_leave_no
         assert [n for n in links(host) if n.startswith("veth")] == []
         assert sorted(os.listdir(tmp_path / "data" / "wk")) in (["lock"], ["last_reserved_ip.0", "lock"])
     assert w.served() == 2 * len(ctrs)
+
+
+def fake_build(tmp: Path, build_id: str) -> Path:
+    """A copy of the bundle posing as another build: its own build id, and a launcher compiled with it."""
+    gen = tmp / f"cni-ignite-{build_id}.d"
+    shutil.copytree(BUNDLE, gen, symlinks=True)
+    (gen / "_internal" / "cni-ignite.build-id").write_text(build_id + "\n")
+    (gen / "cni-ignite-launch").unlink()
+    subprocess.run(["cc", "-O2", "-std=c99", f'-DCNI_IGNITE_BUILD_ID="{build_id}"', "-o",
+                    str(gen / "cni-ignite-launch"), str(REPO / "packaging" / "launcher.c")], check=True, timeout=120)
+    return gen
+
+
+def test_install_worker_links_the_plugins_to_the_launcher_and_the_worker_follows_an_upgrade(
+        tmp_path: Path, netns: Namespaces) -> None:
+    """`install --worker` into a temp bin dir; the worker runs from <bin>/cni-ignite.d/cni-ignite (as the shipped
+    unit starts it). An upgrade (the link now names another build) is noticed at the first call of the new
+    launcher, which runs directly; the worker drains, starts again as the new build (same PID) and serves."""
+    host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
+    bins, conf_dir = tmp_path / "opt-cni-bin", tmp_path / "net.d"
+    res = subprocess.run([str(EXE), "install", "--bin-dir", str(bins), "--conf-dir", str(conf_dir), "--no-conf",
+                          "--worker", "--from", str(BUNDLE)], capture_output=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr.decode()
+    for name in ("ignite-bridge", "ignite-ipam"):
+        assert os.readlink(bins / name) == "cni-ignite.d/cni-ignite-launch"
+    conf = network(tmp_path)
+    with worker(host, tmp_path, exe=bins / "cni-ignite.d" / "cni-ignite") as w:
+        ok(call(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+        first_pid = w.proc.pid
+        new = fake_build(tmp_path, "test-upgrade-" + os.urandom(4).hex())
+        (bins / "next").symlink_to(new)
+        os.replace(bins / "next", bins / "cni-ignite.d")  # what install does: the link now names the new build
+        ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))  # run directly
+        wait_for(lambda: new.name.split("cni-ignite-")[1][:-2] in w.log_text() and w.sock.exists(),
+                 "the worker to start again as the new build")
+        ok(call(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+        ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+        assert w.proc.pid == first_pid and w.proc.poll() is None
+    log = w.log_text()
+    assert "stopped after 1 calls" in log and "starting it" in log, log
+    assert w.served() == 2, log
+    res = subprocess.run([str(EXE), "uninstall", "--bin-dir", str(bins)], capture_output=True, timeout=60, check=False)
+    assert res.returncode == 0 and not (bins / "ignite-bridge").exists(), res.stdout.decode() + res.stderr.decode()
