@@ -27,13 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--versions", default=",".join(VERSIONS), help="cniVersions to run (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=len(VERSIONS), help="cniVersions run in parallel")
     ap.add_argument("--title", default="", help="report title")
+    ap.add_argument("--plugin-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="add a variable to every plugin exec's environment (repeatable)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("conformance: needs root (it creates network namespaces)", file=sys.stderr)
         return 2
     netlist = json.loads(args.conflist.read_text())
     cni_path = [Path(p).absolute() for p in args.cni_path.split(":") if p]
-    suite = Suite(cni_path, netlist, tuple(v for v in args.versions.split(",") if v), args.jobs)
+    plugin_env = dict(kv.split("=", 1) for kv in args.plugin_env if "=" in kv)
+    suite = Suite(cni_path, netlist, tuple(v for v in args.versions.split(",") if v), args.jobs,
+                  plugin_env=plugin_env)
     start = time.monotonic()
     rows = suite.run()
     meta = {"title": args.title, "conflist": str(args.conflist), "network": netlist.get("name"),

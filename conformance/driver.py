@@ -86,6 +86,7 @@ class Runtime:
     cache_dir: Path
     timeout: float = 60
     log: list[Call] = field(default_factory=list)
+    plugin_env: dict[str, str] = field(default_factory=dict)  # e.g. CNI_IGNITE_WORKER_SOCKET for the warm start
 
     # ---------------------------------------------------------------------------------------- exec
 
@@ -117,7 +118,7 @@ class Runtime:
     def request(self, command: str, stdin: bytes | str | dict[str, Any], *, env: dict[str, str] | None = None,
                 att: Attachment | None = None, unset: tuple[str, ...] = ()) -> tuple[dict[str, str], bytes]:
         """The environment (all six CNI_* variables, as libcni exports them) and stdin bytes of one exec."""
-        full = dict(BASE_ENV)
+        full = {**BASE_ENV, **self.plugin_env}
         full.update({"CNI_COMMAND": command, "CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": "",
                      "CNI_ARGS": "", "CNI_PATH": ":".join(map(str, self.cni_path))})
         if att is not None:

@@ -32,6 +32,7 @@ class Suite:
     rows: list[c.Row] = field(default_factory=list)
     supported: dict[str, set[str]] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)  # shared leftovers the allowances let through
+    plugin_env: dict[str, str] = field(default_factory=dict)  # added to every exec's environment (--plugin-env)
 
     # ------------------------------------------------------------------------------------- helpers
 
@@ -75,7 +76,7 @@ class Suite:
     def per_plugin(self, root: Path) -> None:
         root.mkdir(parents=True)
         with Namespaces() as ns:
-            rt = Runtime(self.cni_path, ns.host, root / "cache")
+            rt = Runtime(self.cni_path, ns.host, root / "cache", plugin_env=self.plugin_env)
             for t in self.plugin_types():
                 probe = rt.version(t)
                 self.rows.append(c.version_shape(t, probe))
@@ -170,7 +171,7 @@ class VersionRun:
         self.root.mkdir(parents=True)
         nl = self.suite.netlist_at(self.v, self.root / "data", plugins)
         with Namespaces() as ns:
-            rt = Runtime(self.suite.cni_path, ns.host, self.root / "cache")
+            rt = Runtime(self.suite.cni_path, ns.host, self.root / "cache", plugin_env=self.suite.plugin_env)
             Scenarios(self, rt, ns, nl).run_all()
         return self.rows
 

@@ -426,3 +426,25 @@ def test_install_worker_links_the_plugins_to_the_launcher_and_the_worker_follows
     assert w.served() == 2, log
     res = subprocess.run([str(EXE), "uninstall", "--bin-dir", str(bins)], capture_output=True, timeout=60, check=False)
     assert res.returncode == 0 and not (bins / "ignite-bridge").exists(), res.stdout.decode() + res.stderr.decode()
+
+
+@pytest.mark.slow
+def test_the_conformance_suite_passes_every_case_through_the_worker(tmp_path: Path, netns: Namespaces) -> None:
+    """The whole suite (every verb at every cniVersion, DEL without netns or config, bad input, traffic) with every
+    plugin exec going through the launcher to one worker in a namespace of its own."""
+    import sys
+
+    bins = bin_dir(tmp_path)
+    with worker(netns.new("cnit-wkw"), tmp_path) as w:
+        report = tmp_path / "report.json"
+        res = subprocess.run([sys.executable, "-m", "conformance", "--cni-path", str(bins), "--conflist",
+                              str(REPO / "conformance" / "ignite.conflist"), "--report", str(report),
+                              "--plugin-env", f"CNI_IGNITE_WORKER_SOCKET={w.sock}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=600, check=False)
+        assert report.is_file(), f"suite crashed ({res.returncode}): {res.stderr[-3000:]}"
+    rows = json.loads(report.read_text())["rows"]
+    bad = [f"[{r['version'] or 'any'}] {r['case']}: {r['status']}: expected {r['expected']}; seen {r['seen']}"
+           for r in rows if r["status"] in ("FAIL", "BLOCKED")]
+    assert not bad, "\n".join(bad)
+    assert sum(r["status"] == "PASS" for r in rows) > 100
+    assert w.served() > 50, w.log_text()  # the calls did go through the worker
