@@ -20,6 +20,7 @@ import pytest
 from runtimes.common import PAGE, Network, make_rootfs
 from runtimes.support import (
     assert_nothing_left,
+    assert_worker_served,
     container_address,
     flavour_params,
     need,
@@ -113,7 +114,7 @@ def test_ctr_run_cni_add_traffic_and_del_with_empty_netns(flavour):
     net = Network(flavour, "ctrnet", work / "ipam")
     net.write(work / "net.d")
     rootfs = make_rootfs(work / "rootfs")
-    host = start_host(work / "host")
+    host = start_host(work / "host", flavour)
     ctrd = Containerd(host, work)
     try:
         host.bind(work / "net.d", "/etc/cni/net.d")  # ctr: first file in /etc/cni/net.d
@@ -150,6 +151,7 @@ def test_ctr_run_cni_add_traffic_and_del_with_empty_netns(flavour):
         # Debian's bridge (v1.1.1) removes its masquerade rules on DEL only when it can still enter the
         # netns; with ctr's empty CNI_NETNS they stay (CNI-NOTES §2.1.2). Ours must not leave them.
         assert_nothing_left(host, net, address, rules=flavour != "reference")
+        assert_worker_served(host)
     finally:
         try:
             ctrd.stop()

@@ -42,6 +42,7 @@ from runtimes.cri.images import BUSYBOX, PAUSE, write_archive
 from runtimes.host import HostError
 from runtimes.support import (
     assert_nothing_left,
+    assert_worker_served,
     flavour_params,
     need,
     plugin_dir,
@@ -108,8 +109,9 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         (work / "net.d").mkdir()
         (work / "net.d" / CONFLIST.name).write_text(json.dumps(shipped_conflist(net, log), indent=2))
         archive = write_archive(work / "images.tar")
-        host = start_host(work / "host")
+        host = start_host(work / "host", flavour)
         undo.callback(host.close)
+        undo.callback(assert_worker_served, host)  # after the pods' DELs (callbacks run last-in first-out)
         host.private_dir("/run/containerd")  # shim sockets
         host.sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")  # no dummy links in this kernel
         ctrd = CriContainerd(host, work / "containerd", cni_bin=plugins, cni_conf=work / "net.d",

@@ -21,6 +21,7 @@ from runtimes.common import GATEWAY, PAGE, Network
 from runtimes.host import PATH
 from runtimes.support import (
     assert_nothing_left,
+    assert_worker_served,
     container_address,
     flavour_params,
     need,
@@ -100,7 +101,7 @@ def test_libcni_add_check_del_and_cache(client, flavour, version):
     www = work / "www"
     www.mkdir()
     (www / "index.html").write_text(PAGE)
-    host = start_host(work / "host")
+    host = start_host(work / "host", flavour)
     try:
         host.sh("ip", "netns", "add", "ctr1")  # in the host's private /run/netns
         host.sh("ip", "-n", "ctr1", "link", "set", "lo", "up")
@@ -153,6 +154,7 @@ def test_libcni_add_check_del_and_cache(client, flavour, version):
         rc, out, text = cni("del")  # a repeated DEL (no cache now) must succeed too
         assert rc == 0, text
         host.sh("ip", "netns", "del", "ctr1")
+        assert_worker_served(host)
     finally:
         host.close()
         remove_workdir(work)

@@ -16,6 +16,7 @@ from runtimes.common import GATEWAY, PAGE, Network, make_rootfs
 from runtimes.host import HostError
 from runtimes.support import (
     assert_nothing_left,
+    assert_worker_served,
     container_address,
     flavour_params,
     need,
@@ -79,7 +80,7 @@ def test_podman_run_publish_fetch_rm(flavour):
     net = Network(flavour, "podnet", work / "ipam")
     net.write(work / "net.d")
     rootfs = make_rootfs(work / "rootfs")
-    host = start_host(work / "host")
+    host = start_host(work / "host", flavour)
     try:
         podman = Podman(host, work, containers_conf(work, plugins, net))
         probe = podman.run("run", "--rm", "--network", "none", "--rootfs", str(rootfs), "/bin/true")
@@ -123,6 +124,7 @@ def test_podman_run_publish_fetch_rm(flavour):
         assert_nothing_left(host, net, address)
         with pytest.raises(HostError):
             host.http_get(f"http://127.0.0.1:{HOST_PORT}/", timeout=3)
+        assert_worker_served(host)
     finally:
         host.close()
         remove_workdir(work)

@@ -26,7 +26,8 @@ GO_PLUGINS = Path("/usr/lib/cni")
 SUBNET = "10.61.0.0/16"
 GATEWAY = "10.61.0.1"
 PAGE = "hello from a cni-ignite runtime test\n"
-FLAVOURS = ("reference", "ignite", "frozen")
+# warm: the frozen bundle through its launcher, served by a `cni-ignite worker` in the throwaway host (docs/WORKER.md)
+FLAVOURS = ("reference", "ignite", "frozen", "warm")
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
@@ -38,13 +39,17 @@ def frozen_exe() -> Path:
     return Path(os.environ.get("CNI_IGNITE_DIST", str(REPO / "dist"))) / "cni-ignite" / "cni-ignite"
 
 
+def launcher_exe() -> Path:
+    return frozen_exe().parent / "cni-ignite-launch"
+
+
 def make_plugin_dir(dest: Path, flavour: str) -> Path:
     """A real folder (no wrappers) holding the plugins of one flavour, safe to bind over /opt/cni/bin."""
     dest.mkdir(parents=True, exist_ok=True)
     if flavour == "reference":
         sources = [GO_PLUGINS / n for n in ("bridge", "host-local", "portmap", "loopback")]
-    elif flavour == "frozen":
-        exe = frozen_exe()
+    elif flavour in ("frozen", "warm"):
+        exe = frozen_exe() if flavour == "frozen" else launcher_exe()
         if not os.access(exe, os.X_OK):
             raise FileNotFoundError(f"no frozen bundle at {exe}: run `make build`")
         for name in ("ignite-bridge", "ignite-ipam"):
@@ -73,8 +78,8 @@ def add_loopback(dest: Path, flavour: str) -> Path:
     own = ignite_bin_dir() / "loopback"
     if flavour == "reference":
         shutil.copy2(GO_PLUGINS / "loopback", target)
-    elif flavour == "frozen":
-        target.symlink_to(frozen_exe())
+    elif flavour in ("frozen", "warm"):
+        target.symlink_to(frozen_exe() if flavour == "frozen" else launcher_exe())
     elif own.is_symlink():  # frozen builds: keep the name link absolute
         target.symlink_to(own.resolve())
     elif own.exists():
