@@ -9,6 +9,8 @@ from . import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing import on a plugin's path (cni_ignite/__init__.py)
 if TYPE_CHECKING:
+    from typing import IO
+
     from . import skel
 
 
@@ -37,10 +39,20 @@ def _loopback_handlers() -> skel.Handlers:
     return HANDLERS
 
 
+def _stdin() -> IO[bytes]:
+    """The config's stream: stdin, or an empty one when the runtime closed fd 0 (Python then has no sys.stdin),
+    so that skel answers "no config on stdin" rather than an internal error."""
+    if sys.stdin is None:
+        import io  # built in, and already imported by the interpreter's start
+
+        return io.BytesIO(b"")
+    return sys.stdin.buffer
+
+
 def ipam_main() -> int:
     from . import skel
 
-    return skel.run(_ipam_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    return skel.run(_ipam_handlers, env=os.environ, stdin=_stdin(), stdout=sys.stdout, stderr=sys.stderr,
                     about=f"ignite-ipam {__version__}: host-local compatible IPAM for cni-ignite",
                     on_internal_error=_log_internal)
 
@@ -48,7 +60,7 @@ def ipam_main() -> int:
 def bridge_main() -> int:
     from . import skel
 
-    return skel.run(_bridge_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    return skel.run(_bridge_handlers, env=os.environ, stdin=_stdin(), stdout=sys.stdout, stderr=sys.stderr,
                     about=f"ignite-bridge {__version__}: bridge, veth and microVM tap plugin for cni-ignite",
                     on_internal_error=_log_internal)
 
@@ -56,7 +68,7 @@ def bridge_main() -> int:
 def loopback_main() -> int:
     from . import skel
 
-    return skel.run(_loopback_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    return skel.run(_loopback_handlers, env=os.environ, stdin=_stdin(), stdout=sys.stdout, stderr=sys.stderr,
                     about=f"loopback (cni-ignite {__version__}): sets lo up in the container's network namespace",
                     on_internal_error=_log_internal)
 

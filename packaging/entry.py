@@ -68,7 +68,13 @@ def _version(name: str) -> int:
     def no_handlers() -> "NoReturn":  # a string: no typing import on VERSION (benchmarks/IMPORTS.md)
         raise AssertionError("VERSION consults no handler")
 
-    return skel.run(no_handlers, env=os.environ, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr,
+    if sys.stdin is None:  # the runtime closed fd 0: skel then answers "no config on stdin"
+        import io  # built in, and already imported by the interpreter's start
+
+        stdin = io.BytesIO(b"")
+    else:
+        stdin = sys.stdin.buffer
+    return skel.run(no_handlers, env=os.environ, stdin=stdin, stdout=sys.stdout, stderr=sys.stderr,
                     about=name)
 
 

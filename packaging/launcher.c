@@ -181,10 +181,18 @@ static void try_worker(const char *path, const char *name) {
     _exit(1);
 }
 
+/* stdin, stdout and stderr are open. A runtime that closed one would have the socket opened below take its
+ * number (and the worker's child read its own connection as stdin): such a call is run directly. */
+static int std_fds_open(void) {
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0) return 0;
+    return 1;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     const char *name = argv[0] ? base_name(argv[0]) : "";
-    if (is_plugin(name)) {
+    if (is_plugin(name) && std_fds_open()) {
         const char *path = getenv("CNI_IGNITE_WORKER_SOCKET");
         try_worker(path && *path ? path : DEFAULT_SOCKET, name);
     }

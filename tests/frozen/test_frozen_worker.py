@@ -448,3 +448,23 @@ def test_the_conformance_suite_passes_every_case_through_the_worker(tmp_path: Pa
     assert not bad, "\n".join(bad)
     assert sum(r["status"] == "PASS" for r in rows) > 100
     assert w.served() > 50, w.log_text()  # the calls did go through the worker
+
+
+def test_an_environment_over_the_request_limit_or_a_closed_stdin_is_run_directly(tmp_path: Path,
+                                                                                  netns: Namespaces) -> None:
+    """Hostile callers: 10 variables of 120 KiB (1.2 MiB, over the 1 MiB request limit; still under execve's)
+    and a call with stdin closed. Neither is handed over; both get what the exec'd plugin answers."""
+    host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
+    bins, conf = bin_dir(tmp_path), network(tmp_path)
+    big = {f"BIG{i}": "x" * (120 << 10) for i in range(10)}
+    with worker(host, tmp_path) as w:
+        res = subprocess.run(["ip", "netns", "exec", host, str(bins / "ignite-bridge")],
+                             input=json.dumps(conf).encode(), env={**env_for("ADD", ctr, bins, w.sock), **big},
+                             capture_output=True, timeout=60, check=False)
+        assert [ip["address"] for ip in ok(res)["ips"]] == ["10.96.0.2/24"]
+        closed = subprocess.run(["ip", "netns", "exec", host, "sh", "-c", f"exec {bins / 'ignite-bridge'} <&-"],
+                                env=env_for("DEL", ctr, bins, w.sock), capture_output=True, timeout=60, check=False)
+        # no config to read: "failed to decode" (6), as the exec'd plugin answers (it was an internal error, 999)
+        assert closed.returncode == 1 and json.loads(closed.stdout)["code"] == 6, closed.stdout
+        ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+    assert w.served() == 1  # only the last DEL
