@@ -49,3 +49,30 @@ def test_peak_rss_is_the_plugins_not_the_harness() -> None:
     assert call.rc == 0, call.stderr
     assert 1000 < call.rss_kb < 150 * 1024, f"VERSION peak RSS {call.rss_kb} kB follows this process's 200 MB"
     del ballast
+
+
+@pytest.mark.frozen
+def test_quick_soak_through_the_worker_keeps_every_invariant_and_leaves_nothing() -> None:
+    """The same soak with every ignite-bridge call handed by the bundle's launcher to a `cni-ignite worker`
+    (docs/WORKER.md): a SIGKILLed call is a killed launcher, whose forked child the worker must kill mid-call."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "frozen"))
+    from bundle import BUNDLE
+
+    launcher = BUNDLE / "cni-ignite-launch"
+    if not os.access(launcher, os.X_OK):
+        pytest.skip(f"no launcher at {launcher}: run `make build` (`make test` builds it first)")
+    seed = int(os.environ.get("SOAK_SEED", "17"))
+    soak = Soak("quick", seed, launcher=launcher)
+    try:
+        res = soak.main()
+        served = soak.stop_worker()
+    finally:
+        soak.close()
+    text = f"seed {seed}, served by the worker: {served}\n{report(res)}"
+    assert not res["errors"], text
+    assert not res["leftovers"], text
+    assert res["counts"].get("ADD", 0) >= 20 and res["counts"].get("ADD killed", 0) >= 1, text
+    assert served >= res["counts"].get("ADD", 0), text  # the calls did go through the worker
