@@ -565,15 +565,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", type=int, default=0)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--out", default="", help="write the run as a markdown section to this file")
+    ap.add_argument("--warm", action="store_true",
+                    help="through the frozen bundle's launcher and a cni-ignite worker (docs/WORKER.md)")
     args = ap.parse_args(argv)
-    soak = Soak(args.profile, args.seed)
+    launcher = Path(os.environ.get("CNI_IGNITE_DIST", str(HERE.parent.parent / "dist"))) / "cni-ignite" / \
+        "cni-ignite-launch"
+    soak = Soak(args.profile, args.seed, launcher=launcher if args.warm else None)
     if args.ops:
         soak.p = {**soak.p, "ops": args.ops}
     print(f"seed {args.seed}, profile {args.profile}, {soak.p}", flush=True)
     try:
         res = soak.main()
+        served = soak.stop_worker()
     finally:
         soak.close()
+    if served >= 0:
+        print(f"calls served by the worker: {served}")
     print(report(res))
     if args.out:
         Path(args.out).write_text(markdown(res, seed=args.seed, profile=args.profile, ops=soak.p["ops"],
