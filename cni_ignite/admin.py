@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p_status.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
     p_status.add_argument("--data-dir", default=None,
                           help=f"IPAM dataDir (default: the network's ipam.dataDir, else {DEFAULT_DATA_DIR})")
+    p_status.add_argument("--worker-socket", default=None, help="where the warm-start worker listens "
+                          "(default /run/cni-ignite/worker.sock)")
     p_status.add_argument("--state-dir", default=None,
                           help=f"firewall rule state (default: the network's stateDir, else {DEFAULT_STATE_DIR})")
     p_status.add_argument("--subnet-file", default=None,
@@ -145,7 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd in ("log", "ignite-gc", "reserve", "unreserve", "gc"):
         return _run_more(args)
     if args.cmd == "status":
-        rc = print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout)
+        rc = print_status(args.bin_dir, args.conf_dir, args.data_dir, args.state_dir, sys.stdout,
+                          worker_socket=args.worker_socket)
         subnet_file = args.subnet_file or network_subnet_file(args.conf_dir)
         if subnet_file:
             from .node.status import print_node_status

@@ -14,15 +14,25 @@ from typing import Any, TextIO
 
 from .errors import CniError
 from .firewall.base import DEFAULT_STATE_DIR  # a plugin's "stateDir" overrides it
-from .install import CURRENT_LINK, EXECUTABLE, MANIFEST, PLUGIN_LINKS, conf_files, file_sha256, read_manifest
+from .install import (
+    CURRENT_LINK,
+    EXECUTABLE,
+    LAUNCHER,
+    MANIFEST,
+    PLUGIN_LINKS,
+    conf_files,
+    file_sha256,
+    read_manifest,
+)
 from .ipam.config import DEFAULT_DATA_DIR
 from .leases import lease_rows, print_leases
 
 LEASE_LAYOUT_IPAM = ("ignite-ipam", "host-local")
 
 
-def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: str | None, out: TextIO) -> int:
-    _installed(bin_dir, out)
+def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: str | None, out: TextIO,
+                 worker_socket: str | None = None) -> int:
+    _installed(bin_dir, out, worker_socket)
     net = default_network(conf_dir)
     if net is None:
         out.write(f"default network: none ({conf_dir} has no *.conf/*.conflist/*.json that parses)\n")
@@ -66,7 +76,7 @@ def print_status(bin_dir: str, conf_dir: str, data_dir: str | None, state_dir: s
     return 0
 
 
-def _installed(bin_dir: str, out: TextIO) -> None:
+def _installed(bin_dir: str, out: TextIO, worker_socket: str | None = None) -> None:
     man = read_manifest(bin_dir)
     if man is None:
         out.write(f"installed: no ({MANIFEST} not in {bin_dir})\n")
@@ -89,6 +99,10 @@ def _installed(bin_dir: str, out: TextIO) -> None:
         else:
             state = "ok"
         out.write(f"  {path} -> {target}  {state}\n")
+    if any(str(t).endswith("/" + LAUNCHER) for t in man.get("links", {}).values()):
+        from .worker import DEFAULT_SOCKET, describe
+
+        out.write(f"  warm start (install --worker): worker {describe(worker_socket or DEFAULT_SOCKET)}\n")
     conf = man.get("conflist")
     if conf:
         digest = file_sha256(conf["path"])

@@ -36,15 +36,18 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/cni-ignite/worker.sock"
 MAGIC = b"CIW1"
 NFDS = 7  # stdin, stdout, stderr, netns, mntns, root, cwd
 MAX_REQUEST = 1 << 20
+REQUEST_TIMEOUT = 5.0  # seconds for a connection to send its whole request (the launcher sends it at once)
 FALLBACK = 207  # a child's exit status meaning "nothing of the call ran": the launcher runs it itself
 PLUGINS = {"ignite-bridge": "bridge_main", "ignite-ipam": "ipam_main", "loopback": "loopback_main"}
 CLONE_NEWNS = 0x00020000
@@ -58,6 +61,24 @@ LAZY_STDLIB = ("re", "ipaddress", "hashlib", "traceback", "shlex", "signal", "_s
 # Never preloaded: the admin command's and the node agent's modules (pyroute2, etcd client, argparse trees).
 NOT_PRELOADED = ("cni_ignite.node", "cni_ignite.admin", "cni_ignite.install", "cni_ignite.worker",
                  "cni_ignite.status", "cni_ignite.leases", "cni_ignite.gc", "cni_ignite.reserve")
+
+
+def describe(path: str = DEFAULT_SOCKET) -> str:
+    """One line for `cni-ignite status`: whether a worker answers at `path`, its PID and build."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+        pid, _uid, _gid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except OSError as exc:
+        return f"not answering at {path} ({exc.strerror or exc}): the plugins run each call themselves"
+    finally:
+        probe.close()
+    try:
+        build = build_id_at(os.readlink(f"/proc/{pid}/exe")) or "?"
+    except OSError:
+        build = "?"
+    return f"answering at {path} (pid {pid}, build {build})"
 
 
 class Request(NamedTuple):
@@ -238,6 +259,23 @@ def child(fds: Sequence[int], req: Request, worker_pid: int) -> None:
     os._exit(status)
 
 
+def _drain(fd: int) -> None:
+    """Empty the signal wake-up pipe (a signal only has to wake select(); the loop then looks at `stopping`)."""
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 512):
+            pass
+
+
+class Pending:
+    """A connection whose request is not whole yet (mutable; long-running code)."""
+
+    def __init__(self, conn: socket.socket, deadline: float) -> None:
+        self.conn, self.deadline = conn, deadline
+        self.buf = bytearray()
+        self.fds: list[int] = []
+        self.length = -1  # the body's length, once the header is in
+
+
 class Call(NamedTuple):
     pid: int
     pidfd: int
@@ -250,6 +288,7 @@ class Worker:
         self.upgraded_to: str | None = None  # the build a launcher asked for and `exe` now is: re-exec when drained
         self.sel = selectors.DefaultSelector()
         self.calls: dict[int, Call] = {}  # by pidfd
+        self.pending: list[Pending] = []
         self.stopping = False
         self.listener: socket.socket | None = None
         self.inode = 0
@@ -282,7 +321,7 @@ class Worker:
         self.inode = os.stat(self.path).st_ino
         lst.setblocking(False)
         self.listener = lst
-        self.sel.register(lst, selectors.EVENT_READ, "accept")
+        self.sel.register(lst, selectors.EVENT_READ, ("accept", None))
 
     def close_listener(self) -> None:
         if self.listener is None:
@@ -307,14 +346,58 @@ class Worker:
                 return
             except OSError:
                 return  # EMFILE and the like: the launcher sees its connection refused or closed and runs directly
-            self.take(conn)
+            conn.setblocking(False)
+            pending = Pending(conn, time.monotonic() + REQUEST_TIMEOUT)
+            self.pending.append(pending)
+            self.sel.register(conn, selectors.EVENT_READ, ("request", pending))
 
-    def take(self, conn: socket.socket) -> None:
-        fds: list[int] = []
+    def receive(self, p: Pending) -> None:
+        """More of a request: read without blocking (a caller that connects and says nothing, or says it slowly,
+        never holds up the others); take it once whole."""
         try:
-            conn.settimeout(2.0)
+            msg, fds, _flags, _addr = socket.recv_fds(p.conn, 65536, NFDS + 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.refuse(p)
+            return
+        p.fds.extend(fds)
+        if not msg:
+            self.refuse(p)  # closed before the request was whole
+            return
+        p.buf += msg
+        if p.length < 0 and len(p.buf) >= 8:
+            (length,) = struct.unpack("=I", p.buf[4:8])
+            if p.buf[:4] != MAGIC or length > MAX_REQUEST:
+                self.refuse(p)
+                return
+            p.length = length
+        if 0 <= p.length <= len(p.buf) - 8:
+            self.done_receiving(p)
+            self.take(p.conn, bytes(p.buf[8:8 + p.length]), p.fds)
+
+    def done_receiving(self, p: Pending) -> None:
+        self.sel.unregister(p.conn)
+        self.pending.remove(p)
+
+    def refuse(self, p: Pending) -> None:
+        self.done_receiving(p)
+        for fd in p.fds:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            self._reply(p.conn, b"F\0")
+        p.conn.close()
+
+    def expire(self) -> float | None:
+        """Refuse the requests that were not whole in time; the seconds until the next one is due (None: none)."""
+        now = time.monotonic()
+        for p in [p for p in self.pending if p.deadline <= now]:
+            self.refuse(p)
+        return max(0.0, min(p.deadline for p in self.pending) - now) if self.pending else None
+
+    def take(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
+        try:
             _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            data, fds = self._receive(conn)
             req = parse_request(data)
             if uid != 0 or req.build_id != self.build_id or req.name not in PLUGINS or len(fds) != NFDS:
                 if uid == 0 and req.build_id != self.build_id:
@@ -350,28 +433,6 @@ class Worker:
             self.stopping = True
 
     @staticmethod
-    def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
-        msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, NFDS + 1)
-        if len(msg) < 8 or msg[:4] != MAGIC:
-            for fd in fds:
-                os.close(fd)
-            raise ProtocolError("not a cni-ignite launcher request")
-        (length,) = struct.unpack("=I", msg[4:8])
-        if length > MAX_REQUEST:
-            for fd in fds:
-                os.close(fd)
-            raise ProtocolError("request too long")
-        body = bytearray(msg[8:])
-        while len(body) < length:
-            chunk = conn.recv(min(65536, length - len(body)))
-            if not chunk:
-                for fd in fds:
-                    os.close(fd)
-                raise ProtocolError("request cut short")
-            body += chunk
-        return bytes(body[:length]), fds
-
-    @staticmethod
     def _reply(conn: socket.socket, data: bytes) -> None:
         conn.setblocking(True)
         conn.settimeout(1.0)
@@ -380,6 +441,8 @@ class Worker:
     def caller_gone(self, call: Call) -> None:
         """The launcher's end closed (or sent more, which it never does) before the call ended: kill the child,
         as a runtime's kill of an exec'd plugin would have."""
+        if self.calls.get(call.pidfd) is not call:  # it ended in this same round (its pidfd number may be reused)
+            return
         self.sel.unregister(call.conn)
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(call.pidfd, signal.SIGKILL)
@@ -412,7 +475,10 @@ class Worker:
         # A signal wakes select() (EINTR is retried by Python after the handler ran): the loop sees `stopping`.
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wfd)
-        self.sel.register(rfd, selectors.EVENT_READ, "wake")
+        self.sel.register(rfd, selectors.EVENT_READ, ("wake", rfd))
+        handlers: dict[str, Callable[[Any], None]] = {
+            "accept": lambda _: self.accept(), "wake": _drain, "request": self.receive, "exit": self.exited,
+            "caller": self.caller_gone}
         gc.collect()
         gc.freeze()  # the children never touch the reference counts of these objects' GC headers by collecting
         gc.disable()
@@ -420,22 +486,11 @@ class Worker:
             while True:
                 if self.stopping and self.listener is not None:
                     self.close_listener()
-                if self.stopping and not self.calls:
+                if self.stopping and not self.calls and not self.pending:
                     return 0
-                for key, _ in self.sel.select():
-                    what = key.data
-                    if what == "accept":
-                        self.accept()
-                    elif what == "wake":
-                        try:
-                            while os.read(rfd, 512):
-                                pass
-                        except BlockingIOError:
-                            pass
-                    elif what[0] == "exit":
-                        self.exited(what[1])
-                    elif what[0] == "caller" and what[1].pidfd in self.calls:
-                        self.caller_gone(what[1])
+                for key, _ in self.sel.select(self.expire()):
+                    kind, what = key.data
+                    handlers[kind](what)
         finally:
             if self.listener is not None:
                 self.close_listener()

@@ -409,7 +409,16 @@ def test_install_worker_links_the_plugins_to_the_launcher_and_the_worker_follows
     for name in ("ignite-bridge", "ignite-ipam"):
         assert os.readlink(bins / name) == "cni-ignite.d/cni-ignite-launch"
     conf = network(tmp_path)
+
+    def status(sock: Path) -> str:
+        res = subprocess.run([str(EXE), "status", "--bin-dir", str(bins), "--conf-dir", str(conf_dir),
+                              "--worker-socket", str(sock)], capture_output=True, text=True, timeout=60, check=False)
+        return next(line for line in res.stdout.splitlines() if "warm start" in line)
+
+    assert "not answering" in status(tmp_path / "w" / "worker.sock")
     with worker(host, tmp_path, exe=bins / "cni-ignite.d" / "cni-ignite") as w:
+        build = (BUNDLE / "_internal" / "cni-ignite.build-id").read_text().strip()
+        assert f"answering at {w.sock} (pid {w.proc.pid}, build {build})" in status(w.sock)
         ok(call(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
         first_pid = w.proc.pid
         new = fake_build(tmp_path, "test-upgrade-" + os.urandom(4).hex())
@@ -468,3 +477,24 @@ def test_an_environment_over_the_request_limit_or_a_closed_stdin_is_run_directly
         assert closed.returncode == 1 and json.loads(closed.stdout)["code"] == 6, closed.stdout
         ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
     assert w.served() == 1  # only the last DEL
+
+
+def test_a_caller_that_connects_and_says_nothing_holds_up_no_other_call(tmp_path: Path, netns: Namespaces) -> None:
+    """Requests are read without blocking: a silent connection is refused after its deadline, and calls made
+    meanwhile are served at once."""
+    host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
+    bins, conf = bin_dir(tmp_path), network(tmp_path)
+    with worker(host, tmp_path) as w:
+        silent = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+        for s in silent:
+            s.connect(str(w.sock))
+        silent[0].send(b"CIW1")  # half a header
+        started = time.monotonic()
+        ok(call(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+        ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+        assert time.monotonic() - started < 4.0  # not after the silent ones' 5 s deadline
+        for s in silent:
+            s.settimeout(15)
+            assert s.recv(2) in (b"F\0", b"")  # refused at its deadline
+            s.close()
+    assert w.served() == 2
