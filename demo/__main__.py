@@ -144,8 +144,45 @@ class Demo:
                 raise StepFailed(f"DEL {name}: {calls[-1].brief()}")
             say(f"{name}: DEL ok")
 
+    def warm_start(self) -> None:
+        step(7, "warm start: `install --worker` and a `cni-ignite worker` (docs/WORKER.md)")
+        lines = self.admin("install", "--bin-dir", str(self.bin_dir), "--conf-dir", str(self.conf_dir),
+                           "--from", self.source, "--no-conf", "--worker")
+        say(next(ln for ln in lines if "ignite-bridge ->" in ln))
+        sock = self.work / "worker" / "worker.sock"  # a temp socket, not the host's /run/cni-ignite
+        log = self.work / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(["ip", "netns", "exec", self.host, str(self.cni_ignite), "worker", "--socket",
+                                       str(sock)], stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 20
+            while not sock.exists():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise StepFailed(f"the worker did not start: {log.read_text()}")
+                time.sleep(0.05)
+            say(log.read_text().strip().splitlines()[0])
+            self.rt.plugin_env = {"CNI_IGNITE_WORKER_SOCKET": str(sock)}
+            ns = self.spaces.new("vm-c")
+            att = Attachment(container_id="demo-vm-c", netns=path(ns), capability_args={})
+            for verb in ("ADD", "DEL", "ADD", "DEL"):
+                t0 = time.monotonic()
+                if verb == "ADD":
+                    result, _ = self.rt.add(self.netlist, att)
+                    what = f"{result['ips'][0]['address']}"
+                else:
+                    calls = self.rt.delete(self.netlist, att)
+                    if not all(c.ok for c in calls):
+                        raise StepFailed(f"DEL vm-c: {calls[-1].brief()}")
+                    what = "ok"
+                say(f"vm-c {verb} through the worker: {what}, took {1000 * (time.monotonic() - t0):.0f} ms")
+        finally:
+            self.rt.plugin_env = {}
+            worker.terminate()
+            worker.wait(timeout=60)
+        say(log.read_text().strip().splitlines()[-1])
+
     def verify_clean(self) -> None:
-        step(7, "nothing is left behind")
+        step(8, "nothing is left behind")
         left = leftovers(self.host, self.data_dir)
         if left:
             raise StepFailed("left behind: " + "; ".join(left))
@@ -177,6 +214,7 @@ def main() -> int:
             demo.ping()
             demo.port_mapping()
             demo.check_and_delete()
+            demo.warm_start()
             demo.verify_clean()
         except (StepFailed, ChainError) as exc:
             print(f"\n\033[31mDEMO FAILED: {exc}\033[0m", file=sys.stderr)
