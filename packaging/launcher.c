@@ -105,9 +105,11 @@ static void try_worker(const char *path, const char *name) {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof addr.sun_path) return;
     strcpy(addr.sun_path, path);
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking connect: a worker whose backlog is full (stopped, or swamped) answers EAGAIN at once
+     * instead of holding the call; the call then runs directly. */
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0) return;
-    if (connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    if (connect(s, (struct sockaddr *)&addr, sizeof addr) != 0 || fcntl(s, F_SETFL, 0) != 0) {
         close(s);
         return;
     }

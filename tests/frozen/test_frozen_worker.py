@@ -498,3 +498,32 @@ def test_a_caller_that_connects_and_says_nothing_holds_up_no_other_call(tmp_path
             assert s.recv(2) in (b"F\0", b"")  # refused at its deadline
             s.close()
     assert w.served() == 2
+
+
+def test_a_stopped_worker_with_a_full_backlog_does_not_hold_up_calls(tmp_path: Path, netns: Namespaces) -> None:
+    """The worker is stopped (SIGSTOP) and its listen backlog filled: the launcher's connect is refused at once
+    (EAGAIN) and the call runs directly; once the worker runs again it serves the next call."""
+    host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
+    bins, conf = bin_dir(tmp_path), network(tmp_path)
+    with worker(host, tmp_path) as w:
+        os.kill(w.proc.pid, signal.SIGSTOP)
+        filler: list[socket.socket] = []
+        try:
+            while len(filler) < 4096:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+                try:
+                    s.connect(str(w.sock))
+                except BlockingIOError:
+                    s.close()
+                    break
+                filler.append(s)
+            assert len(filler) < 4096, "the backlog never filled"
+            started = time.monotonic()
+            ok(call(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+            assert time.monotonic() - started < 20
+        finally:
+            os.kill(w.proc.pid, signal.SIGCONT)
+            for s in filler:
+                s.close()
+        ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
+    assert w.served() == 1  # the DEL; the ADD ran directly
