@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm", action="store_true",
                     help="through the frozen bundle's launcher and a cni-ignite worker (docs/WORKER.md)")
     args = ap.parse_args(argv)
-    launcher = Path(os.environ.get("CNI_IGNITE_DIST", str(HERE.parent.parent / "dist"))) / "cni-ignite" / \
+    launcher = Path(os.environ.get("CNI_IGNITE_DIST", str(HERE.parent.parent / "dist"))).absolute() / "cni-ignite" / \
         "cni-ignite-launch"
     soak = Soak(args.profile, args.seed, launcher=launcher if args.warm else None)
     if args.ops:
