@@ -544,7 +544,7 @@ def markdown(res: dict[str, Any], *, seed: int, profile: str, ops: int, command:
     trend = ["| per call (ADD, CHECK, DEL) | first 10% | last 10% | last / first |", "|---|---:|---:|---:|"]
     units = {"cpu": ("median CPU ms (user+sys)", 1000), "wall": ("median wall ms", 1000),
              "control cpu": ("control: median CPU ms of VERSION", 1000),
-             "rss": ("median peak RSS kB", 1), "peak rss": ("max peak RSS kB", 1)}
+             "rss": ("median peak RSS kB", 1), "peak rss": ("90th percentile peak RSS kB", 1)}
     for name, (a, b) in res["trend"].items():
         label, scale = units.get(name, (name, 1))
         trend.append(f"| {label} | {a * scale:.1f} | {b * scale:.1f} | {(b / a if a else 1):.2f}x |")
