@@ -178,11 +178,23 @@ def preload() -> list[str]:
     return failed
 
 
+_prctl: Callable[..., int] | None = None  # libc's prctl, loaded in the worker once for all children
+
+
+def load_prctl() -> None:
+    global _prctl  # noqa: PLW0603 - loaded once before the first fork
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _pdeathsig() -> None:
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _prctl is None:
+        load_prctl()
+    assert _prctl is not None
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
@@ -510,6 +522,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("cni-ignite worker: must run as root (it runs the plugins' calls)\n")
         return 1
     failed = preload()
+    load_prctl()
     if failed:
         sys.stderr.write(f"cni-ignite worker: could not preload {', '.join(failed)}\n")
     own = bundle_build_id()
