@@ -300,13 +300,19 @@ def wait_for(cond: Any, what: str, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
+def blocked_add(w: Worker, host: str, ctr: str, tmp: Path, cid: str = "wk-ctr") -> tuple[subprocess.Popen[bytes], int]:
+    """An ADD through the worker left waiting for the network's lock (held by the caller): its launcher and the
+    worker's child running it."""
+    bins = bin_dir(tmp)
+    proc = start(host, env_for("ADD", ctr, bins, w.sock, cid=cid), network(tmp), bins / "ignite-bridge", tmp)
+    wait_for(w.children, "the worker's child")
+    return proc, w.children()[0]
+
+
 def test_a_killed_launcher_kills_its_call_and_nothing_is_leased(tmp_path: Path, netns: Namespaces) -> None:
     host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
-    bins, conf = bin_dir(tmp_path), network(tmp_path)
     with worker(host, tmp_path) as w, network_locked(tmp_path):
-        proc = start(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge", tmp_path)
-        wait_for(w.children, "the worker's child")
-        kid = w.children()[0]
+        proc, kid = blocked_add(w, host, ctr, tmp_path)
         proc.kill()  # the runtime gave up: SIGKILL to what it exec'd
         proc.communicate(timeout=30)
         wait_for(lambda: not Path(f"/proc/{kid}").exists(), "the child to die")
@@ -316,11 +322,8 @@ def test_a_killed_launcher_kills_its_call_and_nothing_is_leased(tmp_path: Path, 
 
 def test_a_dying_worker_takes_its_calls_with_it_and_the_launcher_says_so(tmp_path: Path, netns: Namespaces) -> None:
     host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
-    bins, conf = bin_dir(tmp_path), network(tmp_path)
     with worker(host, tmp_path) as w, network_locked(tmp_path):
-        proc = start(host, env_for("ADD", ctr, bins, w.sock), conf, bins / "ignite-bridge", tmp_path)
-        wait_for(w.children, "the worker's child")
-        kid = w.children()[0]
+        proc, kid = blocked_add(w, host, ctr, tmp_path)
         # the worker is `ip netns exec`'s exec: its PID is ours to kill
         os.kill(w.proc.pid, signal.SIGKILL)
         _out, err = proc.communicate(timeout=30)
@@ -335,8 +338,7 @@ def test_sigterm_lets_running_calls_finish_and_new_ones_run_directly(tmp_path: P
     bins, conf = bin_dir(tmp_path), network(tmp_path)
     with worker(host, tmp_path) as w:
         with network_locked(tmp_path):
-            proc = start(host, env_for("ADD", ctr1, bins, w.sock, cid="c1"), conf, bins / "ignite-bridge", tmp_path)
-            wait_for(w.children, "the worker's child")
+            proc, _kid = blocked_add(w, host, ctr1, tmp_path, cid="c1")
             w.proc.send_signal(signal.SIGTERM)
             wait_for(lambda: not w.sock.exists(), "the socket to go")
             assert w.proc.poll() is None  # still waiting for its call

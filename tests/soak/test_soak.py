@@ -6,6 +6,9 @@ call checked loosely (a short run on a loaded host)."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from soak import HOST_LOCAL, Soak, report
@@ -14,17 +17,24 @@ pytestmark = [pytest.mark.privileged,
               pytest.mark.skipif(not HOST_LOCAL.exists(), reason="needs Debian's containernetworking-plugins")]
 
 
-def test_quick_soak_keeps_every_invariant_and_leaves_nothing() -> None:
-    seed = int(os.environ.get("SOAK_SEED", "13"))
-    soak = Soak("quick", seed)
+def quick_soak(seed: int, launcher: Path | None = None) -> tuple[dict[str, Any], str, int]:
+    """Run the quick soak; assert its invariants held and nothing is left. (result, report, calls the worker
+    served: -1 without one)."""
+    soak = Soak("quick", seed, launcher=launcher)
     try:
         res = soak.main()
+        served = soak.stop_worker()
     finally:
         soak.close()
-    text = f"seed {seed}\n{report(res)}"
+    text = f"seed {seed}, served by a worker: {served}\n{report(res)}"
     assert not res["errors"], text
     assert not res["leftovers"], text
     assert res["counts"].get("ADD", 0) >= 20 and res["counts"].get("ADD killed", 0) >= 1, text
+    return res, text, served
+
+
+def test_quick_soak_keeps_every_invariant_and_leaves_nothing() -> None:
+    res, text, _ = quick_soak(int(os.environ.get("SOAK_SEED", "13")))
     first, last = res["trend"]["peak rss"]
     assert last <= first * 1.10, f"peak RSS grew: {text}"
     cpu_first, cpu_last = res["trend"]["cpu"]
@@ -55,24 +65,11 @@ def test_peak_rss_is_the_plugins_not_the_harness() -> None:
 def test_quick_soak_through_the_worker_keeps_every_invariant_and_leaves_nothing() -> None:
     """The same soak with every ignite-bridge call handed by the bundle's launcher to a `cni-ignite worker`
     (docs/WORKER.md): a SIGKILLed call is a killed launcher, whose forked child the worker must kill mid-call."""
-    import sys
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "frozen"))
     from bundle import BUNDLE
 
     launcher = BUNDLE / "cni-ignite-launch"
     if not os.access(launcher, os.X_OK):
         pytest.skip(f"no launcher at {launcher}: run `make build` (`make test` builds it first)")
-    seed = int(os.environ.get("SOAK_SEED", "17"))
-    soak = Soak("quick", seed, launcher=launcher)
-    try:
-        res = soak.main()
-        served = soak.stop_worker()
-    finally:
-        soak.close()
-    text = f"seed {seed}, served by the worker: {served}\n{report(res)}"
-    assert not res["errors"], text
-    assert not res["leftovers"], text
-    assert res["counts"].get("ADD", 0) >= 20 and res["counts"].get("ADD killed", 0) >= 1, text
+    res, text, served = quick_soak(int(os.environ.get("SOAK_SEED", "17")), launcher)
     assert served >= res["counts"].get("ADD", 0), text  # the calls did go through the worker
