@@ -109,8 +109,8 @@ def parse_request(body: bytes) -> Request:
     env: dict[str, str] = {}
     for raw in fields[3:]:
         key, sep, value = raw.partition(b"=")
-        if sep and key:  # as Python's own os.environ: entries without "=" are skipped
-            env[os.fsdecode(key)] = os.fsdecode(value)
+        if sep and key:  # as the exec'd plugin's os.environ: entries without "=" are skipped, the first of a
+            env.setdefault(os.fsdecode(key), os.fsdecode(value))  # duplicated name wins (as getenv(3) finds it)
     return Request(build_id, name, umask, env)
 
 

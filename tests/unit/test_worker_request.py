@@ -51,3 +51,9 @@ def test_the_build_id_is_read_from_the_bundle_a_path_names_now(tmp_path) -> None
     os.replace(tmp_path / "next", tmp_path / "current")
     assert build_id_at(exe) == "bbb"
     assert build_id_at(str(tmp_path / "nowhere" / "cni-ignite")) is None
+
+
+def test_of_a_name_given_twice_the_first_counts_as_for_an_exec_d_plugin() -> None:
+    """execve passes duplicates through; getenv(3) and Python's os.environ both take the first."""
+    req = parse_request(body(b"b", b"ignite-bridge", b"22", b"CNI_COMMAND=DEL", b"CNI_COMMAND=ADD"))
+    assert req.env == {"CNI_COMMAND": "DEL"}
