@@ -92,11 +92,9 @@ class HostNet:
         """Routed mode: mark the host veth as the attachment's and bring it up (its routes need it up).
 
         IPv6 is off on it until ``routed.host_side`` turns it on for an attachment with an IPv6 address, so an
-        IPv4-only port adds no IPv6 routes to the host (see ``attach_port``). DAD is off on it first: its
-        link-local address is then usable at once, and the host sends neighbour solicitations (which need
-        a link-local address that is not tentative) for the container's address from the first forwarded
-        packet on, instead of dropping them for the 1-2 s of DAD."""
-        _set(f"net/ipv6/conf/{veth.name}/accept_dad", "0", missing_ok=True)
+        IPv4-only port adds no IPv6 routes to the host (see ``attach_port``); ``host_side`` turns DAD off
+        before it turns IPv6 on. IPv6 devconf cannot be set over rtnetlink (the kernel's
+        ``inet6_set_link_af`` takes only the token and addr_gen_mode), so this one stays a /proc write."""
         _set(f"net/ipv6/conf/{veth.name}/disable_ipv6", "1", missing_ok=True)
         self.nl.set_link(veth.index, up=True, alias=tag)
 
@@ -134,8 +132,9 @@ class HostNet:
             self.nl.set_brport(veth.index, hairpin=True)
 
     def route_localnet(self, iface: str) -> None:
-        """127.0.0.1 host ports: the bridge's, or in routed mode the host veth's (DNAT'ed out through it)."""
-        _set(f"net/ipv4/conf/{iface}/route_localnet", "1")
+        """127.0.0.1 host ports: the bridge's, or in routed mode the host veth's (DNAT'ed out through it).
+        Over rtnetlink, not /proc: a /proc/sys write's path walk grows with the host's interfaces."""
+        self.nl.set_ipv4_conf(self.link_info(iface).index, {"route_localnet": 1})
 
     def delete_link(self, name: str) -> bool:
         return self.nl.delete_link(name)
@@ -175,9 +174,15 @@ class ContainerNet:
         if link is None:
             raise CniError(f"{ifname} vanished from {self.path}")
         has_v6 = any(ip.address.version == 6 for ip in ips)
-        with entered(self.fd):
-            _set(f"net/ipv4/conf/{ifname}/arp_notify", "1", missing_ok=True)
-            if has_v6:
+        # arp_notify over rtnetlink on the namespace's own socket: no setns, no /proc/sys path walk (its cost
+        # grew with the host's network namespaces: ~2.5 ms at 4,000, benchmarks/DENSITY.md).
+        try:
+            self.nl.set_ipv4_conf(link.index, {"arp_notify": 1})
+        except NetlinkError as exc:
+            if exc.errno != errno.EAFNOSUPPORT:  # no IPv4 on the link: nothing to notify
+                raise
+        if has_v6:  # IPv6 devconf cannot be set over rtnetlink (inet6_set_link_af): /proc inside the netns
+            with entered(self.fd):
                 for dev in ("lo", ifname):
                     _set(f"net/ipv6/conf/{dev}/disable_ipv6", "0", missing_ok=True)
                 _set(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1", missing_ok=True)

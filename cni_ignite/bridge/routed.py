@@ -14,15 +14,15 @@ hardened with Calico's host-veth settings:
   i.e. a default route). The same address on many veths is fine: each is a local route of its own dev.
 * **Host routes.** One ``/32`` (``/128``) route per address, ``dev <host veth> scope link``. Deleting the
   veth deletes its routes and gateway addresses with it: DEL needs no route bookkeeping.
-* **Host veth sysctls.** ``proxy_arp=1`` with ``neigh/<veth>/proxy_delay=0`` (a guest that believes the
-  subnet is on-link ARPs for its peers: the host answers for any address it routes elsewhere, at once
-  instead of after up to 0.8 s), ``rp_filter=1`` (strict: the only way back to a container address is its
-  own veth, so a container cannot send with another's address), ``accept_ra=0``; forwarding on. IPv6 is
-  off on the port unless the attachment has an IPv6 address (no per-port fe80::/64 and ff00::/8 routes:
-  they made the host's IPv6 lookups and every veth delete grow with the ports); when it is on, the
-  port's link-local address skips DAD (``accept_dad=0``, set before the port comes up), because the host
-  solicits a container's address only from a link-local address that is not tentative: with DAD the
-  first forwarded IPv6 packets to a new attachment were lost for 1-2 s.
+* **Host veth sysctls** (IPv4 ones over rtnetlink, see ``host_side``). ``proxy_arp=1`` with
+  ``neigh/<veth>/proxy_delay=0`` (a guest that believes the subnet is on-link ARPs for its peers: the host
+  answers for any address it routes elsewhere, at once instead of after up to 0.8 s), ``rp_filter=1`` (strict:
+  the only way back to a container address is its own veth, so a container cannot send with another's
+  address), ``accept_ra=0``; forwarding on. IPv6 is off on the port unless the attachment has an IPv6 address
+  (no per-port fe80::/64 and ff00::/8 routes: they made the host's IPv6 lookups and every veth delete grow
+  with the ports); when it is on, the port's link-local address skips DAD (``accept_dad=0``, set before IPv6
+  comes on), because the host solicits a container's address only from a link-local address that is not
+  tentative: with DAD the first forwarded IPv6 packets to a new attachment were lost for 1-2 s.
 * **Container side.** The addresses keep the IPAM's prefix (the result and ``ip addr`` agree, and the
   firewall's masquerade exemption covers the whole subnet) but are added with ``noprefixroute``; the
   routes are ``<subnet> via <gateway> onlink``, then the result's routes, also ``onlink`` (default via
@@ -102,9 +102,13 @@ def host_side(host: HostNet, veth: LinkInfo, ips: list[IPConfig]) -> None:
     """Make the host veth the attachments' router port: sysctls, gateway addresses, host routes. The veth
     is up already (a route through a down device is refused); everything here goes with the veth."""
     families = {ip.address.version for ip in ips}
-    for key, value in (*(SYSCTLS_V4 if 4 in families else ()), *(SYSCTLS_V6 if 6 in families else ())):
-        _write(key.format(veth.name), value, missing_ok=key.startswith("net/ipv6"))
-    if 6 in families:
+    if 4 in families:  # SYSCTLS_V4 over rtnetlink: a /proc/sys write's path walk grows with the host's veths
+        host.nl.set_ipv4_conf(veth.index, {"proxy_arp": 1, "rp_filter": 1})
+        host.nl.set_proxy_delay(veth.index, 0)
+    if 6 in families:  # IPv6 devconf cannot be set over rtnetlink (inet6_set_link_af): /proc
+        for key, value in SYSCTLS_V6:
+            _write(key.format(veth.name), value, missing_ok=True)
+        _write(f"net/ipv6/conf/{veth.name}/accept_dad", "0", missing_ok=True)  # before IPv6 comes on: see own_port
         _write(f"net/ipv6/conf/{veth.name}/disable_ipv6", "0", missing_ok=True)
     for ip in ips:
         gw = gateway_of(ip)

@@ -166,6 +166,19 @@ class Rtnl:
         )
         self._change(RTM_NEWLINK, body, index, f"set link #{index}")
 
+    def set_ipv4_conf(self, index: int, values: dict[str, int]) -> None:
+        """Set ``net.ipv4.conf.<link>.<key>`` (arp_notify, proxy_arp, rp_filter, route_localnet)
+        in one RTM_SETLINK, without /proc: a /proc/sys write walks a path whose cost grows with the number
+        of namespaces and interfaces (benchmarks/DENSITY.md); this costs the same at any density. Raises
+        NetlinkError with EAFNOSUPPORT when the link has no IPv4 device state."""
+        if values:
+            self._change(RTM_SETLINK, _msg.set_ipv4_conf(index, values), index, f"set ipv4 conf of #{index}")
+
+    def set_proxy_delay(self, index: int, ms: int) -> None:
+        """``net.ipv4.neigh.<link>.proxy_delay`` (in ms here; /proc shows USER_HZ ticks) over RTM_SETNEIGHTBL."""
+        body = _msg.set_neigh_parms(socket.AF_INET, index, proxy_delay_ms=ms)
+        self._change(_msg.RTM_SETNEIGHTBL, body, index, f"set arp proxy_delay of #{index}")
+
     def _change(self, msg_type: int, body: bytes, index: int, what: str) -> None:
         try:
             self.nl.request(msg_type, body, what=what)
