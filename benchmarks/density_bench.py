@@ -14,6 +14,12 @@ namespace is never touched. ``--tree DIR`` runs another checkout's code (e.g. th
 ``--trials``), each attachment in its own container netns, in two throwaway host netns side by side: the
 host veth with IPv6 left on (the plugin before issue 14's fix) and with IPv6 off (``disable_ipv6=1``
 before the port comes up, as now). ``--reps`` repeats the measurement interleaved. JSON lines out.
+``--sides off`` measures only the IPv6-off host (the plugin as it is; half the namespaces).
+
+The per-interface sysctls are timed both ways in every attachment, in alternating order (even attachments
+/proc first, odd ones netlink first; each sets the other value, so both always change it): "… /proc" is
+the old path (``setns`` into the container + ``/proc/sys`` write; host ``/proc/sys`` writes) and
+"… netlink" the new one (``Rtnl.set_ipv4_conf`` / ``set_proxy_delay`` on the namespace's socket).
 """
 
 from __future__ import annotations
@@ -101,11 +107,49 @@ def blocks(samples: list[list[float]], size: int) -> list[tuple[float, float]]:
             for i in range(0, len(samples), size)]
 
 
+def _both_ways(t: Any, what: str, proc_first: bool, proc: Any, netlink: Any) -> None:
+    """Time one setting through /proc and through netlink, in the order proc_first says."""
+    pair = ((f"{what} /proc", proc), (f"{what} netlink", netlink))
+    for label, fn in pair if proc_first else pair[::-1]:
+        t(label, fn)
+
+
+def _routed_host_sysctls(t: Any, host: Any, v: Any, proc_first: bool) -> None:
+    from cni_ignite.netlink import sysctl
+
+    on = "1" if proc_first else "0"
+
+    def host_proc() -> None:
+        for k, val in (("net/ipv4/conf/{}/proxy_arp", on), ("net/ipv4/neigh/{}/proxy_delay", "0" if proc_first
+                       else "80"), ("net/ipv4/conf/{}/rp_filter", on)):
+            sysctl.write(k.format(v.name), val)
+
+    def host_netlink() -> None:
+        host.set_ipv4_conf(v.index, {"proxy_arp": int(not proc_first), "rp_filter": int(not proc_first)})
+        host.set_proxy_delay(v.index, 800 if proc_first else 0)
+
+    _both_ways(t, "routed host sysctls", proc_first, host_proc, host_netlink)
+
+
+def _container_arp_notify(t: Any, fd: int, cont: Any, c: Any, proc_first: bool) -> None:
+    from cni_ignite.netlink import sysctl
+    from cni_ignite.netlink.netns import entered
+
+    def cont_sysctl() -> None:
+        with entered(fd):
+            sysctl.write("net/ipv4/conf/eth0/arp_notify", "1" if proc_first else "0")
+
+    def cont_netlink() -> None:
+        cont.set_ipv4_conf(c.index, {"arp_notify": 0 if proc_first else 1})
+
+    _both_ways(t, "container arp_notify", proc_first, cont_sysctl, cont_netlink)
+
+
 def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str) -> dict[str, Any]:
     """Inside the host netns: ``populate`` attachments a..b-1 (container netns ``<prefix><i>``), or
     ``measure`` b trials (container netns ``<prefix>t<k>``) with N=a present. Returns the medians."""
     from cni_ignite.netlink import sysctl
-    from cni_ignite.netlink.netns import entered, open_netns
+    from cni_ignite.netlink.netns import open_netns
     from cni_ignite.netlink.rtnl import Rtnl
 
     host, times = Rtnl(), {}  # type: ignore[var-annotated]
@@ -126,23 +170,19 @@ def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str)
         t("set alias", host.set_link, v.index, alias="tag")
         key = "disable_ipv6" if ipv6_off else "accept_ra"
         t("host veth sysctl", sysctl.write, f"net/ipv6/conf/{name}/{key}", "1" if ipv6_off else "0")
+        t("ip_forward read (/proc)", sysctl.write, "net/ipv4/ip_forward", "1")
+        proc_first = int(ip.ip) % 2 == 0
         if mode == "bridge":
             t("master + up + alias", host.set_link, v.index, master=br.index, up=True, alias="tag2")
             t("hairpin", host.set_brport, v.index, hairpin=True)
         else:
             t("up + alias", host.set_link, v.index, up=True, alias="tag2")
-            for k, val in (("net/ipv4/conf/{}/proxy_arp", "1"), ("net/ipv4/neigh/{}/proxy_delay", "0"),
-                           ("net/ipv4/conf/{}/rp_filter", "1")):
-                t("routed sysctls", sysctl.write, k.format(name), val)
+            _routed_host_sysctls(t, host, v, proc_first)
             t("gateway address", host.add_addr, v.index, ipaddress.ip_interface(f"{gw}/32"), nodad=True)
             t("host route", host.add_route, ipaddress.ip_network(f"{ip.ip}/32"), None, v.index)
         c = cont.link("eth0")
 
-        def cont_sysctl() -> None:
-            with entered(fd):
-                sysctl.write("net/ipv4/conf/eth0/arp_notify", "1")
-
-        t("setns + container sysctl", cont_sysctl)
+        _container_arp_notify(t, fd, cont, c, proc_first)
         t("container address", cont.add_addr, c.index, ip, nodad=True, noprefixroute=mode != "bridge")
         t("container up", cont.set_link, c.index, up=True)
         t("container route", cont.add_route, ipaddress.ip_network("0.0.0.0/0"), gw, c.index, onlink=True)
@@ -168,7 +208,7 @@ def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str)
             "sum_cpu_ms": round(sum(c for _, c in ops.values()), 2)}
 
 
-def kernel_ops(mode: str, sizes: list[int], trials: int, reps: int) -> None:
+def kernel_ops(mode: str, sizes: list[int], trials: int, reps: int, flavours: tuple[str, ...] = ("0", "1")) -> None:
     """Two throwaway host netns (IPv6 on / off on the host veths), grown to each size, measured interleaved."""
     tag = uuid.uuid4().hex[:5]
     made: list[str] = []
@@ -186,7 +226,7 @@ def kernel_ops(mode: str, sizes: list[int], trials: int, reps: int) -> None:
     me = os.path.abspath(__file__)
     try:
         sides = {}
-        for off in ("0", "1"):
+        for off in flavours:
             host, prefix = f"cnbkops{off}-{tag}", f"cnbkops{off}-{tag}-"
             nsadd([host] + [f"{prefix}t{k}" for k in range(trials)])
             sides[off] = (host, prefix)
@@ -223,6 +263,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,1000")
     ap.add_argument("--trials", type=int, default=15)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--sides", choices=("both", "off"), default="both",
+                    help="kernel ops: both host flavours (IPv6 on/off on the host veths) or only off (as now)")
     ap.add_argument("--kops-inner", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.kops_inner:
@@ -233,7 +275,8 @@ def main() -> None:
             print(json.dumps(out))
         return
     if args.kernel_ops:
-        kernel_ops(args.kernel_ops, [int(x) for x in args.sizes.split(",")], args.trials, args.reps)
+        kernel_ops(args.kernel_ops, [int(x) for x in args.sizes.split(",")], args.trials, args.reps,
+                   ("1",) if args.sides == "off" else ("0", "1"))
         return
     if args.inner:
         print(json.dumps(inner(args.inner, args.n)))
