@@ -58,6 +58,10 @@ def test_release_holds_the_bundle_links_conf_readme_license_flat_like_cni_plugin
     assert by_name["./cni-ignite/cni-ignite"].mode & 0o111
     assert "./conf/10-ignite.conflist" in by_name
     assert "./cni-ignite/_internal/conf/10-ignite.conflist" in by_name  # what `install` writes
+    # warm start (docs/WORKER.md): the launcher `install --worker` links to, its build id, the worker's unit
+    assert by_name["./cni-ignite/cni-ignite-launch"].mode & 0o111
+    assert "./cni-ignite/_internal/cni-ignite.build-id" in by_name
+    assert {"./systemd/cni-ignite-worker.service", "./systemd/cni-ignite-node.service"} <= set(by_name)
     bundled = sorted(str(p.relative_to(DIST)) for p in (DIST / "cni-ignite").rglob("*"))
     assert sorted(n.removeprefix("./") for n in names if n.startswith("./cni-ignite/")) == bundled
 
