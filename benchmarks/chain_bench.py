@@ -135,13 +135,15 @@ def conflist(kind: str, side: str, data_dir: Path, state_dir: Path | None) -> di
 
 
 def make_side(kind: str, side: str, ours_dir: Path, root: Path, *, prefix: list[str] | None = None,
-              argv_for: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None) -> Side:
+              argv_for: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None,
+              tag: str = "cnbench") -> Side:
+    """tag: the prefix of the side's namespaces (``<tag>-h-…``, ``<tag>-c-…``)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"{side}-{kind}-", dir=root))
     data_dir, state_dir = tmp / "ipam", (tmp / "state" if side == "ours" else None)
     netlist = conflist(kind, side, data_dir, state_dir)
     rt = TimedRuntime([ours_dir if side == "ours" else GO_DIR], "", tmp / "cache", timeout=120,
                       prefix=prefix or [], argv_for=argv_for or {}, extra_env=extra_env or {})
-    spaces = Spaces(tag="cnbench")
+    spaces = Spaces(tag=tag)
     spaces.__enter__()
     return Side(side, netlist, rt, spaces, tmp, data_dir, state_dir)
 

@@ -62,6 +62,7 @@ from conformance.driver import ChainError  # noqa: E402
 REPO = HERE.parent
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 SIDES = ("direct", "warm", "go")
+TAG = f"cnwb{os.getpid()}"  # this run's namespaces: <TAG>-h-…, <TAG>-c-…
 
 
 def log(msg: str) -> None:
@@ -158,10 +159,10 @@ def bin_dir(root: Path, bundle: Path) -> Path:
 def make_sides(ours: Path, root: Path, sock: Path, warm_bin: Path) -> dict[str, chain_bench.Side]:
     sides: dict[str, chain_bench.Side] = {}
     try:
-        sides["direct"] = chain_bench.make_side("whole", "ours", ours, root)
+        sides["direct"] = chain_bench.make_side("whole", "ours", ours, root, tag=TAG)
         sides["warm"] = chain_bench.make_side("whole", "ours", warm_bin, root,
-                                              extra_env={"CNI_IGNITE_WORKER_SOCKET": str(sock)})
-        sides["go"] = chain_bench.make_side("whole", "go", ours, root)
+                                              extra_env={"CNI_IGNITE_WORKER_SOCKET": str(sock)}, tag=TAG)
+        sides["go"] = chain_bench.make_side("whole", "go", ours, root, tag=TAG)
     except BaseException:
         for s in sides.values():
             s.close()
@@ -309,7 +310,8 @@ def concurrent(ours: Path, bundle: Path, root: Path, ks: list[int]) -> dict[str,
             sock = sub / "w" / "worker.sock"
             warm_bin = bin_dir(sub, bundle) if name == "warm" else ours
             s = chain_bench.make_side("whole", "go" if name == "go" else "ours", warm_bin, sub,
-                                      extra_env={"CNI_IGNITE_WORKER_SOCKET": str(sock)} if name == "warm" else None)
+                                      extra_env={"CNI_IGNITE_WORKER_SOCKET": str(sock)} if name == "warm" else None,
+                                      tag=TAG)
             s.name = name
             w: Worker | None = None
             try:
@@ -344,7 +346,9 @@ def _r(a: float, b: float) -> str:
 def report(res: dict[str, Any]) -> str:
     seq = res["sequential"]
     lines = [f"# Warm start vs exec'd vs Go: whole Ignite network (n={res['n']} per side, interleaved)", "",
-             f"load before: {res['load_before']}", f"load after:  {res['load_after']}", "",
+             f"load before: {res['load_before']}",
+             f"load after the sequential and memory runs: {res.get('load_after_sequential', '-')}",
+             f"load after the concurrent runs (they raise it themselves): {res['load_after']}", "",
              "| side | ADD wall median | ADD p90 | DEL wall median | DEL p90 | ADD CPU mean (median) "
              "| DEL CPU mean (median) |", "|---|---|---|---|---|---|---|"]
     for name in SIDES:
@@ -436,7 +440,7 @@ def main() -> int:
             return 2
     ks = [int(x) for x in a.concurrency.split(",") if x.strip()]
     res: dict[str, Any] = {"n": a.n, "load_before": load(), "clk_tck_ms": TICK_MS, "ours": str(ours),
-                           "cpus": os.cpu_count()}
+                           "cpus": os.cpu_count(), "netns_tag": TAG}
     with tempfile.TemporaryDirectory(prefix="worker-bench-") as tmp:
         root = Path(tmp)
         sock = root / "w" / "worker.sock"
@@ -448,6 +452,7 @@ def main() -> int:
             res["sequential"] = sequential(sides, a.n, w)
             log("memory")
             res["memory"] = memory(sides, a.memory_runs, w)
+            res["load_after_sequential"] = load()
             warm_calls = sides["warm"].runtime.log
             w.stop()
             res["worker"] = {**w.summary(), "calls": len(warm_calls)}
