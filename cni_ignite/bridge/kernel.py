@@ -115,9 +115,11 @@ class HostNet:
             self.nl.add_addr(bridge.index, gw, nodad=True)
 
     def enable_forwarding(self, families: set[int]) -> None:
-        if 4 in families:
+        """Forwarding on for each family; read over netlink (RTM_GETNETCONF, no /proc path walk on every ADD),
+        written through /proc only when it is off (no rtnetlink message sets it)."""
+        if 4 in families and not self.nl.forwarding(4):
             _set("net/ipv4/ip_forward", "1")
-        if 6 in families:
+        if 6 in families and not self.nl.forwarding(6):
             _set("net/ipv6/conf/all/forwarding", "1")
 
     def hairpin_for_mapped_ports(self, veth: LinkInfo) -> None:

@@ -332,3 +332,24 @@ def set_neigh_parms(family: int, index: int, *, proxy_delay_ms: int) -> bytes:
     name = "arp_cache" if family == AF_INET_ else "ndisc_cache"
     parms = _u32(NDTPA_IFINDEX, index) + nla(NDTPA_PROXY_DELAY, struct.pack("=Q", proxy_delay_ms))
     return NDTMSG.pack(family, 0) + _str(NDTA_NAME, name) + nest(NDTA_PARMS, parms)
+
+
+# --- netconf (read a namespace's forwarding switch without /proc) -----------------------------------
+
+RTM_GETNETCONF = 82
+NETCONFA_IFINDEX, NETCONFA_FORWARDING = 1, 2
+NETCONFA_IFINDEX_ALL = -1
+
+
+def netconf_request(family: int, ifindex: int = NETCONFA_IFINDEX_ALL) -> bytes:
+    """RTM_GETNETCONF body for one device's (or, with -1, the namespace's "all") netconf of family; the
+    netconfmsg header is one byte, padded to four."""
+    return struct.pack("=Bxxx", family) + nla(NETCONFA_IFINDEX, struct.pack("=i", ifindex))
+
+
+def parse_netconf_forwarding(raw: bytes) -> int | None:
+    """NETCONFA_FORWARDING of an RTM_NEWNETCONF reply (None when absent)."""
+    for kind, payload in iter_nla(raw, 16 + 4):
+        if kind == NETCONFA_FORWARDING:
+            return int.from_bytes(payload[:4], "little", signed=True)
+    return None

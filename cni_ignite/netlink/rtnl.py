@@ -179,6 +179,20 @@ class Rtnl:
         body = _msg.set_neigh_parms(socket.AF_INET, index, proxy_delay_ms=ms)
         self._change(_msg.RTM_SETNEIGHTBL, body, index, f"set arp proxy_delay of #{index}")
 
+    def forwarding(self, version: int) -> bool | None:
+        """Whether the namespace forwards IPv4 (net.ipv4.ip_forward) or IPv6 (net.ipv6.conf.all.forwarding),
+        read over RTM_GETNETCONF instead of /proc; None when the kernel does not say (no IPv6)."""
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        try:
+            replies = self.nl.request(_msg.RTM_GETNETCONF, _msg.netconf_request(family),
+                                      what=f"get IPv{version} netconf")
+        except NetlinkError as exc:
+            if exc.errno in (errno.EAFNOSUPPORT, errno.EOPNOTSUPP, errno.ENODEV, errno.EINVAL):
+                return None
+            raise
+        value = _msg.parse_netconf_forwarding(replies[0]) if replies else None
+        return None if value is None else bool(value)
+
     def _change(self, msg_type: int, body: bytes, index: int, what: str) -> None:
         try:
             self.nl.request(msg_type, body, what=what)

@@ -114,3 +114,18 @@ def test_ipv6_settings_still_go_through_proc_for_an_ipv6_attachment(netns):
         == ["0", "0", "0"]
     assert env.ping(env.host, container_ip(res, 6))
     env.run("DEL", {**conf, "prevResult": res}, "v6-1", c1).ok()
+
+
+def test_forwarding_is_read_over_netlink_and_switched_on_when_off(netns):
+    env = HostEnv(netns)
+    conf = routed_conf(env.data_dir)
+    conf["ipam"] = {"type": "ignite-ipam", "dataDir": env.data_dir,
+                    "ranges": [[{"subnet": "10.62.0.0/24"}], [{"subnet": "fd00:62::/64"}]]}
+    assert [sysctl(env, env.host, k) for k in ("ipv4/ip_forward", "ipv6/conf/all/forwarding")] == ["0", "0"]
+    c1, c2 = env.container(), env.container()
+    r1 = env.add(conf, "fw-1", c1)
+    assert [sysctl(env, env.host, k) for k in ("ipv4/ip_forward", "ipv6/conf/all/forwarding")] == ["1", "1"]
+    r2 = env.add(conf, "fw-2", c2)  # on already: read, not written
+    assert env.ping(c1, container_ip(r2)) and env.ping(c2, container_ip(r1, 6))
+    for cid, c, r in (("fw-1", c1, r1), ("fw-2", c2, r2)):
+        env.run("DEL", {**conf, "prevResult": r}, cid, c).ok()

@@ -55,3 +55,18 @@ def test_proxy_delay_message_names_the_arp_table_and_the_links_parms() -> None:
     later = ndtmsg(whole(_msg.RTM_SETNEIGHTBL, _msg.set_neigh_parms(2, 9, proxy_delay_ms=800)))
     later.decode()
     assert later.get_attr("NDTA_PARMS").get_attr("NDTPA_PROXY_DELAY") == 800
+
+
+def test_netconf_request_asks_for_the_namespaces_all_entry() -> None:
+    # pyroute2 has no netconf message class: the layout by hand (netconfmsg is one byte, padded to four;
+    # NETCONFA_IFINDEX is an s32, -1 = NETCONFA_IFINDEX_ALL), accepted by the kernel in the integration test
+    assert _msg.netconf_request(2).hex() == "02000000" + "08000100" + "ffffffff"
+    assert _msg.netconf_request(10, 7).hex() == "0a000000" + "08000100" + "07000000"
+
+
+def test_netconf_reply_gives_the_forwarding_switch() -> None:
+    from cni_ignite.netlink._nl import nla
+
+    reply = whole(80, b"\x02\x00\x00\x00" + nla(1, struct.pack("=i", -1)) + nla(2, struct.pack("=i", 1)))
+    assert _msg.parse_netconf_forwarding(reply) == 1
+    assert _msg.parse_netconf_forwarding(whole(80, b"\x02\x00\x00\x00" + nla(1, struct.pack("=i", -1)))) is None
