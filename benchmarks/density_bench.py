@@ -19,7 +19,9 @@ before the port comes up, as now). ``--reps`` repeats the measurement interleave
 The per-interface sysctls are timed both ways in every attachment, in alternating order (even attachments
 /proc first, odd ones netlink first; each sets the other value, so both always change it): "… /proc" is
 the old path (``setns`` into the container + ``/proc/sys`` write; host ``/proc/sys`` writes) and
-"… netlink" the new one (``Rtnl.set_ipv4_conf`` / ``set_proxy_delay`` on the namespace's socket).
+"… netlink" the new one (``Rtnl.set_ipv4_conf`` / ``set_proxy_delay`` on the namespace's socket). The
+attachments present are made as the plugin makes them now (container sysctls over netlink only), so the
+container namespaces hold no /proc/sys dentries of ours; only the measured trials use both paths.
 """
 
 from __future__ import annotations
@@ -170,7 +172,8 @@ def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str)
         t("set alias", host.set_link, v.index, alias="tag")
         key = "disable_ipv6" if ipv6_off else "accept_ra"
         t("host veth sysctl", sysctl.write, f"net/ipv6/conf/{name}/{key}", "1" if ipv6_off else "0")
-        t("ip_forward read (/proc)", sysctl.write, "net/ipv4/ip_forward", "1")
+        t("ip_forward read /proc", sysctl.write, "net/ipv4/ip_forward", "1")
+        t("ip_forward read netlink", host.forwarding, 4)
         proc_first = int(ip.ip) % 2 == 0
         if mode == "bridge":
             t("master + up + alias", host.set_link, v.index, master=br.index, up=True, alias="tag2")
@@ -182,7 +185,10 @@ def kops_inner(cmd: str, mode: str, a: int, b: int, ipv6_off: bool, prefix: str)
             t("host route", host.add_route, ipaddress.ip_network(f"{ip.ip}/32"), None, v.index)
         c = cont.link("eth0")
 
-        _container_arp_notify(t, fd, cont, c, proc_first)
+        if cmd == "populate":  # as the plugin now: no /proc/sys dentries in the container namespaces
+            cont.set_ipv4_conf(c.index, {"arp_notify": 1})
+        else:
+            _container_arp_notify(t, fd, cont, c, proc_first)
         t("container address", cont.add_addr, c.index, ip, nodad=True, noprefixroute=mode != "bridge")
         t("container up", cont.set_link, c.index, up=True)
         t("container route", cont.add_route, ipaddress.ip_network("0.0.0.0/0"), gw, c.index, onlink=True)
