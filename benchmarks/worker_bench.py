@@ -62,6 +62,8 @@ from conformance.driver import ChainError  # noqa: E402
 REPO = HERE.parent
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 SIDES = ("direct", "warm", "go")
+# sequential only: the launcher with no worker listening (a host where the worker is down): it execs the bundle
+NO_WORKER = "no-worker"
 TAG = f"cnwb{os.getpid()}"  # this run's namespaces: <TAG>-h-…, <TAG>-c-…
 
 
@@ -145,7 +147,8 @@ class Worker:
         return -1
 
     def summary(self) -> dict[str, Any]:
-        return {"pid": self.pid, "rc": self.rc, "served": self.served(), "socket_left": self.sock.exists()}
+        return {"pid": self.pid, "rc": self.rc, "served": self.served(), "socket_left": self.sock.exists(),
+                "log_tail": self.log_text().splitlines()[-5:]}
 
 
 def bin_dir(root: Path, bundle: Path) -> Path:
@@ -162,6 +165,8 @@ def make_sides(ours: Path, root: Path, sock: Path, warm_bin: Path) -> dict[str, 
         sides["direct"] = chain_bench.make_side("whole", "ours", ours, root, tag=TAG)
         sides["warm"] = chain_bench.make_side("whole", "ours", warm_bin, root,
                                               extra_env={"CNI_IGNITE_WORKER_SOCKET": str(sock)}, tag=TAG)
+        sides[NO_WORKER] = chain_bench.make_side("whole", "ours", warm_bin, root, tag=TAG, extra_env={
+            "CNI_IGNITE_WORKER_SOCKET": str(root / "no-worker" / "worker.sock")})  # never created
         sides["go"] = chain_bench.make_side("whole", "go", ours, root, tag=TAG)
     except BaseException:
         for s in sides.values():
@@ -351,7 +356,7 @@ def report(res: dict[str, Any]) -> str:
              f"load after the concurrent runs (they raise it themselves): {res['load_after']}", "",
              "| side | ADD wall median | ADD p90 | DEL wall median | DEL p90 | ADD CPU mean (median) "
              "| DEL CPU mean (median) |", "|---|---|---|---|---|---|---|"]
-    for name in SIDES:
+    for name in seq:
         o = seq[name]
         lines.append(f"| {name} | {o['ADD']['wall']['median_ms']} | {o['ADD']['wall']['p90_ms']} | "
                      f"{o['DEL']['wall']['median_ms']} | {o['DEL']['wall']['p90_ms']} | "
@@ -364,12 +369,14 @@ def report(res: dict[str, Any]) -> str:
               f"DEL {w['DEL']['worker_self_cpu_mean_ms']} ms; warm incl. worker's own: ADD "
               f"{w['ADD']['cpu_incl_worker_mean_ms']} ms, DEL {w['DEL']['cpu_incl_worker_mean_ms']} ms.", "",
               "| ratio | ADD wall | DEL wall | ADD CPU (means) | DEL CPU (means) |", "|---|---|---|---|---|"]
-    for a, b in (("warm", "go"), ("direct", "go"), ("warm", "direct")):
+    pairs = [("warm", "go"), ("direct", "go"), ("warm", "direct")]
+    pairs += [(NO_WORKER, "direct")] if NO_WORKER in seq else []
+    for a, b in pairs:
         cells = [_r(_m(seq[a], v, "wall", "median_ms"), _m(seq[b], v, "wall", "median_ms")) for v in ("ADD", "DEL")]
         cells += [_r(_m(seq[a], v, "cpu", "mean_ms"), _m(seq[b], v, "cpu", "mean_ms")) for v in ("ADD", "DEL")]
         lines.append(f"| {a}/{b} | " + " | ".join(cells) + " |")
-    lines += ["", "failures: " + ", ".join(f"{n} {seq[n]['failures']}" for n in SIDES) + "; leaks: "
-              + ", ".join(f"{n} {sum(len(v) for v in seq[n]['leaks'].values())}" for n in SIDES)
+    lines += ["", "failures: " + ", ".join(f"{n} {seq[n]['failures']}" for n in seq) + "; leaks: "
+              + ", ".join(f"{n} {sum(len(v) for v in seq[n]['leaks'].values())}" for n in seq)
               + f"; worker served {res['worker']['served']} of {res['worker']['calls']} warm calls, exit "
               f"{res['worker']['rc']}, socket left: {res['worker']['socket_left']}"]
     mem = res.get("memory")
@@ -397,8 +404,7 @@ def problems(res: dict[str, Any]) -> list[str]:
     """What --quick fails on: a failed call, a leak, a warm call the worker did not serve, a worker that did
     not stop cleanly."""
     out: list[str] = []
-    for name in SIDES:
-        o = res["sequential"][name]
+    for name, o in res["sequential"].items():
         if o["failures"] or o["warm_error"]:
             out.append(f"sequential {name}: {o['failures']} failures {o['errors']} {o['warm_error']}")
         if o["leaks"]:

@@ -35,7 +35,8 @@ def test_worker_bench_quick_completes_every_call_served_nothing_leaked(tmp_path:
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(out.read_text())
     seq = doc["sequential"]
-    for side in ("direct", "warm", "go"):
+    assert set(seq) == {"direct", "warm", "no-worker", "go"}  # no-worker: the launcher execs the bundle itself
+    for side in seq:
         assert seq[side]["failures"] == 0 and not seq[side]["warm_error"], seq[side]
         assert seq[side]["leaks"] == {}, seq[side]["leaks"]
         for verb in ("ADD", "DEL"):
