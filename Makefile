@@ -39,6 +39,7 @@ bench: build
 	$(PY) benchmarks/calllog_bench.py
 	$(PY) benchmarks/guard_bench.py
 	$(PY) benchmarks/multinode_bench.py
+	$(PY) benchmarks/worker_bench.py
 
 # Three namespace "hosts" with the node agent on a real etcd, real QEMU guests pinging across them (issue 11).
 multinode-demo: build
