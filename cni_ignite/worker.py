@@ -223,6 +223,14 @@ def enter_callers_world(fds: Sequence[int], req: Request, worker_pid: int) -> No
         setns(net, CLONE_NEWNET)
     for want, fd in enumerate((stdin, stdout, stderr)):
         os.dup2(fd, want, inheritable=True)
+    # A worker started with one of its own closed has no sys.stdin/stdout/stderr for it: give the child the
+    # streams an exec'd plugin's interpreter makes over 0, 1, 2.
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     for fd in _open_fds():  # the worker's socket, epoll, pipes and other calls' fds; the received originals
         if fd > 2:
             with contextlib.suppress(OSError):
@@ -521,6 +529,11 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         sys.stderr.write("cni-ignite worker: must run as root (it runs the plugins' calls)\n")
         return 1
+    for fd in (0, 1, 2):  # started with one closed: /dev/null there, so no socket or received fd takes its number
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
     failed = preload()
     load_prctl()
     if failed:

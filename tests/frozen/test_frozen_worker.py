@@ -529,3 +529,23 @@ def test_a_stopped_worker_with_a_full_backlog_does_not_hold_up_calls(tmp_path: P
                 s.close()
         ok(call(host, env_for("DEL", ctr, bins, w.sock), conf, bins / "ignite-bridge"))
     assert w.served() == 1  # the DEL; the ADD ran directly
+
+
+def test_a_worker_started_with_stdin_and_stdout_closed_serves_calls(tmp_path: Path, netns: Namespaces) -> None:
+    """Received descriptors are moved onto 0, 1, 2 in the child: none of them may already be one of those numbers
+    (the worker puts /dev/null on a closed one at its start)."""
+    host, ctr = netns.new("cnit-wkh"), netns.new("cnit-wkc")
+    bins, conf = bin_dir(tmp_path), network(tmp_path)
+    sock, log = tmp_path / "w" / "worker.sock", tmp_path / "worker.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(["ip", "netns", "exec", host, "sh", "-c",
+                                 'exec "$0" worker --socket "$1" <&- >&-', str(EXE), str(sock)], stderr=err)
+    w = Worker(proc, sock, log)
+    try:
+        wait_for(lambda: sock.exists() or proc.poll() is not None, "the worker's socket")
+        result = ok(call(host, env_for("ADD", ctr, bins, sock), conf, bins / "ignite-bridge"))
+        assert [ip["address"] for ip in result["ips"]] == ["10.96.0.2/24"]
+        ok(call(host, env_for("DEL", ctr, bins, sock), conf, bins / "ignite-bridge"))
+    finally:
+        w.stop()
+    assert w.served() == 2, w.log_text()
