@@ -172,8 +172,7 @@ def preload() -> list[str]:
             failed.append(name)
     from cni_ignite.netlink import netns
 
-    netns.setns  # noqa: B018 - the child's setns loads libc's on first use (memoised below)
-    if getattr(os, "setns", None) is None:
+    if getattr(os, "setns", None) is None:  # the child's setns would load libc's on first use: load it once here
         netns._setns_impl = netns._libc_setns()
     return failed
 
